@@ -1,0 +1,379 @@
+"""The state file: an append-only JSONL event log, folded into one record per job.
+
+Why a log and not a database: a line is appended before every paid action and fsynced,
+so a SIGKILL at any instant leaves at most one torn last line, which loading drops. The
+log is folded (pure function) into a JobRecord per job key. Compaction rewrites it as one
+snapshot line per job into a new file, fsyncs, and os.replace()s it over the old one.
+
+Event kinds (field ``ev``), all carrying ``key`` (the job key) unless noted:
+    job         the job as planned: id, output, model, params, prompt, image, where, cost
+    upload      (no key) sha256 -> url of an uploaded image, reused by later runs
+    submitting  intent: attempt, body_hash, model, cost; fsynced BEFORE the POST
+    submitted   pid (prediction id), model
+    unsent      the POST certainly did not create a task (error answer); back to new
+    unknown     the POST may have created a task but its answer was lost
+    completed   pid, outputs, model_used, inference_ms
+    failed      class, message, attempt
+    downloaded  path, bytes, sha256, model_used
+    missing     a downloaded file was found gone; it will be downloaded again
+    snap        a whole record (written by compaction)
+    run         (no key) run bookkeeping: started/ended, counts, spend
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import StateError, StateLockedError
+from .jobs import JobStatus
+
+
+@dataclass
+class JobRecord:
+    """Everything the state knows about one job, folded from its events."""
+
+    key: str
+    id: str = ""
+    output: str = ""
+    model: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    prompt: str = ""
+    image: str = ""
+    where: str = ""
+    status: JobStatus = JobStatus.NEW
+    cost: float = 0.0
+    attempts: int = 0
+    body_hash: str = ""
+    submit_model: str = ""
+    pid: str = ""
+    outputs: list[str] = field(default_factory=list)
+    model_used: str = ""
+    inference_ms: int | None = None
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    path: str = ""
+    bytes: int = 0
+    sha256: str = ""
+    error_class: str = ""
+    error: str = ""
+
+    @property
+    def fell_back(self) -> bool:
+        asked = self.submit_model or self.model
+        return bool(self.model_used) and self.model_used != asked
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "JobRecord":
+        known = {f.name for f in fields(cls)}
+        rec = cls(**{k: v for k, v in data.items() if k in known})
+        rec.status = JobStatus(rec.status)
+        return rec
+
+
+@dataclass
+class State:
+    """The folded state: job records by key, the upload cache, and run history."""
+
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    lines: int = 0
+    torn: int = 0
+
+    def record(self, key: str) -> JobRecord:
+        rec = self.jobs.get(key)
+        if rec is None:
+            rec = self.jobs[key] = JobRecord(key=key)
+        return rec
+
+    def by_id(self) -> dict[str, JobRecord]:
+        return {r.id: r for r in self.jobs.values() if r.id}
+
+
+_JOB_FIELDS = ("id", "output", "model", "params", "prompt", "image", "where", "cost")
+
+
+def apply(state: State, ev: dict[str, Any]) -> None:
+    """Fold one event into the state. Pure apart from mutating ``state``."""
+    kind = ev.get("ev")
+    if kind == "upload":
+        state.uploads[ev["sha256"]] = ev["url"]
+        return
+    if kind == "run":
+        state.runs.append(ev)
+        return
+    key = ev.get("key")
+    if not key:
+        return
+    if kind == "snap":
+        state.jobs[key] = JobRecord.from_json(ev["record"])
+        return
+    rec = state.record(key)
+    if kind == "job":
+        for name in _JOB_FIELDS:
+            if name in ev:
+                setattr(rec, name, ev[name])
+    elif kind == "submitting":
+        rec.status = JobStatus.SUBMITTING
+        rec.attempts = ev.get("attempt", rec.attempts + 1)
+        rec.body_hash = ev.get("body_hash", "")
+        rec.submit_model = ev.get("model", rec.model)
+        rec.cost = ev.get("cost", rec.cost)
+        rec.submitted_at = ev.get("t")
+        rec.pid, rec.outputs, rec.model_used, rec.error, rec.error_class = "", [], "", "", ""
+    elif kind == "submitted":
+        rec.status = JobStatus.SUBMITTED
+        rec.pid = ev["pid"]
+    elif kind == "unsent":
+        rec.status = JobStatus.NEW
+        rec.error_class, rec.error = ev.get("class", ""), ev.get("message", "")
+    elif kind == "unknown":
+        rec.status = JobStatus.UNKNOWN
+        rec.error_class, rec.error = "unknown", ev.get("message", "")
+    elif kind == "completed":
+        rec.status = JobStatus.COMPLETED
+        rec.pid = ev.get("pid", rec.pid)
+        rec.outputs = list(ev.get("outputs", []))
+        rec.model_used = ev.get("model_used", "")
+        rec.inference_ms = ev.get("inference_ms")
+        rec.completed_at = ev.get("t")
+        if "cost" in ev:
+            rec.cost = ev["cost"]
+    elif kind == "failed":
+        rec.status = JobStatus.FAILED
+        rec.error_class, rec.error = ev.get("class", ""), ev.get("message", "")
+        if "cost" in ev:
+            rec.cost = ev["cost"]
+    elif kind == "downloaded":
+        rec.status = JobStatus.DOWNLOADED
+        rec.path, rec.bytes, rec.sha256 = ev["path"], ev["bytes"], ev["sha256"]
+        rec.model_used = ev.get("model_used", rec.model_used)
+    elif kind == "missing":
+        rec.status = JobStatus.COMPLETED if rec.pid else JobStatus.NEW
+        rec.path = ""
+
+
+def finish_load(state: State) -> State:
+    """A job left in ``submitting`` by a dead process may or may not have been sent: unknown."""
+    for rec in state.jobs.values():
+        if rec.status is JobStatus.SUBMITTING:
+            rec.status = JobStatus.UNKNOWN
+            rec.error_class = "unknown"
+            rec.error = "the run stopped between recording the submit and hearing its answer"
+    return state
+
+
+def iter_events(raw: bytes) -> Iterator[dict[str, Any] | None]:
+    """Parse a log; yields None for a line that is not valid JSON (torn or corrupt)."""
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            yield None
+            continue
+        yield ev if isinstance(ev, dict) else None
+
+
+def load(path: str | os.PathLike) -> State:
+    """Load and fold a state file; a missing file is an empty state.
+
+    A torn *last* line (a write cut by a kill) is dropped silently; a bad line in the middle
+    means the file was damaged by something else, and is refused with its line number.
+    """
+    path = Path(path)
+    state = State()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return state
+    except OSError as exc:
+        raise StateError(f"cannot read the state file {path}: {exc.strerror}") from exc
+    events = list(iter_events(raw))
+    for lineno, ev in enumerate(events, 1):
+        if ev is None:
+            if lineno == len(events):
+                state.torn += 1
+                continue
+            raise StateError(
+                f"{path}: line {lineno} is not a JSON event; the file was damaged outside batchgen. "
+                "Move it aside to start afresh (already downloaded videos are kept and rechecked)."
+            )
+        apply(state, ev)
+        state.lines += 1
+    return finish_load(state)
+
+
+class StateLog:
+    """The one writer of a state file: appends events, fsyncs intents, compacts, locks."""
+
+    def __init__(self, path: str | os.PathLike, *, clock=time.time):
+        self.path = Path(path)
+        self._clock = clock
+        self._fh = None
+        self._lock_fh = None
+        self._dirty = False
+        self._sync_task: asyncio.Task | None = None
+        self.lines = 0
+        self.fsyncs = 0
+        self.state = State()
+
+    # -- lifecycle --------------------------------------------------------------------
+    def open(self) -> State:
+        """Take the lock, load the state, and open the log for appending."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        state = load(self.path)
+        self._mend_tail(state)
+        self.lines = state.lines
+        self._fh = open(self.path, "ab", buffering=0)
+        self.state = state
+        return state
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fsync_now()
+            self._fh.close()
+            self._fh = None
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> "StateLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StateLockedError(
+                f"{self.path} is in use by another batchgen run ({holder}); wait for it to finish "
+                "or stop it. Two runs on one state could pay twice for the same job."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        self._lock_fh = fh
+
+    def _mend_tail(self, state: State) -> None:
+        """Cut a torn last line, or end a whole one, so the next append starts a new line."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        if not raw or raw.endswith(b"\n"):
+            return
+        with open(self.path, "r+b") as fh:
+            if state.torn:
+                fh.truncate(raw.rfind(b"\n") + 1)
+            else:
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"\n")
+            os.fsync(fh.fileno())
+
+    # -- writing ----------------------------------------------------------------------
+    def append(self, ev: dict[str, Any]) -> None:
+        """Fold one event into the state and write it (not yet durable).
+
+        One os.write per line keeps lines whole, so a kill can only tear the last one.
+        """
+        ev.setdefault("t", round(self._clock(), 3))
+        apply(self.state, ev)
+        data = (json.dumps(ev, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        os.write(self._fh.fileno(), data)
+        self.lines += 1
+        self._dirty = True
+
+    async def append_durable(self, ev: dict[str, Any]) -> None:
+        """Write one event and return only once it is on disk.
+
+        Concurrent callers share one fsync (group commit), so hundreds of submits in flight
+        do not each pay a disk flush, yet none is acknowledged before its line is durable.
+        """
+        self.append(ev)
+        while self._dirty:
+            task = self._sync_task
+            if task is None or task.done():
+                task = self._sync_task = asyncio.ensure_future(self._group_fsync())
+            await asyncio.shield(task)
+
+    async def _group_fsync(self) -> None:
+        self._dirty = False
+        await asyncio.get_running_loop().run_in_executor(None, os.fsync, self._fh.fileno())
+        self.fsyncs += 1
+
+    def _fsync_now(self) -> None:
+        if self._dirty and self._fh is not None:
+            self._dirty = False
+            os.fsync(self._fh.fileno())
+            self.fsyncs += 1
+
+    def flush(self) -> None:
+        """Make everything written so far durable (used at checkpoints and exit)."""
+        self._fsync_now()
+
+    # -- compaction -------------------------------------------------------------------
+    def should_compact(self) -> bool:
+        state = self.state
+        return self.lines > 1000 and self.lines > 3 * (len(state.jobs) + len(state.uploads) + len(state.runs[-20:]))
+
+    def compact(self) -> None:
+        """Rewrite the log as one line per job/upload; crash-safe via write-new + replace."""
+        state = self.state
+        tmp = self.path.with_name(self.path.name + ".compact")
+        now = round(self._clock(), 3)
+        count = 0
+        with open(tmp, "wb") as fh:
+            for sha, url in state.uploads.items():
+                fh.write(_line({"ev": "upload", "sha256": sha, "url": url, "t": now}))
+                count += 1
+            for run in state.runs[-20:]:
+                fh.write(_line(run))
+                count += 1
+            for rec in state.jobs.values():
+                fh.write(_line({"ev": "snap", "key": rec.key, "record": rec.to_json(), "t": now}))
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        if self._fh is not None:
+            self._fh.close()
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        self._fh = open(self.path, "ab", buffering=0)
+        self._dirty = False
+        self.lines = count
+
+
+def _line(ev: dict[str, Any]) -> bytes:
+    return (json.dumps(ev, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
