@@ -1,0 +1,140 @@
+"""Pure helpers that give manifest values meaning: numbers, lists, templates, output names,
+image references. Each returns a value or raises ValueError with the user-facing message."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import string
+from pathlib import PurePosixPath
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^\w.\-]+")
+_UNDERSCORES = re.compile(r"_{2,}")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_formatter = string.Formatter()
+
+
+def as_list(value: str | list[str | None] | None) -> list[str]:
+    """A field that may be a list: a YAML list, or a text 'a|b' (how a CSV cell says two)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else value.split("|")
+    return [str(x).strip() for x in items if x is not None and str(x).strip()]
+
+
+def single(name: str, value: str | list | None) -> str | None:
+    if isinstance(value, list):
+        raise ValueError(f"{name} must be a single value, not a list")
+    return value
+
+
+def whole_number(name: str, text: str, minimum: int | None = None) -> int:
+    t = text.strip()
+    if not re.fullmatch(r"[+-]?\d+", t):
+        example = re.sub(r"[^\d]", "", t) or "5"
+        raise ValueError(f"{name} {text!r} must be a whole number, e.g. {name}: {example}")
+    n = int(t)
+    if minimum is not None and n < minimum:
+        raise ValueError(f"{name} is {n}; it must be at least {minimum}")
+    return n
+
+
+def check_id(text: str) -> str:
+    if not _ID_RE.fullmatch(text):
+        bad = sorted(set(_ID_RE.sub("", text)))
+        raise ValueError(f"id {text!r} contains {' '.join(repr(c) for c in bad)}; "
+                         "use only letters, digits, '.', '_' and '-'")
+    return text
+
+
+def placeholders(template: str) -> list[str]:
+    """The names a str.format template uses; ValueError if its braces are malformed."""
+    try:
+        parsed = list(_formatter.parse(template))
+    except ValueError as exc:
+        raise ValueError(f"malformed template ({exc}); write literal braces as '{{{{' and '}}}}'") from None
+    names = []
+    for _, name, spec, _ in parsed:
+        if name is None:
+            continue
+        if name == "" or not re.fullmatch(r"[^.\[\]{}]+", name):
+            raise ValueError(f"placeholder {{{name}}} must be a plain name like {{stem}}; "
+                             "write literal braces as '{{' and '}}'")
+        names.append(name)
+        if spec and "{" in spec:
+            names.extend(placeholders(spec))
+    return names
+
+
+def render(what: str, template: str, context: Mapping[str, Any]) -> str:
+    names = placeholders(template)
+    unknown = [n for n in dict.fromkeys(names) if n not in context]
+    if unknown:
+        known = ", ".join("{" + k + "}" for k in sorted(context))
+        raise ValueError(f"{what} uses unknown placeholder {', '.join('{' + n + '}' for n in unknown)}; "
+                         f"known here: {known} (declare it under vars: or add a CSV column)")
+    try:
+        return template.format_map(context)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what} template cannot be rendered: {exc}") from None
+
+
+def output_name(rendered: str) -> str:
+    """A rendered output template -> a safe relative posix path ending in .mp4."""
+    raw = rendered.strip().replace("\\", "/")
+    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw) or raw.startswith("~"):
+        raise ValueError(f"output {rendered!r} is an absolute path; outputs must stay inside the output folder, "
+                         "so give a relative name like 'clips/{stem}'")
+    parts = raw.split("/")
+    if ".." in (p.strip() for p in parts):
+        raise ValueError(f"output {rendered!r} climbs out of the output folder with '..'; remove the '..'")
+    if parts[-1].lower().endswith(".mp4"):
+        parts[-1] = parts[-1][:-4]
+    clean = []
+    for part in parts:
+        part = _UNDERSCORES.sub("_", _UNSAFE.sub("_", part)).lstrip(".")
+        if part:
+            clean.append(part)
+    if not clean:
+        raise ValueError(f"output renders to an empty name ({rendered!r}); "
+                         "make sure the template contains text or a non-empty placeholder like {stem}")
+    return "/".join(clean) + ".mp4"
+
+
+def is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def url_stem(url: str) -> str:
+    name = PurePosixPath(unquote(urlsplit(url).path)).stem
+    return name or urlsplit(url).hostname or "image"
+
+
+def resolve_image(text: str, base: str) -> list[tuple[str, str | None, str | None, str]]:
+    """One image reference -> [(as written, absolute path, url, stem)]; a glob gives one per
+    matched file, sorted. Existence and type are checked later, by images.image_info."""
+    if is_url(text):
+        return [(text, None, text, url_stem(text))]
+    if _SCHEME.match(text):
+        raise ValueError(f"image {text!r}: only http(s) URLs and local paths are supported")
+    expanded = os.path.expanduser(text)
+    full = os.path.normpath(os.path.join(base, expanded))
+    if _GLOB_CHARS.search(expanded) and not os.path.exists(full):
+        matches = sorted(m for m in glob.glob(full, recursive=True) if os.path.isfile(m))
+        if not matches:
+            raise ValueError(f"image pattern {text!r} matches no files (searched {full}); check the folder and pattern")
+        relative = not os.path.isabs(expanded)
+        return [
+            (os.path.relpath(m, base).replace(os.sep, "/") if relative else m, m, None, _stem(m))
+            for m in matches
+        ]
+    return [(text, full, None, _stem(full))]
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]

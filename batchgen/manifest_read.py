@@ -1,0 +1,293 @@
+"""Manifest text (YAML or CSV) -> raw rows with line numbers, before any meaning is given.
+
+Both readers produce the same shape, so expansion and validation (manifest.py) are written
+once. Every job-field value is kept as the text the user wrote (a str, or a list of str for
+YAML lists): YAML 1.1 would otherwise turn ``aspect_ratio: 16:9`` into the integer 969
+and ``id: 007`` into 7.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import Problem
+
+TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "fallback_model", "fallback_after", "concurrency", "jobs")
+_NULL = "tag:yaml.org,2002:null"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class Problems:
+    """Collects problems for one manifest; the same message on the same line is kept once,
+    so a bad default shared by 10,000 rows is reported once."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.items: list[Problem] = []
+        self._seen: set[tuple[int | None, str]] = set()
+
+    def add(self, line: int | None, message: str, job: str | None = None) -> None:
+        if (line, message) in self._seen:
+            return
+        self._seen.add((line, message))
+        self.items.append(Problem(self.file, line, message, job))
+
+
+@dataclass
+class Value:
+    value: Any          # str, list[str] (YAML lists), or None when the user left it empty
+    line: int
+
+
+@dataclass
+class RawRow:
+    line: int
+    fields: dict[str, Value]
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RawManifest:
+    rows: list[RawRow] = field(default_factory=list)
+    defaults: dict[str, Value] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    #: Top-level settings as plain Python data, with the line each was written on.
+    settings: dict[str, tuple[Any, int]] = field(default_factory=dict)
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def decode(raw: bytes, problems: Problems) -> str | None:
+    """UTF-8 text (a BOM is fine), or one problem saying where the first bad byte is."""
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + bom
+        line = raw.count(b"\n", 0, at) + 1
+        problems.add(line, f"the file is not UTF-8 at byte {at}; save it as UTF-8 (in Excel: 'CSV UTF-8')")
+        return None
+
+
+# -- YAML ---------------------------------------------------------------------------------
+
+
+def read_yaml(text: str, problems: Problems) -> RawManifest:
+    out = RawManifest()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        problems.add(mark.line + 1 if mark else None, f"YAML syntax error: {what}; check indentation and quoting there")
+        return out
+    except yaml.YAMLError as exc:
+        problems.add(None, f"YAML error: {exc}")
+        return out
+    if root is None:
+        problems.add(None, "the manifest is empty; it needs a 'jobs:' list")
+        return out
+    if not isinstance(root, yaml.MappingNode):
+        problems.add(_line(root), "the manifest must be a mapping with a 'jobs:' list (and optional defaults:, vars:, ...)")
+        return out
+    jobs_node = None
+    for key, node in _pairs(root, problems):
+        if key not in TOP_LEVEL_KEYS:
+            problems.add(_line(node), f"unknown top-level key {key!r}{suggest(key, TOP_LEVEL_KEYS)} "
+                         f"(allowed: {', '.join(TOP_LEVEL_KEYS)})")
+        elif key == "jobs":
+            jobs_node = node
+        elif key == "defaults":
+            if isinstance(node, yaml.MappingNode):
+                out.defaults = _fields(node, problems, allow_vars=False)[0]
+            elif _tag(node) != _NULL:
+                problems.add(_line(node), "defaults: must be a mapping of job fields")
+        elif key == "vars":
+            out.vars = _vars(node, problems)
+        else:
+            out.settings[key] = (_construct(node), _line(node))
+    if jobs_node is None or _tag(jobs_node) == _NULL:
+        problems.add(None if jobs_node is None else _line(jobs_node), "the manifest has no 'jobs:' list; add one job per item")
+    elif not isinstance(jobs_node, yaml.SequenceNode):
+        problems.add(_line(jobs_node), "jobs: must be a list; start each job with '- '")
+    elif not jobs_node.value:
+        problems.add(_line(jobs_node), "jobs: is empty; add at least one job")
+    else:
+        for item in jobs_node.value:
+            if not isinstance(item, yaml.MappingNode):
+                problems.add(_line(item), "each job must be a mapping like '- image: a.jpg' with 'prompt: ...' under it")
+                continue
+            fields, row_vars = _fields(item, problems, allow_vars=True)
+            out.rows.append(RawRow(_line(item), fields, row_vars))
+    return out
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _tag(node: yaml.Node) -> str:
+    return node.tag
+
+
+def _construct(node: yaml.Node) -> Any:
+    return yaml.SafeLoader("").construct_document(node)
+
+
+def _pairs(node: yaml.MappingNode, problems: Problems) -> list[tuple[str, yaml.Node]]:
+    """Key/value pairs with '<<' merges applied; a key written twice is a problem because
+    YAML would silently keep only the last one."""
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if _tag(key_node) == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        if key_node.value in seen:
+            problems.add(_line(key_node), f"{key_node.value!r} is given twice (also on line {seen[key_node.value]}); "
+                         "YAML keeps only the last one, so remove one")
+        seen.setdefault(key_node.value, _line(key_node))
+    try:
+        yaml.SafeLoader("").flatten_mapping(node)
+    except yaml.MarkedYAMLError as exc:
+        problems.add(_line(node), f"YAML merge ('<<') error: {exc.problem}")
+    pairs = []
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.add(_line(key_node), "keys must be plain names")
+            continue
+        pairs.append((key_node.value, value_node))
+    return pairs
+
+
+def _text(node: yaml.Node) -> str | list[str] | None:
+    if isinstance(node, yaml.ScalarNode):
+        return None if _tag(node) == _NULL else node.value
+    return [_text(x) for x in node.value]  # sequences; mappings are rejected by the caller
+
+
+def _fields(node: yaml.MappingNode, problems: Problems, allow_vars: bool) -> tuple[dict[str, Value], dict[str, Any]]:
+    fields: dict[str, Value] = {}
+    row_vars: dict[str, Any] = {}
+    for key, value in _pairs(node, problems):
+        if key == "vars" and allow_vars:
+            row_vars = _vars(value, problems)
+        elif isinstance(value, yaml.MappingNode) or (
+            isinstance(value, yaml.SequenceNode) and any(not isinstance(x, yaml.ScalarNode) for x in value.value)
+        ):
+            problems.add(_line(value), f"{key}: must be a value or a list of values, not a nested structure")
+        else:
+            fields[key] = Value(_text(value), _line(value))
+    return fields, row_vars
+
+
+def _vars(node: yaml.Node, problems: Problems) -> dict[str, Any]:
+    if _tag(node) == _NULL:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(_line(node), "vars: must be a mapping of name: value")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in _pairs(node, problems):
+        if not isinstance(value, yaml.ScalarNode):
+            problems.add(_line(value), f"vars.{key} must be a single value (text or number)")
+            continue
+        out[key] = _var_value(value)
+    return out
+
+
+def _var_value(node: yaml.ScalarNode) -> Any:
+    """Plain decimal numbers stay numbers (so '{n:03d}' works); everything else is the text
+    as written, so 16:9 and 'yes' do not turn into 969 and True."""
+    if _tag(node) == _NULL:
+        return ""
+    text = node.value
+    if _tag(node) == _INT and text.lstrip("+-").isdigit():
+        return int(text)
+    if _tag(node) == _FLOAT and text.lstrip("+-").replace(".", "", 1).isdigit():
+        return float(text)
+    return text
+
+
+# -- CSV ----------------------------------------------------------------------------------
+
+
+def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawManifest:
+    """Header + rows; columns named like job fields are fields, the others template vars."""
+    out = RawManifest()
+    job_fields = set(job_fields)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for cells in reader:
+            records.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        problems.add(start, f"CSV error in the record starting here: {exc}; check the quotes")
+    records = [(line, cells) for line, cells in records if any(c.strip() for c in cells)]
+    if not records:
+        problems.add(None, "the CSV file is empty; it needs a header row (prompt, image, ...) and one row per job")
+        return out
+    header_line, header = records[0]
+    names = [c.strip() for c in header]
+    while names and not names[-1]:
+        names.pop()
+    columns: list[tuple[int, str, bool]] = []  # (index, name, is_job_field)
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if not name:
+            continue
+        key = name.lower().replace(" ", "_") if name.lower().replace(" ", "_") in job_fields else name
+        if key in seen:
+            problems.add(header_line, f"column {key!r} appears twice (columns {seen[key] + 1} and {index + 1}); rename one")
+            continue
+        seen[key] = index
+        columns.append((index, key, key in job_fields))
+    for required in ("prompt", "image"):
+        if required not in seen:
+            hint = suggest(required, [n for n in seen if n not in job_fields])
+            problems.add(header_line, f"no {required!r} column in the header row{hint} "
+                         "(the first row must name the columns: image, prompt, duration, ...)")
+    if "prompt" not in seen or "image" not in seen:
+        return out
+    unnamed = [i for i, name in enumerate(names) if not name]
+    for line, cells in records[1:]:
+        if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
+            problems.add(line, f"this row has {len(cells)} cells but the header names {len(names)} columns; "
+                         "quote cells that contain the delimiter, or add a header for the extra column")
+            continue
+        bad = [i for i in unnamed if i < len(cells) and cells[i].strip()]
+        if bad:
+            problems.add(line, f"column {bad[0] + 1} has a value but no header; name the column or clear the cell")
+            continue
+        row = RawRow(line, {})
+        for index, name, is_field in columns:
+            cell = cells[index] if index < len(cells) else ""
+            if is_field:
+                if cell.strip():
+                    row.fields[name] = Value(cell.strip() if name != "prompt" else cell.strip("\r\n "), line)
+            else:
+                row.vars[name] = cell
+        out.rows.append(row)
+    if not out.rows:
+        problems.add(header_line, "the CSV file has a header but no rows; add one row per job")
+    return out
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter the header row uses most: ';' (European Excel), tab, or ','."""
+    header = next((ln for ln in text.splitlines() if ln.strip()), "")
+    unquoted = "".join(part for i, part in enumerate(header.split('"')) if i % 2 == 0)
+    counts = {d: unquoted.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
