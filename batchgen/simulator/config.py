@@ -1,0 +1,193 @@
+"""What the simulator does: timings, limits and the faults it injects.
+
+One dataclass (SimConfig) drives everything; the CLI builds it from flags, tests build it
+directly, and ``POST /_sim/config`` changes it at runtime through ``apply_changes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from ..models import SEEDANCE, SORA_PRO, SORA_STD, ModelTable
+
+__all__ = ["FAULT_FLAGS", "Faults", "SimConfig", "add_arguments", "apply_changes", "config_from_args"]
+
+
+@dataclass
+class Faults:
+    """Probabilities (0..1) of each injected fault, all drawn from the simulator's one seeded RNG."""
+
+    #: A submit starts a run of ``burst_len`` consecutive 429 answers to submits.
+    rate_429_burst: float = 0.0
+    burst_len: int = 3
+    #: Any /api/v3 request answers 500, 502 or 503 without doing anything.
+    rate_5xx: float = 0.0
+    #: Any /api/v3 request waits ``slow_seconds`` before being handled.
+    rate_slow: float = 0.0
+    slow_seconds: float = 2.0
+    #: Any /api/v3 request has its connection closed before it is processed.
+    rate_drop_before: float = 0.0
+    #: A submit is accepted and charged, then its connection is closed without an answer.
+    rate_drop_after: float = 0.0
+    #: An output download promises the full Content-Length, sends part of it and closes.
+    rate_truncate: float = 0.0
+    #: A task ends ``failed`` with a moderation-style error.
+    rate_fail: float = 0.0
+    #: A task completes but ``data.model`` names the fallback model (see SimConfig.fallback_models).
+    rate_fallback: float = 0.0
+    #: Submits to these models answer 503 "... is temporarily unavailable".
+    unavailable_models: set[str] = field(default_factory=set)
+
+
+#: CLI/config short names -> Faults rate fields.
+FAULT_FLAGS: dict[str, str] = {
+    "429": "rate_429_burst",
+    "5xx": "rate_5xx",
+    "slow": "rate_slow",
+    "drop-before": "rate_drop_before",
+    "drop-after": "rate_drop_after",
+    "truncate": "rate_truncate",
+    "fail": "rate_fail",
+    "fallback": "rate_fallback",
+}
+
+DEFAULT_FALLBACKS: dict[str, str] = {SORA_PRO: SORA_STD, SORA_STD: SEEDANCE}
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulator can be told; defaults behave like a healthy, slowish service."""
+
+    #: None accepts any non-empty bearer key; a string accepts only that key.
+    api_key: str | None = None
+    seed: int = 0
+    gen_base: float = 2.0
+    gen_per_second: float = 0.1
+    gen_jitter: float = 0.2
+    #: Jobs in created/processing per key; a submit over it answers 429.
+    concurrency_cap: int | None = None
+    #: Requests per minute per key on /api/v3; over it answers 429.
+    rpm: int | None = None
+    #: Seconds an output URL stays valid (None: forever).
+    url_ttl: float | None = None
+    #: What 429 answers advise in Retry-After / retry-after-ms.
+    retry_after: float = 1.0
+    max_upload_mb: float = 20.0
+    #: Seconds a sync-mode submit is held before answering "Sync mode timed out" (data.code 5004).
+    sync_timeout: float = 120.0
+    enable_listing: bool = True
+    #: Whether a task that ends failed stays charged (False: refunded, as WaveSpeed does for failures).
+    charge_failed: bool = False
+    fallback_models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FALLBACKS))
+    render_cache_dir: str | None = None
+    render_cache_items: int = 256
+    render_workers: int = 2
+    models: ModelTable = field(default_factory=ModelTable)
+    faults: Faults = field(default_factory=Faults)
+
+
+_RUNTIME_FIELDS = {
+    f.name for f in fields(SimConfig)
+    if f.name not in {"models", "faults", "render_cache_dir", "render_cache_items", "render_workers"}
+}
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"a fault rate must be between 0 and 1, got {value}")
+    return value
+
+
+def apply_changes(config: SimConfig, changes: Mapping[str, Any]) -> None:
+    """Change a live config from plain data: top-level SimConfig fields plus a ``faults`` mapping
+    whose keys are Faults field names or the CLI short names ("5xx", "drop-after", ...).
+
+    Raises ValueError naming the offending key; nothing is changed in that case.
+    """
+    updates: dict[str, Any] = {}
+    fault_updates: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "faults":
+            if not isinstance(value, Mapping):
+                raise ValueError("'faults' must be an object of fault name -> rate")
+            for name, rate in value.items():
+                attr = FAULT_FLAGS.get(name, name)
+                if attr == "unavailable_models":
+                    fault_updates[attr] = set(rate or ())
+                elif attr.startswith("rate_"):
+                    fault_updates[attr] = _rate(str(rate))
+                elif attr in {"burst_len"}:
+                    fault_updates[attr] = int(rate)
+                elif attr in {"slow_seconds"}:
+                    fault_updates[attr] = float(rate)
+                else:
+                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULT_FLAGS))}")
+        elif key == "unavailable_models":
+            fault_updates[key] = set(value or ())
+        elif key in _RUNTIME_FIELDS:
+            updates[key] = value
+        else:
+            raise ValueError(f"unknown setting {key!r}; known: faults, {', '.join(sorted(_RUNTIME_FIELDS))}")
+    for key, value in updates.items():
+        setattr(config, key, value)
+    for key, value in fault_updates.items():
+        setattr(config.faults, key, value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``batchgen simulate`` flags."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
+    parser.add_argument("--api-key", default=None,
+                        help="accept only this bearer key (default: any non-empty key)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for ids, timings and faults (default 0)")
+    parser.add_argument("--gen-base", type=float, default=2.0, help="seconds every generation takes (default 2)")
+    parser.add_argument("--gen-per-second", type=float, default=0.1,
+                        help="extra generation seconds per second of video (default 0.1)")
+    parser.add_argument("--gen-jitter", type=float, default=0.2,
+                        help="uniform +/- fraction applied to generation time (default 0.2)")
+    parser.add_argument("--concurrency-cap", type=int, default=None,
+                        help="jobs per key in progress at once; more submits answer 429")
+    parser.add_argument("--rpm", type=int, default=None, help="requests per minute per key; more answer 429")
+    parser.add_argument("--url-ttl", type=float, default=None, help="seconds an output URL stays valid")
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
+                        help=f"inject a fault at a rate 0..1 (repeatable); names: {', '.join(FAULT_FLAGS)}")
+    parser.add_argument("--unavailable", action="append", default=[], metavar="MODEL",
+                        help="answer 503 'unavailable' to submits for this model (repeatable)")
+    parser.add_argument("--render-cache", default=None, metavar="DIR",
+                        help="keep rendered clips in DIR so restarts do not render them again")
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """A SimConfig from parsed ``batchgen simulate`` flags; ValueError says which flag is wrong."""
+    faults = Faults(unavailable_models=set(args.unavailable or ()))
+    for item in args.fault or ():
+        name, sep, rate = item.partition("=")
+        if not sep or name not in FAULT_FLAGS:
+            raise ValueError(
+                f"--fault {item!r}: expected NAME=RATE with NAME one of {', '.join(FAULT_FLAGS)}, e.g. --fault 5xx=0.1"
+            )
+        try:
+            setattr(faults, FAULT_FLAGS[name], _rate(rate))
+        except ValueError as exc:
+            raise ValueError(f"--fault {item!r}: {exc}") from None
+    for flag, value in (("--gen-base", args.gen_base), ("--gen-per-second", args.gen_per_second)):
+        if value < 0:
+            raise ValueError(f"{flag} must not be negative, got {value}")
+    if not 0 <= args.gen_jitter < 1:
+        raise ValueError(f"--gen-jitter must be in [0, 1), got {args.gen_jitter}")
+    return SimConfig(
+        api_key=args.api_key,
+        seed=args.seed,
+        gen_base=args.gen_base,
+        gen_per_second=args.gen_per_second,
+        gen_jitter=args.gen_jitter,
+        concurrency_cap=args.concurrency_cap,
+        rpm=args.rpm,
+        url_ttl=args.url_ttl,
+        render_cache_dir=args.render_cache,
+        faults=faults,
+    )
