@@ -89,7 +89,9 @@ def read_yaml(text: str, problems: Problems) -> RawManifest:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        what = exc.problem or exc.context or "cannot parse"
+        if exc.context and exc.context_mark and exc.problem_mark:
+            what += f" ({exc.context} that began on line {exc.context_mark.line + 1})"
         problems.add(mark.line + 1 if mark else None, f"YAML syntax error: {what}; check indentation and quoting there")
         return out
     except yaml.YAMLError as exc:
@@ -233,7 +235,8 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
             records.append((start, cells))
             start = reader.line_num + 1
     except csv.Error as exc:
-        problems.add(start, f"CSV error in the record starting here: {exc}; check the quotes")
+        problems.add(start, f"CSV error in the record starting here: {exc}; a quoted cell is probably not closed")
+        return out
     records = [(line, cells) for line, cells in records if any(c.strip() for c in cells)]
     if not records:
         problems.add(None, "the CSV file is empty; it needs a header row (prompt, image, ...) and one row per job")
