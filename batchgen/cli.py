@@ -1,0 +1,133 @@
+"""The command line: argument parsing and rendering only. Catches BatchgenError and prints it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import BatchgenError, UsageError
+from .manifest import load_manifest
+from .models import ModelTable
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batchgen",
+        description="Run large batches of paid image-to-video generations from a manifest, resumably.",
+    )
+    parser.add_argument("--version", action="version", version=f"batchgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) every job of a manifest")
+    run.add_argument("manifest", type=Path)
+    run.add_argument("--out", type=Path, help="output folder (default outputs/<manifest stem>/)")
+    run.add_argument("--state", type=Path, help="state file (default <out>/state.jsonl)")
+    run.add_argument("--concurrency", type=int, default=None,
+                     help="jobs generating at once; your account's cap (default 4)")
+    run.add_argument("--download-concurrency", type=int, default=4, help="downloads at once (default 4)")
+    run.add_argument("--base-url", default=None, help="API base URL (default $WAVESPEED_BASE_URL or WaveSpeed's)")
+    run.add_argument("--provider", choices=("wavespeed", "local"), default="wavespeed",
+                     help="'local' starts the simulator in-process: no key, no network, no cost")
+    run.add_argument("--retry-failed", action="store_true", help="submit failed jobs again (they are paid again)")
+    run.add_argument("--resubmit-unknown", action="store_true",
+                     help="submit again jobs whose submit answer was lost (may pay twice)")
+    run.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                     help="never commit more than this many dollars in total (also 'max_cost:' in the manifest)")
+    run.add_argument("--confirm-above", type=float, default=5.0, metavar="USD",
+                     help="ask before spending more than this (default 5)")
+    run.add_argument("--yes", "-y", action="store_true", help="do not ask before spending (for scripts)")
+    run.add_argument("--seed", type=int, default=None, help="seed for jitter (and the local simulator)")
+    run.add_argument("-q", "--quiet", action="store_true", help="only errors and the final summary")
+    run.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv: debug)")
+
+    validate = sub.add_parser("validate", help="check a manifest without sending anything")
+    validate.add_argument("manifest", type=Path)
+
+    status = sub.add_parser("status", help="what a state file says, offline")
+    status.add_argument("state", type=Path)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
+    from .simulator import add_arguments
+    add_arguments(simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .cli_run import run_command
+            return run_command(args)
+        if args.command == "validate":
+            return validate_command(args)
+        if args.command == "status":
+            from .status import status_command
+            return status_command(args)
+        if args.command == "simulate":
+            return simulate_command(args)
+    except BatchgenError as exc:
+        print(f"batchgen: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("batchgen: interrupted; the state is consistent, run the same command to resume", file=sys.stderr)
+        return 130
+    raise UsageError(f"unknown command {args.command}")
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest, ModelTable())
+    jobs = manifest.jobs
+    seconds = sum(j.duration for j in jobs)
+    cost = sum(manifest.models.get(j.model).price(j.resolution, j.duration) for j in jobs)
+    print(f"{args.manifest}: OK, {len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
+          f"{seconds} s of video, ${cost:.2f} at list price")
+    return EXIT_OK
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    from .simulator import config_from_args, serve_forever
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        asyncio.run(serve_forever(config, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port") from None
+    return EXIT_OK
+
+
+def api_key_from_env() -> str:
+    key = os.environ.get("WAVESPEED_API_KEY", "").strip()
+    if not key:
+        raise UsageError("no API key: set the WAVESPEED_API_KEY environment variable "
+                         "(or rehearse for free with --provider local)")
+    return key
+
+
+def install_interrupts(loop: asyncio.AbstractEventLoop, on_first, main_task: asyncio.Task) -> None:
+    """Ctrl-C once (or SIGTERM): stop submitting, let in-flight jobs finish. Twice: quit now."""
+    pressed = {"n": 0}
+
+    def handler() -> None:
+        pressed["n"] += 1
+        if pressed["n"] == 1:
+            on_first()
+        else:
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, handler)
+        except (NotImplementedError, RuntimeError):
+            pass

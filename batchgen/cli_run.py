@@ -1,0 +1,131 @@
+"""``batchgen run``: wire manifest, state, provider, runner and progress together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from .cli import EXIT_USAGE, api_key_from_env, install_interrupts
+from .errors import UsageError
+from .jobs import JobStatus
+from .manifest import load_manifest
+from .models import ModelTable
+from .progress import Progress, setup_logging
+from .providers.wavespeed import DEFAULT_BASE_URL, WaveSpeedProvider
+from .runner import Plan, RunOptions, Runner, RunResult
+from .schedule import PollPolicy
+from .state import StateLog
+
+
+def run_command(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest, ModelTable())
+    out_dir = (args.out or Path("outputs") / args.manifest.stem).resolve()
+    state_path = args.state or out_dir / "state.jsonl"
+    concurrency = args.concurrency or int(manifest.settings.get("concurrency", 4))
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    max_cost = args.max_cost if args.max_cost is not None else manifest.max_cost
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".batchgen-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from None
+    setup_logging(out_dir / "batchgen.log", -1 if args.quiet else args.verbose)
+    options = RunOptions(out_dir=out_dir, concurrency=concurrency, download_concurrency=args.download_concurrency,
+                         retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
+                         max_cost=max_cost, seed=args.seed)
+    return asyncio.run(_run(args, manifest, state_path, options))
+
+
+async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
+    async with AsyncExitStack() as stack:
+        provider, options.poll = await _provider(args, stack, options)
+        stack.push_async_callback(provider.close)
+        state_log = StateLog(state_path)
+        state_log.open()
+        stack.callback(state_log.close)
+        progress = Progress(len(manifest.jobs), state_log, quiet=args.quiet)
+        runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, observer=progress)
+        plan = runner.plan()
+        to_pay = runner.cost_to_pay(plan)
+        print(describe_plan(plan, to_pay, manifest, options), file=sys.stderr)
+        if not _confirmed(args, to_pay):
+            return EXIT_USAGE
+        main_task = asyncio.current_task()
+        install_interrupts(asyncio.get_running_loop(), lambda: runner.stop(
+            "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now"), main_task)
+        try:
+            result = await runner.run(plan)
+        finally:
+            progress.close()
+        print(describe_result(result, runner, options), file=sys.stderr)
+        return result.exit_code
+
+
+async def _provider(args, stack: AsyncExitStack, options: RunOptions):
+    if args.provider == "local":
+        from .simulator import SimConfig, start
+        config = SimConfig(seed=args.seed or 0)
+        running = await start(config)
+        stack.push_async_callback(running.close)
+        print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
+              file=sys.stderr)
+        poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=0.25, max_interval=5.0)
+        return WaveSpeedProvider("local-simulator", running.base_url), poll
+    base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or DEFAULT_BASE_URL
+    return WaveSpeedProvider(api_key_from_env(), base_url, max_connections=max(16, 2 * options.concurrency)), PollPolicy()
+
+
+def _confirmed(args, to_pay: float) -> bool:
+    if args.yes or to_pay <= args.confirm_above:
+        return True
+    if not sys.stdin.isatty():
+        print(f"batchgen: this run would spend up to ${to_pay:.2f}, above --confirm-above ${args.confirm_above:.2f}, "
+              "and there is no terminal to ask; add --yes to proceed (or raise --confirm-above)", file=sys.stderr)
+        return False
+    answer = input(f"Spend up to ${to_pay:.2f}? [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> str:
+    total = len(manifest.jobs)
+    lines = [f"{manifest.path}: {total} jobs: {len(plan.done)} done, {len(plan.submit)} to submit, "
+             f"{len(plan.poll)} generating, {len(plan.download)} to download, {len(plan.unknown)} unknown, "
+             f"{len(plan.failed)} failed (not retried)"]
+    if plan.changed or plan.removed or plan.missing_files:
+        lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
+                     f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
+    lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
+                 + (f" (cap --max-cost ${options.max_cost:.2f})" if options.max_cost is not None else ""))
+    if plan.failed:
+        lines.append("  failed jobs are kept as they are; add --retry-failed to pay for them again")
+    return "\n".join(lines)
+
+
+def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> str:
+    c = result.counts
+    lines = [f"finished in {result.wall:.1f}s: {c[JobStatus.DOWNLOADED]} downloaded, {c[JobStatus.FAILED]} failed, "
+             f"{c[JobStatus.UNKNOWN]} unknown, {c['pending']} not finished; "
+             f"${result.committed:.2f} committed in total; videos in {options.out_dir}"]
+    jobs = {j.key: j for j in runner.jobs}
+    for key, job in jobs.items():
+        rec = runner.state.jobs[key]
+        if rec.status is JobStatus.FAILED:
+            lines.append(f"  failed  {job.id} ({job.where}): {rec.error}")
+        elif rec.status is JobStatus.UNKNOWN:
+            lines.append(f"  unknown {job.id} ({job.where}): its submit may have been charged; "
+                         "check the provider's dashboard, then --resubmit-unknown to submit it again")
+    if result.fallbacks:
+        lines.append(f"  {len(result.fallbacks)} job(s) were generated by another model than asked: "
+                     + ", ".join(result.fallbacks[:10]))
+    if result.halted:
+        lines.append(f"  halted: {result.halted}")
+    if c["pending"] and not result.halted:
+        lines.append("  run the same command again to finish the rest")
+    return "\n".join(lines)

@@ -1,0 +1,269 @@
+"""WaveSpeed v3 over aiohttp: the only module that knows WaveSpeed's JSON.
+
+Every answer is classified here into a typed record or a batchgen.errors class, so the
+runner never sees HTTP. The API key is sent only to ``base_url``'s origin; uploads' PUT
+targets and output files get no Authorization header.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiofiles
+import aiohttp
+
+from ..errors import (
+    AmbiguousSubmitError,
+    ExpiredLinkError,
+    FatalError,
+    PermanentError,
+    ProviderError,
+    RateLimitedError,
+    TransientError,
+)
+from ..models import body_hash
+from .base import Download, ListedPrediction, Prediction, PredictionStatus
+
+DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+USER_AGENT = "batchgen/0.1"
+_TERMINAL_FAILURES = {"failed", "cancelled", "timeout", "deleted"}
+_VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
+_CHUNK = 1 << 16
+
+
+def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date) or retry-after-ms."""
+    value = headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                return max(0.0, when - (time.time() if now is None else now))
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_prediction(payload: Any, where: str) -> Prediction:
+    """The envelope's ``data`` as a Prediction; PermanentError for nonsense."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict) or not data.get("id"):
+        raise PermanentError(f"{where}: the answer has no data.id: {_snippet(payload)}")
+    raw_status = str(data.get("status") or "created").lower()
+    if raw_status in _TERMINAL_FAILURES:
+        status = PredictionStatus.FAILED
+    else:
+        try:
+            status = PredictionStatus(raw_status)
+        except ValueError:
+            status = PredictionStatus.PROCESSING
+    outputs = data.get("outputs") or ()
+    if isinstance(outputs, str):
+        outputs = (outputs,)
+    timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+    inference = timings.get("inference")
+    error = data.get("error") or ""
+    if status is PredictionStatus.FAILED and raw_status != "failed" and not error:
+        error = f"the task ended as {raw_status}"
+    return Prediction(
+        id=str(data["id"]),
+        model=str(data.get("model") or ""),
+        status=status,
+        outputs=tuple(str(o) for o in outputs),
+        error=str(error),
+        inference_ms=int(inference) if isinstance(inference, (int, float)) else None,
+        created_at=str(data.get("created_at") or ""),
+    )
+
+
+def _snippet(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class WaveSpeedProvider:
+    """A WaveSpeed v3 client; one aiohttp session shared by all jobs."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 64,
+        listing: bool = True,
+    ):
+        if not api_key:
+            raise FatalError("no API key: set the WAVESPEED_API_KEY environment variable")
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise FatalError(f"the base URL {base_url!r} is not an http(s) URL")
+        self._origin = (parts.scheme, parts.netloc)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._listing = listing
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections),
+            timeout=self._timeout,
+            headers={"User-Agent": USER_AGENT, "X-Client-Name": "batchgen"},
+        )
+        self.calls: dict[str, int] = {}
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    # -- the API ----------------------------------------------------------------------
+    async def _api(self, method: str, path: str, *, kind: str, submit: bool = False, **kwargs: Any) -> Any:
+        """One API call: auth to our origin only, envelope parsed, errors classified."""
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.request(
+                method, url, headers=self._auth, allow_redirects=False, **kwargs
+            ) as resp:
+                body = await resp.read()
+                return self._classify(resp.status, resp.headers, body, kind)
+        except aiohttp.ClientConnectorError as exc:
+            # The TCP connection never opened: nothing was sent, so even a submit may retry.
+            raise TransientError(f"{kind}: cannot connect to {self.base_url}: {exc.os_error or exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            message = f"{kind}: the connection failed ({type(exc).__name__}: {exc or 'no answer'})"
+            if submit:
+                raise AmbiguousSubmitError(
+                    message + "; the task may have been created, so it is not sent again automatically"
+                ) from None
+            raise TransientError(message) from None
+
+    def _classify(self, status: int, headers: Any, body: bytes, kind: str) -> Any:
+        try:
+            payload = json.loads(body) if body else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = None
+        message = ""
+        if isinstance(payload, dict):
+            message = str(payload.get("message") or payload.get("error") or "")
+        if not message:
+            message = body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
+        if status == 200:
+            if not isinstance(payload, dict):
+                raise PermanentError(f"{kind}: HTTP 200 but the answer is not JSON: {_snippet(message)}")
+            code = payload.get("code")
+            if isinstance(code, int) and code >= 400:
+                return self._classify(code, headers, body, kind)
+            return payload
+        where = f"{kind}: HTTP {status}: {message}"
+        if status == 401:
+            raise FatalError(f"the API refused the key (HTTP 401: {message}); set WAVESPEED_API_KEY to a valid key", status=status)
+        if status == 402 or "balance" in message.lower() or "insufficient" in message.lower():
+            raise FatalError(f"{where}; top up the account, then run the same command again", status=status)
+        if status == 429:
+            raise RateLimitedError(where, status=status, retry_after=parse_retry_after(headers))
+        if status >= 500 or status in (408, 425):
+            raise TransientError(where, status=status, retry_after=parse_retry_after(headers))
+        if status == 403:
+            raise FatalError(f"{where}; the key is not allowed to do this", status=status)
+        raise PermanentError(where, status=status)
+
+    async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
+        payload = await self._api("POST", f"/api/v3/{model}", kind="submit", submit=True, json=body)
+        return parse_prediction(payload, f"submit {model}")
+
+    async def result(self, prediction_id: str) -> Prediction:
+        payload = await self._api("GET", f"/api/v3/predictions/{prediction_id}/result", kind="result")
+        return parse_prediction(payload, f"result {prediction_id}")
+
+    async def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=filename, content_type=content_type)
+        payload = await self._api("POST", "/api/v3/media/upload/binary", kind="upload", data=form)
+        info = payload.get("data") if isinstance(payload, dict) else None
+        url = (info or {}).get("download_url") or (info or {}).get("url")
+        if not url:
+            raise PermanentError(f"upload {filename}: the answer has no download_url: {_snippet(payload)}")
+        return str(url)
+
+    async def list_recent(self, limit: int = 1000) -> list[ListedPrediction] | None:
+        if not self._listing:
+            return None
+        try:
+            payload = await self._api("GET", "/api/v3/predictions", kind="list", params={"limit": str(limit)})
+        except PermanentError:
+            return None
+        items = (payload.get("data") or {}).get("items") if isinstance(payload.get("data"), dict) else payload.get("data")
+        if not isinstance(items, list):
+            return None
+        listed = []
+        for item in items:
+            if not isinstance(item, dict) or not item.get("id"):
+                continue
+            digest = item.get("body_hash") or (body_hash(item["input"]) if isinstance(item.get("input"), dict) else "")
+            listed.append(ListedPrediction(
+                id=str(item["id"]), model=str(item.get("model", "")), status=str(item.get("status", "")),
+                body_hash=str(digest), created_at=str(item.get("created_at", "")),
+            ))
+        return listed
+
+    # -- files ------------------------------------------------------------------------
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+        """Stream ``url`` into ``dest``, hashing as it goes; never buffers the whole file."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise PermanentError(f"the output URL uses {scheme or 'no'} scheme ({url[:80]}); only http(s) is downloaded")
+        self.calls["download"] = self.calls.get("download", 0) + 1
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            async with self._session.get(url, max_redirects=5) as resp:
+                if resp.status in (401, 403, 404, 410):
+                    raise ExpiredLinkError(f"download: HTTP {resp.status} (the link has expired)", status=resp.status)
+                if resp.status == 429 or resp.status >= 500:
+                    raise TransientError(f"download: HTTP {resp.status}", status=resp.status,
+                                         retry_after=parse_retry_after(resp.headers))
+                if resp.status != 200:
+                    raise PermanentError(f"download: HTTP {resp.status}", status=resp.status)
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if ctype and not ctype.startswith(_VIDEO_TYPES):
+                    raise PermanentError(f"download: the server sent {ctype!r}, not a video")
+                expected = resp.content_length
+                if expected is not None and expected > max_bytes:
+                    raise PermanentError(f"download: the file is {expected:,} bytes, over the {max_bytes:,}-byte cap")
+                async with aiofiles.open(dest, "wb") as fh:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise PermanentError(f"download: the file passed the {max_bytes:,}-byte cap")
+                        digest.update(chunk)
+                        await fh.write(chunk)
+                    await fh.flush()
+        except aiohttp.TooManyRedirects:
+            raise PermanentError("download: too many redirects") from None
+        except aiohttp.InvalidURL as exc:
+            raise PermanentError(f"download: invalid URL ({exc})") from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise TransientError(f"download: the body was cut after {written:,} bytes ({type(exc).__name__})") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"download: the connection failed ({type(exc).__name__}: {exc})") from None
+        if expected is not None and written != expected:
+            raise TransientError(f"download: got {written:,} of {expected:,} bytes (truncated)")
+        return Download(bytes=written, sha256=digest.hexdigest(), content_type=ctype)
+
+
+__all__ = ["DEFAULT_BASE_URL", "ProviderError", "WaveSpeedProvider", "parse_prediction", "parse_retry_after"]

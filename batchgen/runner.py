@@ -1,0 +1,553 @@
+"""The batch runner: plan from the state, then submit, poll and download with bounds.
+
+Promises, in order: never pay twice (an intent line is durable before every POST, a POST
+is retried only when the server said it did not take it, a lost answer makes the job
+``unknown`` instead of resubmitting it); never lose a finished video (``.part`` files,
+verify, rename, older videos set aside); resume is the same command again.
+
+The runner decides; the provider talks; the StateLog remembers; observers show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .download import fsync_file, part_path, safe_target, set_aside, verify, write_sidecar
+from .errors import (
+    AmbiguousSubmitError,
+    BatchgenError,
+    ExpiredLinkError,
+    FatalError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
+from .images import image_info
+from .jobs import JobSpec, JobStatus
+from .models import ModelTable, body_hash
+from .providers.base import Prediction, PredictionStatus, Provider
+from .schedule import Backoff, Pacer, PollPolicy, PollSchedule, Slots
+from .state import JobRecord, StateLog
+
+log = logging.getLogger("batchgen")
+
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
+         "BMP": "image/bmp", "TIFF": "image/tiff"}
+
+
+@dataclass
+class RunOptions:
+    out_dir: Path
+    concurrency: int = 4
+    download_concurrency: int = 4
+    retry_failed: bool = False
+    resubmit_unknown: bool = False
+    max_cost: float | None = None
+    submit_interval: float = 0.2
+    max_download_bytes: int = 4 << 30
+    duration_tolerance: float = 0.6
+    unknown_grace: float = 3.0
+    listing_limit: int = 5000
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    backoff: Backoff = field(default_factory=Backoff)
+    seed: int | None = None
+
+
+@dataclass
+class Plan:
+    """What this run will do, decided from the manifest and the state before any request."""
+
+    submit: list[JobSpec] = field(default_factory=list)
+    poll: list[JobSpec] = field(default_factory=list)
+    download: list[JobSpec] = field(default_factory=list)
+    unknown: list[JobSpec] = field(default_factory=list)
+    done: list[JobSpec] = field(default_factory=list)
+    failed: list[JobSpec] = field(default_factory=list)
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    missing_files: int = 0
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    counts: Counter
+    spent: float
+    committed: float
+    halted: str = ""
+    fallbacks: list[str] = field(default_factory=list)
+    wall: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        if self.halted:
+            return 3
+        if self.counts[JobStatus.FAILED] or self.counts[JobStatus.UNKNOWN] or self.counts["pending"]:
+            return 1
+        return 0
+
+
+Observer = Callable[[str, dict[str, Any]], None]
+
+_SPENDING = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.DOWNLOADED, JobStatus.UNKNOWN)
+
+
+def committed_spend(records: Any) -> float:
+    """Dollars paid or in flight: every job that reached the provider, failed ones with a pid too."""
+    return round(sum(r.cost for r in records if r.status in _SPENDING or (r.status is JobStatus.FAILED and r.pid)), 2)
+
+
+class Runner:
+    def __init__(self, jobs: list[JobSpec], provider: Provider, state_log: StateLog, models: ModelTable,
+                 options: RunOptions, *, observer: Observer | None = None, sleep=asyncio.sleep):
+        self.jobs = jobs
+        self.provider = provider
+        self.log = state_log
+        self.models = models
+        self.opt = options
+        self.observer = observer or (lambda kind, info: None)
+        self.sleep = sleep
+        self.rng = random.Random(options.seed)
+        self.schedule = PollSchedule(options.poll, self.rng)
+        self.pacer = Pacer(options.submit_interval, sleep=sleep)
+        self.slots = Slots(options.concurrency)
+        self.downloads = asyncio.Semaphore(options.download_concurrency)
+        self.halted = ""
+        self.stopping = False
+        self._uploads: dict[str, asyncio.Task] = {}
+        self._image_sizes: dict[str, tuple[int, int] | None] = {}
+
+    # -- bookkeeping ------------------------------------------------------------------
+    @property
+    def state(self):
+        return self.log.state
+
+    def rec(self, job: JobSpec) -> JobRecord:
+        return self.state.record(job.key)
+
+    def emit(self, job: JobSpec | None, kind: str, **info: Any) -> None:
+        self.observer(kind, {"job": job, **info})
+
+    def stop(self, reason: str = "") -> None:
+        """No new submits; what is in flight is polled and downloaded."""
+        if reason and not self.halted:
+            self.halted = reason
+        if not self.stopping:
+            self.stopping = True
+            self.emit(None, "stopping", reason=reason or "interrupted")
+
+    def price(self, job: JobSpec, model: str | None = None) -> float:
+        return self.models.get(model or job.model).price(job.resolution, job.duration)
+
+    # -- planning ---------------------------------------------------------------------
+    def plan(self) -> Plan:
+        plan = Plan()
+        keys = {j.key for j in self.jobs}
+        ids_before = {r.id: r.key for r in self.state.jobs.values() if r.id}
+        for job in self.jobs:
+            rec = self.state.jobs.get(job.key)
+            if rec is None or not rec.id:
+                old_key = ids_before.get(job.id)
+                if old_key and old_key != job.key:
+                    plan.changed += 1
+                else:
+                    plan.new += 1
+            self._describe(job, rec)
+            rec = self.rec(job)
+            status = rec.status
+            if status is JobStatus.DOWNLOADED and not self._file_intact(rec):
+                plan.missing_files += 1
+                self.log.append({"ev": "missing", "key": job.key})
+                status = rec.status
+            if status is JobStatus.DOWNLOADED:
+                plan.done.append(job)
+            elif status is JobStatus.SUBMITTED:
+                plan.poll.append(job)
+            elif status is JobStatus.COMPLETED:
+                plan.download.append(job)
+            elif status is JobStatus.UNKNOWN:
+                plan.unknown.append(job)
+            elif status is JobStatus.FAILED and not self.opt.retry_failed:
+                plan.failed.append(job)
+            elif status is JobStatus.FAILED and rec.error_class == "download" and rec.outputs:
+                plan.download.append(job)  # the video was paid for: fetch it again, do not regenerate
+            else:
+                plan.submit.append(job)
+        plan.removed = sum(1 for k, r in self.state.jobs.items() if k not in keys and r.id not in {j.id for j in self.jobs})
+        return plan
+
+    def _describe(self, job: JobSpec, rec: JobRecord | None) -> None:
+        desc = {"id": job.id, "output": job.output, "model": job.model, "params": dict(job.params),
+                "prompt": job.prompt, "image": job.image, "where": str(job.where), "cost": self.price(job)}
+        if rec is None or any(getattr(rec, k) != v for k, v in desc.items() if k != "cost") or (
+                rec.status is JobStatus.NEW and rec.cost != desc["cost"]):
+            if rec is not None and rec.status is not JobStatus.NEW:
+                desc.pop("cost")  # a paid job keeps the price it was submitted at
+            self.log.append({"ev": "job", "key": job.key, **desc})
+
+    def _file_intact(self, rec: JobRecord) -> bool:
+        try:
+            return (self.opt.out_dir / rec.path).stat().st_size == rec.bytes
+        except OSError:
+            return False
+
+    # -- the run ----------------------------------------------------------------------
+    def cost_to_pay(self, plan: Plan) -> float:
+        """Dollars this run would commit if every planned submit goes through."""
+        return round(sum(self.price(j) for j in plan.submit), 2)
+
+    async def run(self, plan: Plan | None = None) -> RunResult:
+        started = time.monotonic()
+        plan = plan or self.plan()
+        self.emit(None, "plan", plan=plan)
+        self.log.append({"ev": "run", "phase": "start", "jobs": len(self.jobs), "new": plan.new,
+                         "changed": plan.changed, "removed": plan.removed})
+        self.log.flush()
+        if plan.unknown:
+            await self._reconcile(plan)
+        tasks = []
+        for job in plan.poll:
+            self.slots.take()
+            tasks.append(self._job(job, "poll"))
+        tasks += [self._job(job, "download") for job in plan.download]
+        tasks += [self._job(job, "submit") for job in plan.submit]
+        await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
+        counts = Counter(self.rec(j).status for j in self.jobs)
+        counts["pending"] = sum(counts[s] for s in (JobStatus.NEW, JobStatus.SUBMITTED, JobStatus.COMPLETED))
+        self.log.append({"ev": "run", "phase": "end", "counts": {str(getattr(k, "value", k)): v for k, v in counts.items()},
+                         "halted": self.halted})
+        self.log.flush()
+        if self.log.should_compact():
+            self.log.compact()
+        records = [self.rec(j) for j in self.jobs]
+        return RunResult(
+            plan=plan, counts=counts,
+            spent=round(sum(r.cost for r in records if r.status is JobStatus.DOWNLOADED), 2),
+            committed=committed_spend(self.state.jobs.values()), halted=self.halted,
+            fallbacks=[r.id for r in records if r.fell_back], wall=time.monotonic() - started,
+            calls=dict(getattr(self.provider, "calls", {})),
+        )
+
+    async def _job(self, job: JobSpec, action: str) -> None:
+        """One job from wherever it stands to a file on disk; failures end as data, not exceptions."""
+        stage = action
+        try:
+            if action == "submit":
+                await self.slots.acquire()
+                try:
+                    if not await self._submit(job):
+                        return
+                except BaseException:
+                    await self.slots.release()
+                    raise
+                stage = "poll"
+            if stage == "poll":
+                try:
+                    done = await self._poll(job)
+                finally:
+                    await self.slots.release()
+                if not done:
+                    return
+            stage = "download"
+            await self._download(job)
+        except FatalError as exc:
+            self.stop(str(exc))
+            log.error("run halted: %s", exc)
+        except TransientError as exc:
+            # The job keeps its place (submitted or completed): the next run picks it up.
+            self.emit(job, "stalled", error=str(exc))
+            log.warning("job %s: %s kept failing (%s); it stays %s for the next run",
+                        job.id, stage, exc, self.rec(job).status.value)
+        except BatchgenError as exc:
+            self._fail(job, stage, str(exc))
+        except (OSError, ValueError) as exc:
+            self._fail(job, stage, f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, job: JobSpec, cls: str, message: str) -> None:
+        self.log.append({"ev": "failed", "key": job.key, "class": cls, "message": message,
+                         "attempt": self.rec(job).attempts})
+        self.emit(job, "failed", error=message, cls=cls)
+        log.warning("job %s failed (%s): %s", job.id, cls, message)
+
+    # -- unknown submits ----------------------------------------------------------------
+    async def _reconcile(self, plan: Plan) -> None:
+        """Match jobs whose submit answer was lost against the provider's recent tasks."""
+        newest = max((self.rec(j).submitted_at or 0) for j in plan.unknown)
+        wait = newest + self.opt.unknown_grace - time.time()
+        if wait > 0:
+            await self.sleep(wait)  # a request sent just before a crash may still be in the server's hands
+        try:
+            listed = await self.provider.list_recent(self.opt.listing_limit)
+        except BatchgenError as exc:
+            log.warning("cannot list recent predictions to reconcile unknown jobs: %s", exc)
+            listed = None
+        still = []
+        if listed is not None:
+            known_pids = {r.pid for r in self.state.jobs.values() if r.pid}
+            free: dict[str, list[str]] = defaultdict(list)
+            for item in reversed(listed):  # oldest first, so takes pair up in submit order
+                if item.id not in known_pids:
+                    free[item.body_hash].append(item.id)
+            complete = len(listed) < self.opt.listing_limit
+            for job in plan.unknown:
+                rec = self.rec(job)
+                if free.get(rec.body_hash):
+                    pid = free[rec.body_hash].pop(0)
+                    self.log.append({"ev": "submitted", "key": job.key, "pid": pid, "reconciled": True})
+                    log.info("job %s: found its lost submit on the provider as %s", job.id, pid)
+                    self.slots.take()
+                    plan.poll.append(job)
+                elif complete:
+                    self.log.append({"ev": "unsent", "key": job.key, "class": "reconciled",
+                                     "message": "the provider has no task for it: it was never created"})
+                    log.info("job %s: its lost submit never reached the provider; submitting it", job.id)
+                    plan.submit.append(job)
+                else:
+                    still.append(job)
+        else:
+            still = list(plan.unknown)
+        for job in still:
+            if self.opt.resubmit_unknown:
+                self.log.append({"ev": "unsent", "key": job.key, "class": "resubmit-unknown",
+                                 "message": "resubmitted on request (--resubmit-unknown)"})
+                plan.submit.append(job)
+        plan.unknown = [j for j in still if not self.opt.resubmit_unknown]
+
+    # -- submit -----------------------------------------------------------------------
+    async def _image_url(self, job: JobSpec) -> str:
+        if job.image_url:
+            return job.image_url
+        sha = job.image_sha256 or ""
+        url = self.state.uploads.get(sha)
+        if url:
+            return url
+        task = self._uploads.get(sha)
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._uploads[sha] = asyncio.ensure_future(self._upload(job))
+        return await asyncio.shield(task)
+
+    async def _upload(self, job: JobSpec) -> str:
+        info = image_info(job.image_path)
+        data = await asyncio.get_running_loop().run_in_executor(None, Path(job.image_path).read_bytes)
+        if len(data) != info.size_bytes:
+            raise PermanentError(f"{job.image_path} changed while the run was reading it; run again")
+        url = await self._retrying(lambda: self.provider.upload(data, Path(job.image_path).name,
+                                                                _MIME.get(info.format, "application/octet-stream")),
+                                   f"upload {Path(job.image_path).name}")
+        self.log.append({"ev": "upload", "sha256": job.image_sha256, "url": url})
+        self.emit(job, "uploaded", url=url)
+        return url
+
+    async def _submit(self, job: JobSpec) -> bool:
+        """Submit once, durably; True when the job has a prediction id."""
+        spec = self.models.get(job.model)
+        transient = 0
+        while True:
+            if self.stopping:
+                return False
+            image = await self._image_url(job)
+            body = spec.body(image, job.prompt, job.params)
+            cost = self.price(job)
+            if self.opt.max_cost is not None:
+                committed = committed_spend(self.state.jobs.values())
+                if committed + cost > self.opt.max_cost + 1e-9:
+                    self.stop(f"budget: ${committed:.2f} committed + ${cost:.2f} for {job.id} would pass "
+                              f"--max-cost ${self.opt.max_cost:.2f}; raise the cap and run again to continue")
+                    return False
+            await self.pacer.wait()
+            if self.stopping:
+                return False
+            rec = self.rec(job)
+            await self.log.append_durable({"ev": "submitting", "key": job.key, "attempt": rec.attempts + 1,
+                                           "body_hash": body_hash(body), "model": job.model, "cost": cost})
+            self.emit(job, "submitting")
+            try:
+                pred = await self.provider.submit(job.model, body)
+            except RateLimitedError as exc:
+                self.log.append({"ev": "unsent", "key": job.key, "class": "429", "message": str(exc)})
+                self.slots.shrink()
+                delay = self.opt.backoff.delay(1, self.rng, exc.retry_after)
+                self.pacer.pause(delay)
+                log.info("submit %s: rate limited; all submits wait %.1fs", job.id, delay)
+                continue
+            except TransientError as exc:
+                self.log.append({"ev": "unsent", "key": job.key, "class": "transient", "message": str(exc)})
+                transient += 1
+                if transient >= self.opt.backoff.attempts:
+                    self._fail(job, "transient", f"submit gave up after {transient} tries: {exc}")
+                    return False
+                delay = self.opt.backoff.delay(transient, self.rng, exc.retry_after)
+                log.info("submit %s: %s; retry in %.1fs", job.id, exc, delay)
+                await self.sleep(delay)
+                continue
+            except AmbiguousSubmitError as exc:
+                self.log.append({"ev": "unknown", "key": job.key, "message": str(exc)})
+                self.emit(job, "unknown", error=str(exc))
+                log.warning("job %s is unknown: %s", job.id, exc)
+                return False
+            except FatalError as exc:
+                self.log.append({"ev": "unsent", "key": job.key, "class": "fatal", "message": str(exc)})
+                self.stop(str(exc))
+                log.error("run halted: %s", exc)
+                return False
+            except PermanentError as exc:
+                self.log.append({"ev": "failed", "key": job.key, "class": "rejected", "message": str(exc),
+                                 "attempt": rec.attempts, "cost": 0.0})
+                self.emit(job, "failed", error=str(exc), cls="rejected")
+                log.warning("job %s rejected: %s", job.id, exc)
+                return False
+            self.log.append({"ev": "submitted", "key": job.key, "pid": pred.id, "model": pred.model})
+            self.emit(job, "submitted", pid=pred.id)
+            await self.slots.accepted()
+            return True
+
+    # -- poll -------------------------------------------------------------------------
+    async def _poll(self, job: JobSpec) -> bool:
+        """Read the result on the learned schedule until it ends; True when completed."""
+        rec = self.rec(job)
+        elapsed = time.time() - rec.submitted_at if rec.submitted_at else 0.0
+        await self.sleep(self.schedule.first_delay(job.model, job.duration, elapsed))
+        misses = transient = 0
+        while True:
+            try:
+                pred = await self.provider.result(rec.pid)
+            except FatalError as exc:
+                self.stop(str(exc))
+                raise
+            except TransientError as exc:
+                transient += 1
+                if transient >= self.opt.backoff.attempts * 3:
+                    raise
+                await self.sleep(self.opt.backoff.delay(transient, self.rng, exc.retry_after))
+                continue
+            transient = 0
+            if pred.status is PredictionStatus.COMPLETED:
+                if not pred.outputs:
+                    raise PermanentError(f"result {rec.pid}: completed without an output URL")
+                self._completed(job, pred)
+                return True
+            if pred.status is PredictionStatus.FAILED:
+                self._fail(job, "task", pred.error or "the provider reported the task failed without a reason")
+                return False
+            misses += 1
+            self.emit(job, "generating", pid=rec.pid)
+            await self.sleep(self.schedule.next_delay(job.model, job.duration, misses))
+
+    def _completed(self, job: JobSpec, pred: Prediction) -> None:
+        rec = self.rec(job)
+        first = rec.status is not JobStatus.COMPLETED
+        self.log.append({"ev": "completed", "key": job.key, "pid": pred.id, "outputs": list(pred.outputs),
+                         "model_used": pred.model, "inference_ms": pred.inference_ms})
+        if first:
+            took = pred.inference_ms / 1000 if pred.inference_ms else time.time() - (rec.submitted_at or time.time())
+            self.schedule.observe(job.model, job.duration, took)
+            if pred.model and pred.model != (rec.submit_model or job.model):
+                log.warning("job %s asked for %s but the provider answered with %s", job.id, job.model, pred.model)
+            self.emit(job, "completed", model_used=pred.model)
+
+    # -- download ---------------------------------------------------------------------
+    async def _download(self, job: JobSpec) -> None:
+        target = safe_target(self.opt.out_dir, job.output)
+        part = part_path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        async with self.downloads:
+            self.emit(job, "downloading")
+            tries = 0
+            while True:
+                rec = self.rec(job)
+                try:
+                    got = await self.provider.download(rec.outputs[0], part, max_bytes=self.opt.max_download_bytes)
+                    await asyncio.get_running_loop().run_in_executor(None, self._check, job, part)
+                    break
+                except ExpiredLinkError:
+                    tries += 1
+                    if tries > self.opt.backoff.attempts:
+                        raise
+                    log.info("job %s: output link expired; reading the result again for a fresh one", job.id)
+                    pred = await self._retrying(lambda: self.provider.result(rec.pid), f"result {rec.pid}")
+                    if pred.status is not PredictionStatus.COMPLETED or not pred.outputs:
+                        raise PermanentError(f"result {rec.pid} is {pred.status.value} on re-read; cannot refresh its link")
+                    self._completed(job, pred)
+                except TransientError as exc:
+                    tries += 1
+                    if tries > self.opt.backoff.attempts:
+                        raise
+                    log.info("job %s: download: %s; retrying", job.id, exc)
+                    await self.sleep(self.opt.backoff.delay(tries, self.rng, exc.retry_after))
+                except PermanentError:
+                    _remove(part)
+                    raise
+        self._place(job, target, part, got)
+
+    def _check(self, job: JobSpec, part: Path) -> None:
+        size = self._image_size(job)
+        try:
+            verify(part, job, size, self.opt.duration_tolerance)
+        except PermanentError as exc:
+            # A body cut inside the container looks like a broken file: fetch it again first.
+            raise TransientError(str(exc)) from None
+        fsync_file(part)
+
+    def _image_size(self, job: JobSpec) -> tuple[int, int] | None:
+        if job.image_path is None:
+            return None
+        if job.image_path not in self._image_sizes:
+            try:
+                info = image_info(job.image_path)
+                self._image_sizes[job.image_path] = (info.width, info.height)
+            except ValueError:
+                self._image_sizes[job.image_path] = None
+        return self._image_sizes[job.image_path]
+
+    def _place(self, job: JobSpec, target: Path, part: Path, got: Any) -> None:
+        rec = self.rec(job)
+        if target.exists():
+            owner = next((r for r in self.state.jobs.values()
+                          if r.key != job.key and r.status is JobStatus.DOWNLOADED and r.path == job.output), None)
+            if owner is not None:
+                aside = set_aside(target, owner.key[:8])
+                rel = aside.relative_to(self.opt.out_dir.resolve()).as_posix()
+                self.log.append({"ev": "downloaded", "key": owner.key, "path": rel, "bytes": owner.bytes,
+                                 "sha256": owner.sha256, "model_used": owner.model_used})
+                log.warning("kept the older video of %s as %s", owner.id, rel)
+        os.replace(part, target)
+        write_sidecar(target, {
+            "id": job.id, "key": job.key, "prompt": job.prompt, "image": job.image, "model_asked": job.model,
+            "model_used": rec.model_used or job.model, "fell_back": rec.fell_back, "params": dict(job.params),
+            "take": job.take, "prediction_id": rec.pid, "inference_ms": rec.inference_ms, "cost_usd": rec.cost,
+            "bytes": got.bytes, "sha256": got.sha256, "manifest": str(job.where),
+        })
+        self.log.append({"ev": "downloaded", "key": job.key, "path": job.output, "bytes": got.bytes,
+                         "sha256": got.sha256, "model_used": rec.model_used})
+        self.emit(job, "downloaded", path=job.output)
+
+    async def _retrying(self, call, what: str):
+        """Retry an idempotent call on transient errors with backoff (never used for submits)."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except TransientError as exc:
+                attempt += 1
+                if attempt >= self.opt.backoff.attempts:
+                    raise
+                delay = self.opt.backoff.delay(attempt, self.rng, exc.retry_after)
+                log.info("%s: %s; retry in %.1fs", what, exc, delay)
+                await self.sleep(delay)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
