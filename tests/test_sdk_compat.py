@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import urllib.request
 
-import av
 import pytest
 import wavespeed
 
 from batchgen.models import SORA_PRO
+from batchgen.probe import probe_video
 from batchgen.simulator import Faults
 from conftest import API_KEY, image_bytes
 
@@ -31,11 +31,10 @@ def test_sdk_upload_run_and_download_a_real_720p_clip(sdk_sim, tmp_path):
     clip = tmp_path / "clip.mp4"
     with urllib.request.urlopen(output["outputs"][0], timeout=30) as response:
         clip.write_bytes(response.read())
-    with av.open(str(clip)) as container:
-        video = container.streams.video[0]
-        assert (video.width, video.height) == (1280, 720)
-        assert container.streams.audio, "the clip has no audio stream"
-        assert abs(container.duration / av.time_base - 4.0) < 0.3
+    info = probe_video(clip)
+    assert (info.width, info.height) == (1280, 720) and info.video_codec == "h264"
+    assert info.audio_codec == "aac", "the clip has no AAC audio stream"
+    assert abs(info.duration - 4.0) < 0.3
     ledger = sdk_sim.ledger()
     assert ledger["uploads"] == 1 and ledger["requests"]["upload_ticket"] == 1 and ledger["requests"]["upload_put"] == 1
     assert [s["model"] for s in ledger["submissions"]] == [SORA_PRO] and ledger["charged_total"] == 1.20
