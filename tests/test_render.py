@@ -196,3 +196,18 @@ def test_failed_render_is_not_cached_and_leaves_the_cache_usable(tmp_path):
     assert cache._key_locks == {}
     cache.get_or_render(make_png(), 64, 36, 1, 0, 0)
     assert cache.renders == 1
+
+
+def test_exif_rotation_is_honoured_and_jpeg_draft_decoding_keeps_the_picture():
+    # Stored landscape, red on the left; EXIF orientation 6 shows it portrait with red on top.
+    image = Image.new("RGB", (2400, 1200), (0, 0, 220))
+    image.paste((220, 0, 0), (0, 0, 1200, 1200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    full_view = decode(render_mp4(out.getvalue(), 64, 128, 1, 1, 0))["frames"][-1]
+    red_top, green_top, blue_top = full_view.getpixel((32, 10))
+    red_bottom, green_bottom, blue_bottom = full_view.getpixel((32, 118))
+    assert red_top > 150 and blue_top < 80
+    assert blue_bottom > 150 and red_bottom < 80
