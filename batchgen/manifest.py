@@ -157,6 +157,8 @@ class _Expander:
                 bad(f[name].line, str(exc))
                 return None
 
+        if any(v.reported for v in f.values()):
+            failed.append("a field was reported by the reader")
         model_id = one("model") or DEFAULT_MODEL
         spec: ModelSpec | None = None
         try:
@@ -189,8 +191,10 @@ class _Expander:
                     extras[name] = value
 
         prompt_t = one("prompt")
-        if prompt_t is None:
+        if "prompt" not in f:
             bad(row.line, "prompt is required; add 'prompt: ...' describing the motion and camera")
+        elif f["prompt"].value is None and not f["prompt"].reported:
+            bad(f["prompt"].line, "prompt is empty; describe the motion and camera")
         images = self._images_of(f, row.line, bad)
         output_t = one("output")
         if output_t is None:

@@ -45,6 +45,7 @@ class Problems:
 class Value:
     value: Any          # str, list[str] (YAML lists), or None when the user left it empty
     line: int
+    reported: bool = False  # unusable, and a problem already says so
 
 
 @dataclass
@@ -187,6 +188,7 @@ def _fields(node: yaml.MappingNode, problems: Problems, allow_vars: bool) -> tup
             isinstance(value, yaml.SequenceNode) and any(not isinstance(x, yaml.ScalarNode) for x in value.value)
         ):
             problems.add(_line(value), f"{key}: must be a value or a list of values, not a nested structure")
+            fields[key] = Value(None, _line(value), reported=True)
         else:
             fields[key] = Value(_text(value), _line(value))
     return fields, row_vars
@@ -282,7 +284,7 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
             else:
                 row.vars[name] = cell
         out.rows.append(row)
-    if not out.rows:
+    if len(records) == 1:
         problems.add(header_line, "the CSV file has a header but no rows; add one row per job")
     return out
 
