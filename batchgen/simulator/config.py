@@ -115,13 +115,13 @@ def apply_changes(config: SimConfig, changes: Mapping[str, Any]) -> None:
                 raise ValueError("'faults' must be an object of fault name -> rate")
             for name, rate in value.items():
                 attr = FAULT_FLAGS.get(name, name)
-                if attr == "unavailable_models":
-                    fault_updates[attr] = set(rate or ())
-                elif attr.startswith("rate_"):
+                if attr in ("unavailable", "unavailable_models"):
+                    fault_updates["unavailable_models"] = set(rate or ())
+                elif attr in FAULT_FLAGS.values():
                     fault_updates[attr] = _rate(str(rate))
-                elif attr in {"burst_len"}:
+                elif attr == "burst_len":
                     fault_updates[attr] = int(rate)
-                elif attr in {"slow_seconds"}:
+                elif attr == "slow_seconds":
                     fault_updates[attr] = float(rate)
                 else:
                     raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULT_FLAGS))}")
