@@ -138,6 +138,7 @@ class _Expander:
         self.cache = image_cache
         self.fields = job_fields(table)
         self._images: dict[str, ImageInfo | str] = {}
+        self._refs: dict[str, list[tuple[str, str | None, str | None, str]] | str] = {}
 
     def row(self, row: RawRow, defaults: dict[str, Value]) -> list[_Candidate]:
         f = {**defaults, **row.fields}
@@ -305,10 +306,18 @@ class _Expander:
         refs = f["image"].value if isinstance(f["image"].value, list) else [f["image"].value]
         out = []
         for ref in refs:
-            try:
-                out.extend(resolve_image(ref.strip(), self.base))
-            except ValueError as exc:
-                bad(f["image"].line, str(exc))
+            # Rows repeat the same few images or globs; resolve each once per load.
+            resolved = self._refs.get(ref)
+            if resolved is None:
+                try:
+                    resolved = resolve_image(ref.strip(), self.base)
+                except ValueError as exc:
+                    resolved = str(exc)
+                self._refs[ref] = resolved
+            if isinstance(resolved, str):
+                bad(f["image"].line, resolved)
+            else:
+                out.extend(resolved)
         return out
 
     def _image(self, abs_path: str) -> ImageInfo | str:

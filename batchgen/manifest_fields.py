@@ -7,6 +7,7 @@ import glob
 import os
 import re
 import string
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
@@ -36,7 +37,8 @@ def single(name: str, value: str | list | None) -> str | None:
 def whole_number(name: str, text: str, minimum: int | None = None) -> int:
     t = text.strip()
     if not re.fullmatch(r"[+-]?\d+", t):
-        example = re.sub(r"[^\d]", "", t) or "5"
+        digits = re.search(r"\d+", t)
+        example = digits.group() if digits else "5"
         raise ValueError(f"{name} {text!r} must be a whole number, e.g. {name}: {example}")
     n = int(t)
     if minimum is not None and n < minimum:
@@ -52,8 +54,10 @@ def check_id(text: str) -> str:
     return text
 
 
-def placeholders(template: str) -> list[str]:
-    """The names a str.format template uses; ValueError if its braces are malformed."""
+@lru_cache(maxsize=4096)
+def placeholders(template: str) -> tuple[str, ...]:
+    """The names a str.format template uses; ValueError if its braces are malformed.
+    Cached because a 10,000-row manifest usually repeats a handful of templates."""
     try:
         parsed = list(_formatter.parse(template))
     except ValueError as exc:
@@ -68,7 +72,7 @@ def placeholders(template: str) -> list[str]:
         names.append(name)
         if spec and "{" in spec:
             names.extend(placeholders(spec))
-    return names
+    return tuple(names)
 
 
 def render(what: str, template: str, context: Mapping[str, Any]) -> str:

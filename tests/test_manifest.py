@@ -99,6 +99,8 @@ BAD = {
                             [(4, f"duration 5 is not accepted by {SORA_PRO}; use one of 4, 8, 12, 16, 20")]),
     "duration-5s": (job(image="a.jpg", prompt="x", duration="5s"), "m.yaml",
                     [(4, "duration '5s' must be a whole number, e.g. duration: 5")]),
+    "duration-float": (job(image="a.jpg", prompt="x", duration="8.0"), "m.yaml",
+                       [(4, "duration '8.0' must be a whole number, e.g. duration: 8")]),
     "duration-list-one-bad": (job(image="a.jpg", prompt="x", duration="[4, 6]"), "m.yaml",
                               [(4, "duration 6 is not accepted")]),
     "resolution-4k": (job(image="a.jpg", prompt="x", resolution="4k"), "m.yaml",
