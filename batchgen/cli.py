@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--confirm-above", type=float, default=5.0, metavar="USD",
                      help="ask before spending more than this (default 5)")
     run.add_argument("--yes", "-y", action="store_true", help="do not ask before spending (for scripts)")
+    run.add_argument("--poll-min", type=float, default=1.0, metavar="SECONDS",
+                     help="shortest wait between two reads of one job's result (default 1)")
     run.add_argument("--seed", type=int, default=None, help="seed for jitter (and the local simulator)")
     run.add_argument("-q", "--quiet", action="store_true", help="only errors and the final summary")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv: debug)")

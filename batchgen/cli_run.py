@@ -76,10 +76,12 @@ async def _provider(args, stack: AsyncExitStack, options: RunOptions):
         stack.push_async_callback(running.close)
         print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
               file=sys.stderr)
-        poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=0.25, max_interval=5.0)
+        poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=min(args.poll_min, 0.25),
+                          max_interval=5.0)
         return WaveSpeedProvider("local-simulator", running.base_url), poll
     base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or DEFAULT_BASE_URL
-    return WaveSpeedProvider(api_key_from_env(), base_url, max_connections=max(16, 2 * options.concurrency)), PollPolicy()
+    return WaveSpeedProvider(api_key_from_env(), base_url, max_connections=max(16, 2 * options.concurrency)), \
+        PollPolicy(min_interval=args.poll_min)
 
 
 def _confirmed(args, to_pay: float) -> bool:

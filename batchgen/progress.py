@@ -39,8 +39,9 @@ class _TqdmHandler(logging.Handler):
             self.handleError(record)
 
 
-def setup_logging(log_file: Path | None, verbosity: int, stream: TextIO = sys.stderr) -> None:
+def setup_logging(log_file: Path | None, verbosity: int, stream: TextIO | None = None) -> None:
     """Console at WARNING (-v: INFO, -vv: DEBUG, -q: ERROR); the log file gets everything from INFO."""
+    stream = stream or sys.stderr
     root = logging.getLogger("batchgen")
     root.setLevel(logging.DEBUG)
     for handler in list(root.handlers):
@@ -62,11 +63,11 @@ def setup_logging(log_file: Path | None, verbosity: int, stream: TextIO = sys.st
 class Progress:
     """Counts jobs by column and spend; draws a bar or prints a line every ``every`` seconds."""
 
-    def __init__(self, total: int, state_log, *, stream: TextIO = sys.stderr, quiet: bool = False,
+    def __init__(self, total: int, state_log, *, stream: TextIO | None = None, quiet: bool = False,
                  bar: bool | None = None, every: float = 15.0, clock=time.monotonic):
         self.total = total
         self.state_log = state_log
-        self.stream = stream
+        self.stream = stream = stream or sys.stderr
         self.quiet = quiet
         self.bar_enabled = stream.isatty() if bar is None else bar
         self.every = every

@@ -55,7 +55,7 @@ class RunOptions:
     max_download_bytes: int = 4 << 30
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
-    listing_limit: int = 5000
+    listing_limit: int = 1000
     poll: PollPolicy = field(default_factory=PollPolicy)
     backoff: Backoff = field(default_factory=Backoff)
     seed: int | None = None
@@ -273,9 +273,9 @@ class Runner:
         except (OSError, ValueError) as exc:
             self._fail(job, stage, f"{type(exc).__name__}: {exc}")
 
-    def _fail(self, job: JobSpec, cls: str, message: str) -> None:
+    def _fail(self, job: JobSpec, cls: str, message: str, **extra: Any) -> None:
         self.log.append({"ev": "failed", "key": job.key, "class": cls, "message": message,
-                         "attempt": self.rec(job).attempts})
+                         "attempt": self.rec(job).attempts, **extra})
         self.emit(job, "failed", error=message, cls=cls)
         log.warning("job %s failed (%s): %s", job.id, cls, message)
 
@@ -437,7 +437,9 @@ class Runner:
                 self._completed(job, pred)
                 return True
             if pred.status is PredictionStatus.FAILED:
-                self._fail(job, "task", pred.error or "the provider reported the task failed without a reason")
+                # WaveSpeed does not bill a task that ends failed (the simulator follows it): cost 0.
+                self._fail(job, "task", pred.error or "the provider reported the task failed without a reason",
+                           cost=0.0)
                 return False
             misses += 1
             self.emit(job, "generating", pid=rec.pid)

@@ -35,7 +35,8 @@ class Backoff:
 class PollPolicy:
     """How to read results: first near the expected finish, then a short growing backoff."""
 
-    prior: float = 60.0          # expected generation time before anything has finished
+    #: Expected generation time before anything has finished; None: probe from min_interval up.
+    prior: float | None = None
     min_interval: float = 1.0
     max_interval: float = 30.0
     growth: float = 1.5
@@ -57,7 +58,7 @@ class PollSchedule:
             self._seen[(model, duration)].append(seconds)
             self._per_second.append(seconds / max(1, duration))
 
-    def expected(self, model: str, duration: int) -> float:
+    def expected(self, model: str, duration: int) -> float | None:
         seen = self._seen.get((model, duration))
         if seen:
             return statistics.median(seen)
@@ -68,12 +69,14 @@ class PollSchedule:
     def first_delay(self, model: str, duration: int, elapsed: float = 0.0) -> float:
         """Seconds until the first read of a job submitted ``elapsed`` seconds ago."""
         exp = self.expected(model, duration)
+        if exp is None:
+            return self.policy.min_interval * self._wiggle()
         return max(self.policy.min_interval * 0.25, exp - elapsed) * self._wiggle()
 
     def next_delay(self, model: str, duration: int, misses: int) -> float:
         """Seconds until the next read after ``misses`` reads that found it unfinished."""
         exp = self.expected(model, duration)
-        step = max(self.policy.min_interval, exp * self.policy.after_fraction)
+        step = self.policy.min_interval if exp is None else max(self.policy.min_interval, exp * self.policy.after_fraction)
         step *= self.policy.growth ** max(0, misses - 1)
         return min(self.policy.max_interval, step) * self._wiggle()
 

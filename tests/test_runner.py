@@ -1,0 +1,185 @@
+"""The runner end to end: the CLI in this process, the simulator in a thread, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runner_helpers import assert_batch_intact, files_written, make_images, run_cli, write_manifest
+
+from batchgen.simulator import Faults
+from batchgen.state import load
+
+PROMPT = "The {stem} turns slowly on a studio table"
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """Three images, one 4 s job each, and an output folder."""
+    make_images(tmp_path / "img", 3)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}])
+    return manifest, tmp_path / "out"
+
+
+def test_run_downloads_verified_videos_and_resume_is_free(sim, batch, capsys):
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 0
+    ledger = assert_batch_intact(sim, out, 3)
+    assert ledger["uploads"] == 3
+    assert len(ledger["submissions"]) == 3
+    side = json.loads((out / "shot00-4s-720p.json").read_text())
+    assert side["model_asked"] == side["model_used"] == "openai/sora-2/image-to-video-pro"
+    assert side["params"] == {"duration": 4, "resolution": "720p"} and side["cost_usd"] == 1.2
+    assert "3 downloaded" in capsys.readouterr().err
+
+    before = sim.ledger()["requests"]
+    assert run_cli(sim, manifest, out) == 0
+    after = sim.ledger()
+    assert after["requests"] == before, "a finished batch re-run must make no API call at all"
+    assert "3 done, 0 to submit" in capsys.readouterr().err
+
+
+def test_edited_manifest_runs_only_the_changed_job_and_keeps_the_old_video(sim, batch, capsys):
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 0
+    old_sha = load(out / "state.jsonl")
+    write_manifest(manifest.parent, [
+        {"image": "img/shot0[01].png", "prompt": PROMPT, "duration": 4},
+        {"image": "img/shot02.png", "prompt": "A different motion for {stem}", "duration": 4},
+    ])
+    capsys.readouterr()
+    assert run_cli(sim, manifest, out) == 0
+    err = capsys.readouterr().err
+    assert "0 new, 1 changed, 0 no longer in the manifest" in err
+    ledger = sim.ledger()
+    assert len(ledger["submissions"]) == 4 and ledger["uploads"] == 3, "images are uploaded once, ever"
+    aside = list(out.glob("shot02-4s-720p.prev-*.mp4"))
+    assert len(aside) == 1, "the video paid for before the edit must be kept"
+    old = next(r for r in old_sha.jobs.values() if r.id == "shot02-4s-720p")
+    from runner_helpers import sha256
+    assert sha256(aside[0]) == old.sha256
+
+
+def test_missing_file_is_downloaded_again_without_paying(sim, batch):
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 0
+    (out / "shot01-4s-720p.mp4").unlink()
+    assert run_cli(sim, manifest, out) == 0
+    ledger = assert_batch_intact(sim, out, 3)
+    assert len(ledger["submissions"]) == 3
+
+
+def test_failed_task_is_recorded_and_retried_only_on_request(make_sim, batch, capsys):
+    sim = make_sim(faults=Faults(rate_fail=1.0))
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 1
+    state = load(out / "state.jsonl")
+    assert {r.status.value for r in state.jobs.values()} == {"failed"}
+    assert all(r.error_class == "task" and r.error for r in state.jobs.values())
+    assert "failed  shot00-4s-720p" in capsys.readouterr().err
+
+    assert run_cli(sim, manifest, out) == 1
+    assert len(sim.ledger()["submissions"]) == 3, "failed jobs are not resubmitted without --retry-failed"
+
+    sim.configure(faults={"fail": 0.0})
+    assert run_cli(sim, manifest, out, "--retry-failed") == 0
+    assert len(sim.ledger()["submissions"]) == 6
+
+
+def test_lost_submit_answer_is_unknown_then_reconciled_from_the_listing(make_sim, batch, capsys):
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 1
+    state = load(out / "state.jsonl")
+    assert {r.status.value for r in state.jobs.values()} == {"unknown"}
+    assert "--resubmit-unknown" in capsys.readouterr().err
+    assert len(sim.ledger()["submissions"]) == 3, "each lost answer was still accepted and charged once"
+
+    sim.configure(faults={"drop-after": 0.0})
+    assert run_cli(sim, manifest, out) == 0
+    ledger = assert_batch_intact(sim, out, 3)
+    assert len(ledger["submissions"]) == 3, "reconciled jobs are polled, never paid again"
+
+
+def test_unknown_without_listing_waits_for_resubmit_unknown(make_sim, batch):
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), enable_listing=False)
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 1
+    sim.configure(faults={"drop-after": 0.0})
+    assert run_cli(sim, manifest, out) == 1
+    assert len(sim.ledger()["submissions"]) == 3
+    assert run_cli(sim, manifest, out, "--resubmit-unknown") == 0
+    assert len(sim.ledger()["submissions"]) == 6
+
+
+def test_bad_key_halts_before_spending(make_sim, batch, capsys):
+    sim = make_sim(api_key="the-right-key")
+    manifest, out = batch
+    assert run_cli(sim, manifest, out, key="wrong-key") == 3
+    err = capsys.readouterr().err
+    assert "WAVESPEED_API_KEY" in err and "wrong-key" not in err
+    assert sim.ledger()["submissions"] == []
+
+
+def test_transient_faults_and_account_cap_still_pay_once(make_sim, tmp_path):
+    sim = make_sim(concurrency_cap=2, url_ttl=0.3, faults=Faults(rate_5xx=0.2, rate_truncate=0.3, rate_429_burst=0.2))
+    make_images(tmp_path / "img", 6)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}])
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "4") == 0
+    ledger = assert_batch_intact(sim, out, 6)
+    assert ledger["max_concurrent"] <= 2
+    assert ledger["faults"], "the faults were actually injected"
+
+
+def test_budget_cap_stops_before_the_job_that_would_cross_it(sim, batch, capsys):
+    manifest, out = batch
+    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", "1") == 3
+    assert len(sim.ledger()["submissions"]) == 2
+    assert "--max-cost" in capsys.readouterr().err
+    assert run_cli(sim, manifest, out, "--max-cost", "10") == 0
+    assert_batch_intact(sim, out, 3)
+
+
+def test_refuses_to_spend_above_threshold_without_a_terminal(sim, batch, monkeypatch, capsys):
+    manifest, out = batch
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    from batchgen.cli import main
+    monkeypatch.setenv("WAVESPEED_API_KEY", "k")
+    code = main(["run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--confirm-above", "1"])
+    assert code == 2
+    assert "--yes" in capsys.readouterr().err
+    assert sim.ledger()["requests"] == {}
+
+
+def test_bad_manifest_costs_nothing(sim, tmp_path, capsys):
+    make_images(tmp_path / "img", 1)
+    manifest = write_manifest(tmp_path, [{"image": "img/shot00.png", "promt": "typo", "duration": 5}])
+    assert run_cli(sim, manifest, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "batch.yaml:" in err and "prompt" in err
+    assert sim.ledger()["requests"] == {}
+
+
+def test_fallback_model_is_flagged_in_sidecar_and_status(make_sim, batch, capsys):
+    sim = make_sim(faults=Faults(rate_fallback=1.0))
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 0
+    side = json.loads((out / "shot00-4s-720p.json").read_text())
+    assert side["fell_back"] is True and side["model_used"] != side["model_asked"]
+    from batchgen.cli import main
+    capsys.readouterr()
+    assert main(["status", str(out / "state.jsonl"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["fallbacks"]) == 3 and summary["counts"]["downloaded"] == 3
+
+
+def test_api_key_never_written(make_sim, batch):
+    key = "sk-live-SECRET-0123456789"
+    sim = make_sim(api_key=key, faults=Faults(rate_5xx=0.2))
+    manifest, out = batch
+    assert run_cli(sim, manifest, out, "-v", key=key) == 0
+    for path in files_written(out):
+        assert key.encode() not in path.read_bytes(), path
+    assert "retry" in (out / "batchgen.log").read_text() or (out / "batchgen.log").exists()
