@@ -11,6 +11,7 @@ network is never touched: URLs are accepted as written.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .models import DEFAULT_MODEL, ModelSpec, ModelTable
 CORE_FIELDS = ("image", "prompt", "duration", "resolution", "model", "output", "id", "takes")
 BUILTIN_PLACEHOLDERS = ("stem", "duration", "resolution", "take", "id", "model_name")
 DEFAULT_OUTPUT = "{stem}-{duration}s-{resolution}"
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -204,15 +206,7 @@ class _Expander:
 
         if spec is None or failed:
             return []
-        for message in spec.check({"duration": durations[0], "resolution": resolutions[0], **extras}):
-            name = message.split(" ", 1)[0]
-            bad(f[name].line if name in f else row.line, message)
-        for d in durations[1:]:
-            for message in spec.check({"duration": d}):
-                bad(f["duration"].line, message)
-        for r in resolutions[1:]:
-            for message in spec.check({"resolution": r}):
-                bad(f["resolution"].line, message)
+        _check_params(spec, f, row.line, durations, resolutions, extras, bad)
         if failed:
             return []
 
@@ -238,9 +232,12 @@ class _Expander:
     def _job(self, row, f, bad, ctx, written, abs_path, url, model_id, params, prompt_t, output_t, id_t, suffix):
         line_of = lambda name: f[name].line if name in f else row.line  # noqa: E731
         try:
-            if id_t is not None:
-                id_template = id_t + (suffix if not placeholders(id_t) else "")
-                ctx["id"] = check_id(render("id", id_template, ctx))
+            if id_t is not None and suffix and not placeholders(id_t):
+                # A literal id on a row that expands gets the varying parts appended,
+                # made id-safe: a stem like 'Red Mug' must not make the id invalid.
+                ctx["id"] = check_id(id_t) + _UNSAFE_ID.sub("_", render("id", suffix, ctx))
+            elif id_t is not None:
+                ctx["id"] = check_id(render("id", id_t, ctx))
             elif "id" in placeholders(output_t):
                 raise ValueError("output uses {id}, but this job has no id: (its id is derived from the output); "
                                  "set id: or remove {id} from output")
@@ -345,6 +342,20 @@ class _Expander:
             bad(line, "last_image: " + info)
             return None
         return url or abs_path
+
+
+def _check_params(spec: ModelSpec, f: dict[str, Value], row_line: int, durations: list[int],
+                  resolutions: list[str], extras: dict[str, Any], bad) -> None:
+    """Ask the model about every listed value, pointing each complaint at its field's line."""
+    for message in spec.check({"duration": durations[0], "resolution": resolutions[0], **extras}):
+        name = message.split(" ", 1)[0]  # ModelSpec.check starts each message with the field
+        bad(f[name].line if name in f else row_line, message)
+    for d in durations[1:]:
+        for message in spec.check({"duration": d}):
+            bad(f["duration"].line, message)
+    for r in resolutions[1:]:
+        for message in spec.check({"resolution": r}):
+            bad(f["resolution"].line, message)
 
 
 def _text_of(value: Value | None) -> str | None:

@@ -274,6 +274,13 @@ def test_takes_default_output_and_explicit_id_suffixes(d):
     assert m.jobs[2].prompt == "hero-4s-take1"
 
 
+def test_literal_id_on_glob_gets_safe_stem_suffix(d):
+    Image.new("RGB", (8, 8)).save(d / "shots" / "Red Mug.jpg")
+    m = load(d, job(image="'shots/*.jpg'", prompt="x", id="hero"))
+    assert [j.id for j in m.jobs] == ["hero-Red_Mug", "hero-a2", "hero-m", "hero-z"]
+    assert m.jobs[0].output == "Red_Mug-4s-720p.mp4"
+
+
 def test_templates_vars_row_vars_and_format_specs(d):
     m = load(d, """
         vars:
