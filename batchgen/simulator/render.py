@@ -304,6 +304,10 @@ class RenderCache:
             return
         final = self.directory / f"{key}.mp4"
         partial = final.with_name(f"{final.name}.{os.getpid()}.{threading.get_ident()}.part")
-        partial.write_bytes(data)
-        # Rename is atomic, so a reader (or a crash) never sees half a clip under the final name.
-        os.replace(partial, final)
+        try:
+            partial.write_bytes(data)
+            # Rename is atomic, so a reader (or a crash) never sees half a clip under the final name.
+            os.replace(partial, final)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
