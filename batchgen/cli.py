@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("state", type=Path)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    estimate = sub.add_parser("estimate", help="what a manifest will cost, nothing sent")
+    estimate.add_argument("manifest", type=Path)
+    estimate.add_argument("--state", type=Path, help="split into already paid, in flight and still to pay")
+    estimate.add_argument("--json", action="store_true", help="machine-readable output")
+
+    report = sub.add_parser("report", help="a self-contained HTML report of a batch, offline")
+    report.add_argument("state", type=Path)
+    report.add_argument("--html", type=Path, help="where to write it (default: report.html beside the state)")
+
     simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
     from .simulator import add_arguments
     add_arguments(simulate)
@@ -73,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             from .status import status_command
             return status_command(args)
+        if args.command == "estimate":
+            from .estimate import estimate_command
+            return estimate_command(args)
+        if args.command == "report":
+            from .report import report_command
+            return report_command(args)
         if args.command == "simulate":
             return simulate_command(args)
     except BatchgenError as exc:
