@@ -141,7 +141,8 @@ def poster_frame(path: str | os.PathLike, out_path: str | os.PathLike, max_width
             f"cannot read a poster frame from {path} ({_reason(exc)}); the file is not a readable video"
         ) from exc
     if image.width > max_width:
-        image = image.resize((max_width, max(1, round(image.height * max_width / image.width))), Image.Resampling.LANCZOS)
+        scaled_height = max(1, round(image.height * max_width / image.width))
+        image = image.resize((max_width, scaled_height), Image.Resampling.LANCZOS)
     out = Path(out_path)
     partial = out.with_name(out.name + ".part")
     image.save(partial, format="JPEG", quality=85)

@@ -240,7 +240,9 @@ class RenderCache:
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
 
-    def get_or_render(self, image_bytes: bytes, width: int, height: int, duration: int, motion: int, seed: int) -> bytes:
+    def get_or_render(
+        self, image_bytes: bytes, width: int, height: int, duration: int, motion: int, seed: int
+    ) -> bytes:
         key = self._key(image_bytes, width, height, duration, motion, seed)
         key_lock = self._acquire_key_lock(key)
         try:
