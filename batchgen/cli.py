@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .errors import BatchgenError, UsageError
 from .manifest import load_manifest
-from .models import ModelTable
+from .user_config import user_model_table
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest, ModelTable())
+    manifest = load_manifest(args.manifest, user_model_table())
     jobs = manifest.jobs
     seconds = sum(j.duration for j in jobs)
     cost = sum(manifest.models.get(j.model).price(j.resolution, j.duration) for j in jobs)
