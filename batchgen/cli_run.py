@@ -13,16 +13,16 @@ from .cli import EXIT_USAGE, api_key_from_env, install_interrupts
 from .errors import UsageError
 from .jobs import JobStatus
 from .manifest import load_manifest
-from .models import ModelTable
 from .progress import Progress, setup_logging
 from .providers.wavespeed import DEFAULT_BASE_URL, WaveSpeedProvider
 from .runner import Plan, RunOptions, Runner, RunResult
 from .schedule import PollPolicy
 from .state import StateLog
+from .user_config import user_model_table
 
 
 def run_command(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest, ModelTable())
+    manifest = load_manifest(args.manifest, user_model_table())
     out_dir = (args.out or Path("outputs") / args.manifest.stem).resolve()
     state_path = args.state or out_dir / "state.jsonl"
     concurrency = args.concurrency or int(manifest.settings.get("concurrency", 4))
