@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -39,6 +40,20 @@ from .state import JobRecord, StateLog
 
 log = logging.getLogger("batchgen")
 
+#: Crash-test hook, "stage:N": SIGKILL this process the Nth time it passes that stage's kill point.
+_KILL_AT = os.environ.get("BATCHGEN_TEST_KILL_AT", "")
+_kill_passes: Counter = Counter()
+
+
+def _kill_point(stage: str) -> None:
+    if not _KILL_AT:
+        return
+    want, _, nth = _KILL_AT.partition(":")
+    if want == stage:
+        _kill_passes[stage] += 1
+        if _kill_passes[stage] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
          "BMP": "image/bmp", "TIFF": "image/tiff"}
 
@@ -56,6 +71,8 @@ class RunOptions:
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
     listing_limit: int = 1000
+    #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
+    fallback_after: int = 3
     poll: PollPolicy = field(default_factory=PollPolicy)
     backoff: Backoff = field(default_factory=Backoff)
     seed: int | None = None
@@ -125,6 +142,7 @@ class Runner:
         self.halted = ""
         self.stopping = False
         self._uploads: dict[str, asyncio.Task] = {}
+        self._unavailable: Counter = Counter()
         self._image_sizes: dict[str, tuple[int, int] | None] = {}
 
     # -- bookkeeping ------------------------------------------------------------------
@@ -148,6 +166,27 @@ class Runner:
 
     def price(self, job: JobSpec, model: str | None = None) -> float:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
+
+    def model_for(self, job: JobSpec) -> str:
+        """The model to submit to now: the job's own, or its fallback once the primary is unavailable."""
+        fallback = job.fallback_model
+        if not fallback or fallback == job.model or self._unavailable[job.model] < self.opt.fallback_after:
+            return job.model
+        problems = self.models.get(fallback).check(job.params)
+        if problems:
+            log.warning("job %s cannot fall back to %s (%s); it waits for %s", job.id, fallback,
+                        "; ".join(problems), job.model)
+            return job.model
+        return fallback
+
+    def _note_availability(self, model: str, exc: Exception | None) -> None:
+        if exc is None:
+            self._unavailable[model] = 0
+        elif "unavailable" in str(exc).lower():
+            self._unavailable[model] += 1
+            if self._unavailable[model] == self.opt.fallback_after:
+                log.warning("%s answered 'unavailable' %d times in a row; jobs with a fallback_model switch to it",
+                            model, self.opt.fallback_after)
 
     # -- planning ---------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -234,7 +273,7 @@ class Runner:
             plan=plan, counts=counts,
             spent=round(sum(r.cost for r in records if r.status is JobStatus.DOWNLOADED), 2),
             committed=committed_spend(self.state.jobs.values()), halted=self.halted,
-            fallbacks=[r.id for r in records if r.fell_back], wall=time.monotonic() - started,
+            fallbacks=[r.id for r in records if r.fell_back or r.switched], wall=time.monotonic() - started,
             calls=dict(getattr(self.provider, "calls", {})),
         )
 
@@ -327,37 +366,49 @@ class Runner:
     async def _image_url(self, job: JobSpec) -> str:
         if job.image_url:
             return job.image_url
-        sha = job.image_sha256 or ""
-        url = self.state.uploads.get(sha)
+        return await self._uploaded(job.image_path, job)
+
+    async def _params(self, job: JobSpec) -> dict[str, Any]:
+        """The job's body parameters, with a local ``last_image`` (Seedance) uploaded like the image."""
+        params = dict(job.params)
+        last = params.get("last_image")
+        if isinstance(last, str) and last and not last.startswith(("http://", "https://")):
+            params["last_image"] = await self._uploaded(last, job)
+        return params
+
+    async def _uploaded(self, path: str, job: JobSpec) -> str:
+        """Upload a local image once per content hash, ever (the URL is kept in the state)."""
+        info = image_info(path)
+        url = self.state.uploads.get(info.sha256)
         if url:
             return url
-        task = self._uploads.get(sha)
+        task = self._uploads.get(info.sha256)
         if task is None or (task.done() and task.exception() is not None):
-            task = self._uploads[sha] = asyncio.ensure_future(self._upload(job))
+            task = self._uploads[info.sha256] = asyncio.ensure_future(self._upload(path, info, job))
         return await asyncio.shield(task)
 
-    async def _upload(self, job: JobSpec) -> str:
-        info = image_info(job.image_path)
-        data = await asyncio.get_running_loop().run_in_executor(None, Path(job.image_path).read_bytes)
+    async def _upload(self, path: str, info, job: JobSpec) -> str:
+        data = await asyncio.get_running_loop().run_in_executor(None, Path(path).read_bytes)
         if len(data) != info.size_bytes:
-            raise PermanentError(f"{job.image_path} changed while the run was reading it; run again")
-        url = await self._retrying(lambda: self.provider.upload(data, Path(job.image_path).name,
-                                                                _MIME.get(info.format, "application/octet-stream")),
-                                   f"upload {Path(job.image_path).name}")
-        self.log.append({"ev": "upload", "sha256": job.image_sha256, "url": url})
+            raise PermanentError(f"{path} changed while the run was reading it; run again")
+        name = Path(path).name
+        url = await self._retrying(lambda: self.provider.upload(data, name, _MIME.get(info.format, "application/octet-stream")),
+                                   f"upload {name}")
+        _kill_point("uploaded")
+        self.log.append({"ev": "upload", "sha256": info.sha256, "url": url})
         self.emit(job, "uploaded", url=url)
         return url
 
     async def _submit(self, job: JobSpec) -> bool:
         """Submit once, durably; True when the job has a prediction id."""
-        spec = self.models.get(job.model)
         transient = 0
         while True:
             if self.stopping:
                 return False
+            model = self.model_for(job)
             image = await self._image_url(job)
-            body = spec.body(image, job.prompt, job.params)
-            cost = self.price(job)
+            body = self.models.get(model).body(image, job.prompt, await self._params(job))
+            cost = self.price(job, model)
             if self.opt.max_cost is not None:
                 committed = committed_spend(self.state.jobs.values())
                 if committed + cost > self.opt.max_cost + 1e-9:
@@ -368,11 +419,14 @@ class Runner:
             if self.stopping:
                 return False
             rec = self.rec(job)
+            if model != job.model and rec.submit_model != model:
+                log.warning("job %s goes to the fallback model %s at $%.2f (asked %s)", job.id, model, cost, job.model)
             await self.log.append_durable({"ev": "submitting", "key": job.key, "attempt": rec.attempts + 1,
-                                           "body_hash": body_hash(body), "model": job.model, "cost": cost})
+                                           "body_hash": body_hash(body), "model": model, "cost": cost})
             self.emit(job, "submitting")
+            _kill_point("submitting")
             try:
-                pred = await self.provider.submit(job.model, body)
+                pred = await self.provider.submit(model, body)
             except RateLimitedError as exc:
                 self.log.append({"ev": "unsent", "key": job.key, "class": "429", "message": str(exc)})
                 self.slots.shrink()
@@ -382,6 +436,7 @@ class Runner:
                 continue
             except TransientError as exc:
                 self.log.append({"ev": "unsent", "key": job.key, "class": "transient", "message": str(exc)})
+                self._note_availability(model, exc)
                 transient += 1
                 if transient >= self.opt.backoff.attempts:
                     self._fail(job, "transient", f"submit gave up after {transient} tries: {exc}")
@@ -406,6 +461,8 @@ class Runner:
                 self.emit(job, "failed", error=str(exc), cls="rejected")
                 log.warning("job %s rejected: %s", job.id, exc)
                 return False
+            self._note_availability(model, None)
+            _kill_point("answered")
             self.log.append({"ev": "submitted", "key": job.key, "pid": pred.id, "model": pred.model})
             self.emit(job, "submitted", pid=pred.id)
             await self.slots.accepted()
@@ -469,6 +526,7 @@ class Runner:
                 rec = self.rec(job)
                 try:
                     got = await self.provider.download(rec.outputs[0], part, max_bytes=self.opt.max_download_bytes)
+                    _kill_point("downloaded")
                     await asyncio.get_running_loop().run_in_executor(None, self._check, job, part)
                     break
                 except ExpiredLinkError:
@@ -523,9 +581,11 @@ class Runner:
                                  "sha256": owner.sha256, "model_used": owner.model_used})
                 log.warning("kept the older video of %s as %s", owner.id, rel)
         os.replace(part, target)
+        _kill_point("placed")
         write_sidecar(target, {
             "id": job.id, "key": job.key, "prompt": job.prompt, "image": job.image, "model_asked": job.model,
-            "model_used": rec.model_used or job.model, "fell_back": rec.fell_back, "params": dict(job.params),
+            "model_submitted": rec.submit_model or job.model, "model_used": rec.model_used or rec.submit_model or job.model,
+            "fell_back": rec.fell_back, "switched_to_fallback": rec.switched, "params": dict(job.params),
             "take": job.take, "prediction_id": rec.pid, "inference_ms": rec.inference_ms, "cost_usd": rec.cost,
             "bytes": got.bytes, "sha256": got.sha256, "manifest": str(job.where),
         })

@@ -66,8 +66,14 @@ class JobRecord:
 
     @property
     def fell_back(self) -> bool:
+        """The provider answered with another model than the one submitted to (silently)."""
         asked = self.submit_model or self.model
         return bool(self.model_used) and self.model_used != asked
+
+    @property
+    def switched(self) -> bool:
+        """batchgen sent the job to its manifest's fallback_model because the primary was unavailable."""
+        return bool(self.submit_model) and self.submit_model != self.model
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

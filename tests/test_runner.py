@@ -183,3 +183,20 @@ def test_api_key_never_written(make_sim, batch):
     for path in files_written(out):
         assert key.encode() not in path.read_bytes(), path
     assert "retry" in (out / "batchgen.log").read_text() or (out / "batchgen.log").exists()
+
+
+def test_unavailable_primary_switches_new_jobs_to_the_fallback_model(make_sim, tmp_path, capsys):
+    sim = make_sim(faults=Faults(unavailable_models={"openai/sora-2/image-to-video-pro"}))
+    make_images(tmp_path / "img", 3)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}],
+                              fallback_model="bytedance/seedance-2.0/image-to-video", fallback_after=2)
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "1") == 0
+    assert_batch_intact(sim, out, 3)
+    for side in out.glob("*.json"):
+        data = json.loads(side.read_text())
+        assert data["model_asked"] == "openai/sora-2/image-to-video-pro"
+        assert data["model_submitted"] == data["model_used"] == "bytedance/seedance-2.0/image-to-video"
+        assert data["switched_to_fallback"] is True and data["cost_usd"] == 0.96
+    assert {s["model"] for s in sim.ledger()["submissions"]} == {"bytedance/seedance-2.0/image-to-video"}
+    assert "fallback" in capsys.readouterr().err
