@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import Enum
 from typing import Any, Mapping
 
@@ -67,9 +68,18 @@ class JobSpec:
     def resolution(self) -> str:
         return str(self.params["resolution"])
 
-    @property
+    @cached_property
     def key(self) -> str:
-        return job_key(self.model, self.params, self.prompt, self.image_sha256 or self.image_url or self.image, self.take)
+        return job_key(self.model, self._paid_params(), self.prompt, self.image_sha256 or self.image_url or self.image,
+                       self.take)
+
+    def _paid_params(self) -> Mapping[str, Any]:
+        """Params as paid for: a local ``last_image`` counts by its bytes, not by where it lies."""
+        last = self.params.get("last_image")
+        if not isinstance(last, str) or last.startswith(("http://", "https://")):
+            return self.params
+        from .images import image_info  # cached by (path, size, mtime): no re-hashing per call
+        return {**self.params, "last_image": image_info(last).sha256}
 
 
 def job_key(model: str, params: Mapping[str, Any], prompt: str, image_identity: str, take: int) -> str:

@@ -1,0 +1,134 @@
+"""The state log without a network: folding, torn lines, the lock, compaction, durability."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from batchgen.errors import StateError, StateLockedError
+from batchgen.jobs import JobStatus
+from batchgen.state import StateLog, load
+
+
+def _events(log: StateLog, *events):
+    for ev in events:
+        log.append(dict(ev))
+
+
+def test_fold_follows_a_job_through_its_life(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _events(log,
+                {"ev": "job", "key": "k1", "id": "a", "output": "a.mp4", "model": "m", "cost": 1.2},
+                {"ev": "submitting", "key": "k1", "attempt": 1, "body_hash": "h", "model": "m", "cost": 1.2},
+                {"ev": "submitted", "key": "k1", "pid": "p1"},
+                {"ev": "completed", "key": "k1", "pid": "p1", "outputs": ["u"], "model_used": "m2"},
+                {"ev": "downloaded", "key": "k1", "path": "a.mp4", "bytes": 10, "sha256": "s"})
+    rec = load(path).jobs["k1"]
+    assert rec.status is JobStatus.DOWNLOADED
+    assert (rec.pid, rec.body_hash, rec.cost, rec.path, rec.bytes) == ("p1", "h", 1.2, "a.mp4", 10)
+    assert rec.fell_back and not rec.switched
+
+
+def test_intent_without_answer_loads_as_unknown(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _events(log, {"ev": "submitting", "key": "k1", "attempt": 1, "body_hash": "h", "model": "m"})
+    rec = load(path).jobs["k1"]
+    assert rec.status is JobStatus.UNKNOWN and "stopped" in rec.error
+
+
+def test_torn_last_line_is_dropped_and_mended(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _events(log, {"ev": "submitting", "key": "k1", "body_hash": "h"}, {"ev": "submitted", "key": "k1", "pid": "p"})
+    with open(path, "ab") as fh:
+        fh.write(b'{"ev":"completed","key":"k1","pi')
+    state = load(path)
+    assert state.torn == 1 and state.jobs["k1"].status is JobStatus.SUBMITTED
+    with StateLog(path) as log:
+        log.open()
+        log.append({"ev": "failed", "key": "k1", "class": "task", "message": "no"})
+    raw = path.read_bytes()
+    assert b'"pi\n' not in raw and raw.endswith(b"\n")
+    assert load(path).jobs["k1"].status is JobStatus.FAILED
+
+
+def test_whole_last_line_without_newline_is_kept(tmp_path):
+    path = tmp_path / "state.jsonl"
+    path.write_bytes(b'{"ev":"submitted","key":"k1","pid":"p"}')
+    with StateLog(path) as log:
+        assert log.open().jobs["k1"].pid == "p"
+        log.append({"ev": "failed", "key": "k1"})
+    assert load(path).jobs["k1"].status is JobStatus.FAILED
+
+
+def test_damage_in_the_middle_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "state.jsonl"
+    path.write_text('{"ev":"submitted","key":"k1","pid":"p"}\ngarbage\n{"ev":"failed","key":"k1"}\n')
+    with pytest.raises(StateError, match="line 2"):
+        load(path)
+
+
+def test_only_newline_splits_lines(tmp_path):
+    path = tmp_path / "state.jsonl"
+    prompt = "a\u2028b\u0085c\rd"  # line separators that str.splitlines() would split on
+    with StateLog(path) as log:
+        log.open()
+        log.append({"ev": "job", "key": "k1", "id": "x", "prompt": prompt})
+    assert load(path).jobs["k1"].prompt == prompt
+
+
+def test_second_writer_is_refused(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as first:
+        first.open()
+        with pytest.raises(StateLockedError, match="another batchgen run"):
+            StateLog(path).open()
+    with StateLog(path) as again:
+        again.open()
+
+
+def test_compaction_keeps_every_record_and_the_upload_cache(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        log.append({"ev": "upload", "sha256": "img", "url": "http://x/img"})
+        for i in range(400):
+            key = f"k{i}"
+            _events(log, {"ev": "job", "key": key, "id": f"j{i}", "cost": 1.0},
+                    {"ev": "submitting", "key": key, "body_hash": f"h{i}"},
+                    {"ev": "unsent", "key": key, "class": "429", "message": "busy"},
+                    {"ev": "submitting", "key": key, "body_hash": f"h{i}", "attempt": 2},
+                    {"ev": "submitted", "key": key, "pid": f"p{i}"})
+        before = {k: r.to_json() for k, r in log.state.jobs.items()}
+        assert log.should_compact()
+        log.compact()
+        log.append({"ev": "completed", "key": "k0", "pid": "p0", "outputs": ["u"]})
+    state = load(path)
+    assert len(path.read_text().splitlines()) == 1 + 400 + 1
+    assert state.uploads == {"img": "http://x/img"}
+    assert state.jobs["k0"].status is JobStatus.COMPLETED
+    after = {k: r.to_json() for k, r in state.jobs.items() if k != "k0"}
+    assert after == {k: v for k, v in before.items() if k != "k0"}
+    assert not (tmp_path / "state.jsonl.compact").exists()
+
+
+def test_durable_appends_share_fsyncs_and_are_on_disk_when_acknowledged(tmp_path):
+    path = tmp_path / "state.jsonl"
+
+    async def many():
+        with StateLog(path) as log:
+            log.open()
+            await asyncio.gather(*(log.append_durable({"ev": "submitting", "key": f"k{i}"}) for i in range(200)))
+            lines = path.read_bytes().count(b"\n")
+            return log.fsyncs, lines
+
+    fsyncs, lines = asyncio.run(many())
+    assert lines == 200
+    assert 1 <= fsyncs < 200, "concurrent intents are grouped into fewer fsyncs"
+
