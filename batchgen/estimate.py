@@ -223,8 +223,8 @@ def render(est: Estimate) -> str:
                          f"  ${a.dollars:>9.2f}{extra}")
         other = est.other_in_state
         if other and other["jobs"]:
-            lines.append(f"    not in this manifest: {_jobs(other['jobs'])} in the state (${other['dollars']:.2f} committed), "
-                         "left as they are")
+            lines.append(f"    not in this manifest: {_jobs(other['jobs'])} in the state "
+                         f"(${other['dollars']:.2f} committed), left as they are")
     if est.max_cost is not None:
         lines.append(_cap_line(est))
     if est.fallback is not None:

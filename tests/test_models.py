@@ -145,7 +145,8 @@ def test_env_var_wins_over_the_config_folder(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (f"{ACME}:\n  durations: [5]\n", r"models\.yaml: models\.acme/motion-1/image-to-video: a new model needs "
                                       r"price_per_second, resolutions; fix the models file or unset BATCHGEN_MODELS"),
-    (f"{SORA_PRO}:\n  price: 0.3\n", r"models\.yaml: models\.openai/sora-2/image-to-video-pro: unknown field\(s\) price"),
+    (f"{SORA_PRO}:\n  price: 0.3\n",
+     r"models\.yaml: models\.openai/sora-2/image-to-video-pro: unknown field\(s\) price"),
     (f"{SORA_PRO}:\n  durations: [four]\n", r"models\.yaml: models\.openai/sora-2/image-to-video-pro: invalid literal"),
     (f"{SORA_PRO}: 0.3\n", r"models\.yaml: models\.openai/sora-2/image-to-video-pro: expected a mapping of fields"),
     ("- just\n- a list\n", r"models\.yaml: a models file maps a model path to its fields .* got list"),
