@@ -1,0 +1,148 @@
+"""Progress display and the log file: the bar path (tqdm into a buffer), plain lines, and a real run's log."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+from runner_helpers import make_images, run_cli, write_manifest
+
+from batchgen.jobs import JobSpec
+from batchgen.progress import Progress, setup_logging
+from batchgen.runner import Plan
+from batchgen.state import StateLog
+
+MODEL = "openai/sora-2/image-to-video-pro"
+
+
+def _jobs(n: int) -> list[JobSpec]:
+    return [JobSpec(id=f"job{i:02d}", model=MODEL, prompt="p", image=f"img{i}.png", image_path=None,
+                    image_url=None, image_sha256=f"{i:064x}", params={"duration": 4, "resolution": "720p"},
+                    take=1, output=f"job{i:02d}.mp4") for i in range(n)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _state_log(tmp_path, jobs: list[JobSpec]) -> StateLog:
+    state_log = StateLog(tmp_path / "state.jsonl")
+    state_log.open()
+    for job in jobs:
+        state_log.append({"ev": "job", "key": job.key, "id": job.id, "model": MODEL, "cost": 1.2})
+    return state_log
+
+
+def _pay(state_log: StateLog, job: JobSpec, kind: str = "submitting") -> None:
+    state_log.append({"ev": kind, "key": job.key, "attempt": 1, "model": MODEL, "cost": 1.2})
+
+
+def test_plain_lines_come_every_15_seconds_or_each_tenth_and_say_counts_rate_and_eta(tmp_path):
+    jobs = _jobs(20)
+    state_log = _state_log(tmp_path, jobs)
+    out, clock = io.StringIO(), Clock()
+    progress = Progress(20, state_log, stream=out, bar=False, clock=clock)
+    progress("plan", {"job": None, "plan": Plan(submit=jobs[2:], done=jobs[:2])})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("] 2/20 done, queued 18, $0.00 committed")
+
+    for job in jobs[2:6]:
+        _pay(state_log, job)
+        progress("submitting", {"job": job})
+        progress("submitted", {"job": job, "pid": "p"})
+    clock.now += 5
+    progress("downloaded", {"job": jobs[2]})
+    assert progress.lines == 1, "3/20 is not a new tenth and 5 s is not 15 s: no line"
+
+    clock.now += 11
+    progress("generating", {"job": jobs[3]})
+    assert progress.lines == 2, "15 s after the last line, any event prints one"
+    last = out.getvalue().splitlines()[-1]
+    assert "3/20 done, queued 14, generating 3, $4.80 committed" in last
+    assert re.search(r"3\.8/min, ETA 4m\d\ds$", last), last  # 1 video in 16 s, 17 left
+
+    clock.now += 1
+    progress("downloaded", {"job": jobs[4]})
+    assert progress.lines == 3 and "4/20 done" in out.getvalue().splitlines()[-1], "20 % reached: a line"
+    progress("failed", {"job": jobs[5], "error": "x"})
+    assert progress.lines == 3
+    progress.close()
+    assert progress.lines == 4 and "failed 1" in out.getvalue().splitlines()[-1]
+    progress.close()
+    assert progress.lines == 4, "the same summary twice in a row is printed once"
+    state_log.close()
+
+
+def test_bar_shows_done_of_total_rate_and_the_counts_with_dollars(tmp_path):
+    jobs = _jobs(6)
+    state_log = _state_log(tmp_path, jobs)
+    out = io.StringIO()
+    progress = Progress(6, state_log, stream=out, bar=True)
+    progress("plan", {"job": None, "plan": Plan(submit=jobs[1:], done=jobs[:1])})
+    for job in jobs[1:4]:
+        _pay(state_log, job)
+        progress("submitting", {"job": job})
+    progress("generating", {"job": jobs[1]})
+    progress("downloaded", {"job": jobs[2]})
+    progress("unknown", {"job": jobs[3], "error": "lost"})
+    frames = out.getvalue().split("\r")
+    assert any("2/6" in f and "queued 2, generating 1, unknown 1, $3.60" in f for f in frames), frames[-3:]
+    assert re.search(r"batch:\s+33%", out.getvalue())
+    progress.close()
+    final = out.getvalue().split("\r")[-1]
+    assert "2/6 [" in final and "video" in final  # tqdm's elapsed<ETA, rate in videos
+    state_log.close()
+
+
+def test_quiet_prints_nothing(tmp_path):
+    jobs = _jobs(2)
+    state_log = _state_log(tmp_path, jobs)
+    for bar in (True, False):
+        out = io.StringIO()
+        progress = Progress(2, state_log, stream=out, quiet=True, bar=bar)
+        progress("plan", {"job": None, "plan": Plan(submit=jobs)})
+        progress("downloaded", {"job": jobs[0]})
+        progress.close()
+        assert out.getvalue() == ""
+    state_log.close()
+
+
+def test_verbosity_levels_and_the_key_is_masked_everywhere(tmp_path):
+    log = logging.getLogger("batchgen")
+    for verbosity, shown in ((-1, ["ERROR"]), (0, ["WARNING", "ERROR"]), (1, ["INFO", "WARNING", "ERROR"])):
+        console = io.StringIO()
+        setup_logging(tmp_path / f"v{verbosity}.log", verbosity, stream=console, secret="sk-SECRET-123")
+        log.info("info line")
+        log.warning("warning with key %s inside", "sk-SECRET-123")
+        log.error("error line")
+        assert [line.split(":")[0] for line in console.getvalue().splitlines()] == shown
+        text = (tmp_path / f"v{verbosity}.log").read_text()
+        assert "sk-SECRET-123" not in console.getvalue() + text
+        assert "warning with key *** inside" in text and "info line" in text
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO info line", text)
+    setup_logging(None, 0)
+
+
+def test_a_real_run_writes_plain_lines_and_a_log_of_every_decision(sim, tmp_path, capsys):
+    make_images(tmp_path / "img", 3)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "turns {stem}", "duration": 4}])
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert lines[0].endswith("0/3 done, queued 3, $0.00 committed")
+    assert re.search(r"3/3 done, \$3\.60 committed, [\d.]+/min$", lines[-1]), lines
+    log_text = (out / "batchgen.log").read_text()
+    ledger = sim.ledger()
+    assert "run planned: 3 to submit" in log_text
+    for pid in ledger["outputs"]:
+        assert f"submitted as {pid} ({MODEL}, $1.20)" in log_text
+    assert len(re.findall(rf"generated by {re.escape(MODEL)} in \d+\.\ds", log_text)) == 3
+    assert len(re.findall(r"saved shot0\d-4s-720p\.mp4 \(\d+ bytes, sha256 [0-9a-f]{12}\)", log_text)) == 3
+    assert "test-key" not in log_text
+    setup_logging(None, 0)
