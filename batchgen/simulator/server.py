@@ -24,6 +24,7 @@ from aiohttp import web
 from ..errors import ModelTableError
 from ..models import body_hash
 from .config import SimConfig, apply_changes
+from .hostile import Hostile
 from .ledger import Ledger
 from .render import RenderCache
 from .tasks import Task, decode_data_uri, fetch_image, iso_now, run_task
@@ -50,6 +51,7 @@ class Simulator:
         self.config = config or SimConfig()
         self.cache = RenderCache(max_items=self.config.render_cache_items, directory=self.config.render_cache_dir)
         self.uploads = UploadHandlers(self)
+        self.hostile = Hostile()
         self._executor = ThreadPoolExecutor(max_workers=self.config.render_workers, thread_name_prefix="sim-render")
         self._session: aiohttp.ClientSession | None = None
         self._jobs: set[asyncio.Task] = set()
@@ -120,6 +122,7 @@ class Simulator:
         add.add_get("/_sim/ledger", self.ledger_view, name="ledger")
         add.add_post("/_sim/reset", self.reset_view, name="reset")
         add.add_post("/_sim/config", self.config_view, name="config")
+        add.add_post("/_sim/hostile", self.hostile_view, name="hostile")
         app.on_cleanup.append(lambda _app: self.close())
         return app
 
@@ -180,10 +183,11 @@ class Simulator:
         if not rpm:
             return
         window, now = self._windows[key_id], time.monotonic()
-        while window and window[0] <= now - 60:
+        span = self.config.rpm_window
+        while window and window[0] <= now - span:
             window.popleft()
         if len(window) >= rpm:
-            wait = window[0] + 60 - now
+            wait = window[0] + span - now
             self.ledger.faults["limit-rpm"] += 1
             raise ApiError(429, f"too many requests: this API key is limited to {rpm} requests per minute; "
                                 f"retry after {wait:.1f} s", retry_after_headers(wait))
@@ -311,7 +315,8 @@ class Simulator:
     async def result(self, request: web.Request) -> web.Response:
         task = self._own_task(request)
         self.ledger.polls_by_id[task.id] += 1
-        return envelope(200, "success", self._task_data(request, task))
+        data = self._task_data(request, task)
+        return self.hostile.result_answer(data) or envelope(200, "success", data)
 
     def _own_task(self, request: web.Request) -> Task:
         task_id = request.match_info["id"]
@@ -328,7 +333,8 @@ class Simulator:
         if task.video is not None:
             ttl = self.config.url_ttl
             expires = 0 if ttl is None else int((time.time() + ttl) * 1000)
-            output = f"{self.origin(request)}/_sim/outputs/{task.id}/{expires}-{self._sign(task.id, expires)}/video.mp4"
+            origin = self.hostile.output_base_url or self.origin(request)
+            output = f"{origin}/_sim/outputs/{task.id}/{expires}-{self._sign(task.id, expires)}/video.mp4"
         return task.data(self._result_url(request, task), output)
 
     def _sign(self, task_id: str, expires: int) -> str:
@@ -361,6 +367,9 @@ class Simulator:
         task = self.tasks.get(task_id)
         if task is None or task.video is None:
             return signed_url_error(404, "NoSuchKey", "The specified key does not exist.")
+        hostile = await self.hostile.output_answer(request)
+        if hostile is not None:
+            return hostile
         video = task.video
         self.ledger.downloads_started += 1
         truncate = self._roll("truncate", self.config.faults.rate_truncate)
@@ -397,6 +406,14 @@ class Simulator:
         except (ValueError, TypeError) as exc:
             raise ApiError(400, f"cannot change the simulator config: {exc}") from None
         return web.json_response(self.config_snapshot())
+
+    async def hostile_view(self, request: web.Request) -> web.Response:
+        try:
+            self.hostile.set(await self.json_body(request))
+        except ValueError as exc:
+            raise ApiError(400, f"cannot set a hostile mode: {exc}") from None
+        return web.json_response({"mode": self.hostile.mode, "left": self.hostile.left,
+                                  "output_base_url": self.hostile.output_base_url})
 
     def config_snapshot(self) -> dict[str, Any]:
         cfg = self.config
