@@ -220,7 +220,7 @@ def render(est: Estimate) -> str:
             extra = "  (not billed; paid again only with --retry-failed)" if name == "failed" and a.jobs else ""
             extra = extra or ("  (prices recorded at submit)" if name in ("paid", "in_flight") and a.jobs else "")
             lines.append(f"    {_LABELS[name]:<13} {a.jobs:>5} {'job ' if a.jobs == 1 else 'jobs'} {a.seconds:>7} s "
-                         f"  ${a.dollars:>9.2f}{extra}")
+                         f"  {'$' + format(a.dollars, '.2f'):>10}{extra}")
         other = est.other_in_state
         if other and other["jobs"]:
             lines.append(f"    not in this manifest: {_jobs(other['jobs'])} in the state "

@@ -169,8 +169,8 @@ def test_budget_capped_run_splits_into_paid_and_still_to_pay(sim, batch, capsys)
 
     assert main(["estimate", str(manifest), "--state", state]) == 0
     out_text = capsys.readouterr().out
-    assert "already paid      2 jobs       8 s   $     2.40  (prices recorded at submit)" in out_text
-    assert "still to pay      1 job        4 s   $     1.20" in out_text
+    assert "already paid      2 jobs       8 s        $2.40  (prices recorded at submit)" in out_text
+    assert "still to pay      1 job        4 s        $1.20" in out_text
 
 
 def test_paid_jobs_keep_their_submit_price_when_the_table_changes(sim, batch, capsys):
