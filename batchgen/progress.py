@@ -133,7 +133,7 @@ class Progress:
         self._last_line = float("-inf")
         self._last_tenth = 0
         self._last_postfix = float("-inf")
-        self._last_text = ""
+        self._last_status = ""
 
     def counts(self) -> Counter:
         return Counter(self.where.values())
@@ -147,11 +147,14 @@ class Progress:
         parts.append(f"${self.spent():.2f}")
         return parts
 
+    def _status(self) -> str:
+        parts = [f"{self.counts()['done']}/{self.total} done"] + self._parts()
+        return ", ".join(parts) + " committed"
+
     def summary(self) -> str:
         """The plain line: done/total, the non-empty columns, dollars, and rate and ETA once known."""
         done = self.counts()["done"]
-        parts = [f"{done}/{self.total} done"] + self._parts()
-        parts[-1] += " committed"
+        parts = [self._status()]
         made = done - self.done_before
         elapsed = self.clock() - self._started
         if made > 0 and elapsed > 0:
@@ -207,18 +210,16 @@ class Progress:
         tenth = self._tenth()
         if line or now - self._last_line >= self.every or tenth > self._last_tenth:
             self._last_line, self._last_tenth = now, tenth
-            text = self.summary()
-            if text != self._last_text:
-                self._last_text = text
-                self.lines += 1
-                print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
+            self._last_status = self._status()
+            self.lines += 1
+            print(f"[{time.strftime('%H:%M:%S')}] {self.summary()}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(", ".join(self._parts()), refresh=True)
             self._bar.close()
             self._bar = None
-        elif not self.quiet:
+        elif not self.quiet and self._status() != self._last_status:
             self._refresh(line=True)
 
 

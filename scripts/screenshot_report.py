@@ -30,18 +30,19 @@ def find_chromium() -> str | None:
     return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
 
 
-def _chromium(page: Path, *extra: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def _chromium(page: Path, *extra: str, fragment: str = "", timeout: float = 90) -> subprocess.CompletedProcess:
     binary = find_chromium()
     if binary is None:
         raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="batchgen-chromium-") as profile:
-        return subprocess.run([binary, *_FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()],
+        return subprocess.run([binary, *_FLAGS, f"--user-data-dir={profile}", *extra,
+                               page.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
                               capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def dump_dom(page: Path) -> str:
+def dump_dom(page: Path, fragment: str = "") -> str:
     """The page's DOM once its load handlers ran (virtual time lets image loads finish first)."""
-    done = _chromium(page, "--dump-dom")
+    done = _chromium(page, "--dump-dom", fragment=fragment)
     if done.returncode != 0 or "<html" not in done.stdout:
         raise RuntimeError(f"chromium could not render {page} (exit {done.returncode}): {done.stderr[-2000:]}")
     return done.stdout
