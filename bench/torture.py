@@ -128,6 +128,7 @@ class Torture:
         self.runs = 0
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._log = open(out.parent / "runner-output.txt", "ab")
+        self.current: subprocess.Popen | None = None
 
     def command(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "batchgen", "run", str(self.manifest), "--out", str(self.out),
@@ -142,7 +143,15 @@ class Torture:
             env["BATCHGEN_TEST_KILL_AT"] = kill_at
         self._log.write(f"\n=== run {self.runs} {' '.join(extra)} kill_at={kill_at or '-'}\n".encode())
         self._log.flush()
-        return subprocess.Popen(self.command(*extra), env=env, stdout=self._log, stderr=self._log)
+        self.current = subprocess.Popen(self.command(*extra), env=env, stdout=self._log, stderr=self._log)
+        return self.current
+
+    def close(self) -> None:
+        """Never leave a runner behind, whatever stopped the torture."""
+        if self.current is not None and self.current.poll() is None:
+            self.current.kill()
+            self.current.wait()
+        self._log.close()
 
     # -- one kill -----------------------------------------------------------------------
     def kill_once(self) -> str | None:
@@ -152,11 +161,12 @@ class Torture:
             return self._kill_compaction()
         kill_at = ""
         if kind == "hook":
-            uploads_left = len(load(self.state_path).uploads) < self.s.images
-            stage = self.rng.choice([h for h in HOOKS if h != "uploaded" or uploads_left])
-            kill_at = f"{stage}:{self.rng.randint(1, 4)}"
+            uploads_left = self.s.images - len(load(self.state_path).uploads)
+            stage = self.rng.choice([h for h in HOOKS if h != "uploaded" or uploads_left > 0])
+            kill_at = f"{stage}:{self.rng.randint(1, min(4, uploads_left) if stage == 'uploaded' else 4)}"
         proc = self.start(kill_at=kill_at)
-        delay = self.rng.uniform(self.s.min_delay, self.s.max_delay) if kind == "timed" else 60.0
+        # A hook that is never reached (nothing left to submit, say) ends in a timed kill instead.
+        delay = self.rng.uniform(self.s.min_delay, self.s.max_delay) * (1 if kind == "timed" else 4)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -240,24 +250,31 @@ def run_torture(settings: Settings) -> Outcome:
         out = root / "out"
         with SimulatorThread(faulty_config(settings)) as sim:
             t = Torture(settings, sim, manifest, out)
-            attempts = 0
-            while sum(t.outcome.kills.values()) < settings.kills and attempts < settings.kills * 3:
-                attempts += 1
-                kind = t.kill_once()
-                if kind:
-                    t.outcome.kills[kind] += 1
-                t.check_state(f"after run {t.runs} ({kind or 'not killed'})")
-            t.finish()
-            _check_before_retry(t, sim)
-            sim.configure(faults={"fail": 0.0, "drop-after": 0.0})
-            final = ("--retry-failed",) if settings.listing else ("--retry-failed", "--resubmit-unknown")
-            code = t.finish(*final)
-            if code != 0:
-                t.outcome.problems.append(f"the final {' '.join(final)} run exited {code}")
-            _final_checks(t, sim, time.monotonic() - started)
-            t._log.close()
+            try:
+                _torture(t, sim, settings, started)
+            finally:
+                t.close()
             outcome = t.outcome
     return outcome
+
+
+def _torture(t: Torture, sim: SimulatorThread, settings: Settings, started: float) -> None:
+    """Kill and resume until the kills are spent, then finish, retry the failed, and check."""
+    attempts = 0
+    while sum(t.outcome.kills.values()) < settings.kills and attempts < settings.kills * 3:
+        attempts += 1
+        kind = t.kill_once()
+        if kind:
+            t.outcome.kills[kind] += 1
+        t.check_state(f"after run {t.runs} ({kind or 'not killed'})")
+    t.finish()
+    _check_before_retry(t, sim)
+    sim.configure(faults={"fail": 0.0, "drop-after": 0.0})
+    final = ("--retry-failed",) if settings.listing else ("--retry-failed", "--resubmit-unknown")
+    code = t.finish(*final)
+    if code != 0:
+        t.outcome.problems.append(f"the final {' '.join(final)} run exited {code}")
+    _final_checks(t, sim, time.monotonic() - started)
 
 
 def _check_before_retry(t: Torture, sim: SimulatorThread) -> None:

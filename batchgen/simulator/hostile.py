@@ -83,14 +83,22 @@ class Hostile:
 
     async def output_answer(self, request: web.Request) -> web.StreamResponse | None:
         """A hostile answer to an output download, or None to serve the video."""
+        hop = request.query.get("hop")
+        if hop is not None and hop.isdigit():
+            # Still inside a loop started earlier: one download counts once, however many hops it makes.
+            return _redirect_to_self(request, int(hop) + 1)
         mode = self._take(OUTPUT_MODES)
         if mode == "redirect-loop":
-            return web.Response(status=302, headers={"Location": str(request.rel_url)})
+            return _redirect_to_self(request, 1)
         if mode == "html-content-type":
             return web.Response(text="<html><body>Please log in</body></html>", content_type="text/html")
         if mode in ("huge", "huge-stream"):
             return await _trickle(request, HUGE_BYTES if mode == "huge" else None)
         return None
+
+
+def _redirect_to_self(request: web.Request, hop: int) -> web.Response:
+    return web.Response(status=302, headers={"Location": f"{request.path}?hop={hop}"})
 
 
 async def _trickle(request: web.Request, content_length: int | None) -> web.StreamResponse:
