@@ -228,7 +228,13 @@ class Torture:
         code = -1
         for _ in range(tries):
             proc = self.start(*extra)
-            code = proc.wait(timeout=600)
+            try:
+                code = proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.outcome.problems.append(f"run {self.runs} made no end in 300 s (a hang); it was killed")
+                return -1
             self.check_state(f"after run {self.runs}")
             if code == 0:
                 break
