@@ -364,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep everything here instead of a temporary folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the runner subprocess in flight is killed too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     outcome = run_torture(Settings(jobs=args.jobs, kills=args.kills, seed=args.seed, listing=not args.no_listing,
                                    workdir=args.workdir))
     print(table(outcome))

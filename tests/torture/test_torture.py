@@ -3,10 +3,16 @@ resumed each time; the ledger, the state and the files must agree (bench/torture
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import API_KEY
+from runner_helpers import assert_batch_intact, make_images, write_manifest
+
+from batchgen.simulator import Faults
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import torture  # noqa: E402
@@ -37,3 +43,35 @@ def test_torture_without_listing_never_resubmits_unknown_jobs_unasked(tmp_path, 
     made_unknown = outcome.kills["hook:submitting"] + outcome.kills["hook:answered"]
     assert outcome.figures["unknown before retry"] >= made_unknown >= 1
     assert outcome.figures["downloaded"] == 30, "--resubmit-unknown finishes the batch"
+
+
+def _run(sim, manifest: Path, out: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
+           "--yes", "--poll-min", "0.05", "--concurrency", "2", "-q"]
+    return subprocess.run(cmd, env={**os.environ, "WAVESPEED_API_KEY": API_KEY}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_unknown_submits_give_their_slot_back(make_sim, tmp_path):
+    """Found by the torture run: a submit that ended unknown kept its slot, so two of them stalled a
+    --concurrency 2 run for ever."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    make_images(tmp_path / "img", 5)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
+    done = _run(sim, manifest, tmp_path / "out")
+    assert done.returncode == 1 and done.stderr.count("unknown shot") == 5, done.stderr
+    assert len(sim.ledger()["submissions"]) == 5
+
+
+def test_reconciled_jobs_are_counted_in_flight_once(make_sim, tmp_path):
+    """Found by the torture run: a job adopted from the listing took two slots and gave one back, so
+    new submits after it waited for ever."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    make_images(tmp_path / "img", 5)
+    manifest = write_manifest(tmp_path, [{"image": "img/shot0[0-2].png", "prompt": "The {stem} turns", "duration": 4}])
+    assert _run(sim, manifest, tmp_path / "out").returncode == 1
+    sim.configure(faults={"drop-after": 0.0})
+    write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
+    done = _run(sim, manifest, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert_batch_intact(sim, tmp_path / "out", 5)
