@@ -39,13 +39,18 @@ def run_command(args: argparse.Namespace) -> int:
     setup_logging(out_dir / "batchgen.log", -1 if args.quiet else args.verbose)
     options = RunOptions(out_dir=out_dir, concurrency=concurrency, download_concurrency=args.download_concurrency,
                          retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
-                         max_cost=max_cost, seed=args.seed)
-    return asyncio.run(_run(args, manifest, state_path, options))
+                         max_cost=max_cost, seed=args.seed, fallback_after=manifest.fallback_after)
+    try:
+        return asyncio.run(_run(args, manifest, state_path, options))
+    except asyncio.CancelledError:
+        print("batchgen: stopped at once (Ctrl-C twice); the state is consistent, "
+              "run the same command to resume", file=sys.stderr)
+        return 130
 
 
 async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
     async with AsyncExitStack() as stack:
-        provider, options.poll = await _provider(args, stack, options)
+        provider, options.poll = await _provider(args, stack, options, manifest.models)
         stack.push_async_callback(provider.close)
         state_log = StateLog(state_path)
         state_log.open()
@@ -59,7 +64,8 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
             return EXIT_USAGE
         main_task = asyncio.current_task()
         install_interrupts(asyncio.get_running_loop(), lambda: runner.stop(
-            "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now"), main_task)
+            "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
+            main_task)
         try:
             result = await runner.run(plan)
         finally:
@@ -68,10 +74,10 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         return result.exit_code
 
 
-async def _provider(args, stack: AsyncExitStack, options: RunOptions):
+async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
     if args.provider == "local":
         from .simulator import SimConfig, start
-        config = SimConfig(seed=args.seed or 0)
+        config = SimConfig(seed=args.seed or 0, models=models)  # the local API knows the manifest's models too
         running = await start(config)
         stack.push_async_callback(running.close)
         print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
