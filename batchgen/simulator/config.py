@@ -70,6 +70,8 @@ class SimConfig:
     concurrency_cap: int | None = None
     #: Requests per minute per key on /api/v3; over it answers 429.
     rpm: int | None = None
+    #: Seconds the ``rpm`` window spans; shorter than 60 scales a rate limit down in time for benchmarks.
+    rpm_window: float = 60.0
     #: Seconds an output URL stays valid (None: forever).
     url_ttl: float | None = None
     #: What 429 answers advise in Retry-After / retry-after-ms.
