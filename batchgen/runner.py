@@ -473,8 +473,9 @@ class Runner:
         """Read the result on the learned schedule until it ends; True when completed."""
         rec = self.rec(job)
         elapsed = time.time() - rec.submitted_at if rec.submitted_at else 0.0
-        await self.sleep(self.schedule.first_delay(job.model, job.duration, elapsed))
-        misses = transient = 0
+        watch = self.schedule.watch(job.model, job.duration, elapsed)
+        await self.schedule.until_read(watch, self.sleep)
+        transient = 0
         while True:
             try:
                 pred = await self.provider.result(rec.pid)
@@ -488,6 +489,8 @@ class Runner:
                 await self.sleep(self.opt.backoff.delay(transient, self.rng, exc.retry_after))
                 continue
             transient = 0
+            if pred.status in (PredictionStatus.COMPLETED, PredictionStatus.FAILED):
+                watch.close()
             if pred.status is PredictionStatus.COMPLETED:
                 if not pred.outputs:
                     raise PermanentError(f"result {rec.pid}: completed without an output URL")
@@ -498,9 +501,9 @@ class Runner:
                 self._fail(job, "task", pred.error or "the provider reported the task failed without a reason",
                            cost=0.0)
                 return False
-            misses += 1
+            watch.missed()
             self.emit(job, "generating", pid=rec.pid)
-            await self.sleep(self.schedule.next_delay(job.model, job.duration, misses))
+            await self.schedule.until_read(watch, self.sleep)
 
     def _completed(self, job: JobSpec, pred: Prediction) -> None:
         rec = self.rec(job)

@@ -4,12 +4,16 @@ adaptive in-flight target. Pure functions and small classes; time is always a pa
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import statistics
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -33,30 +37,57 @@ class Backoff:
 
 @dataclass(frozen=True)
 class PollPolicy:
-    """How to read results: first near the expected finish, then a short growing backoff."""
+    """How to read results: first near the start of the expected finish window, then a few
+    evenly spaced reads across it, then a growing backoff past its end."""
 
     #: Expected generation time before anything has finished; None: probe from min_interval up.
     prior: float | None = None
     min_interval: float = 1.0
     max_interval: float = 30.0
     growth: float = 1.5
-    after_fraction: float = 0.08  # first re-poll after this fraction of the expected time
     jitter: float = 0.1
+    #: Reads spread across the learned window [low quantile, high quantile] of generation times.
+    reads_in_window: float = 3.0
+    low_quantile: float = 0.25
+    high_quantile: float = 0.9
+    #: Relative half-width of the window while fewer than ``min_samples`` jobs have finished.
+    spread: float = 0.2
+    min_samples: int = 5
+    #: While nothing is known, only this many jobs probe; the others sleep until something is learned.
+    probers: int = 4
+    probe_cap: float = 2.0
+    #: A wait before the window longer than this is re-planned after it (jobs finishing meanwhile
+    #: sharpen the window; early in a batch the fastest finish first and bias it low).
+    recheck: float = 5.0
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted, non-empty list."""
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 class PollSchedule:
     """Learns generation time per (model, duration) from finished jobs of this batch."""
 
-    def __init__(self, policy: PollPolicy, rng: random.Random, window: int = 50):
+    def __init__(self, policy: PollPolicy, rng: random.Random, window: int = 256, *, clock: Clock = time.monotonic):
         self.policy = policy
         self._rng = rng
+        self._clock = clock
         self._seen: dict[tuple[str, int], deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self._per_second: deque[float] = deque(maxlen=window)
+        self._probing: dict[tuple[str, int], int] = defaultdict(int)
+        self._running: dict[tuple[str, int], set[Watch]] = defaultdict(set)
+        self._cached: dict[tuple[str, int], tuple[float, int, tuple[float, float] | None]] = {}
+        self._learned = asyncio.Event()
 
     def observe(self, model: str, duration: int, seconds: float) -> None:
         if seconds > 0:
             self._seen[(model, duration)].append(seconds)
             self._per_second.append(seconds / max(1, duration))
+            self._learned.set()
 
     def expected(self, model: str, duration: int) -> float | None:
         seen = self._seen.get((model, duration))
@@ -66,30 +97,153 @@ class PollSchedule:
             return statistics.median(self._per_second) * duration
         return self.policy.prior
 
-    def first_delay(self, model: str, duration: int, elapsed: float = 0.0) -> float:
-        """Seconds until the first read of a job submitted ``elapsed`` seconds ago."""
-        exp = self.expected(model, duration)
-        if exp is None:
-            return self.policy.min_interval * self._wiggle()
-        return max(self.policy.min_interval * 0.25, exp - elapsed) * self._wiggle()
+    def window(self, model: str, duration: int) -> tuple[float, float] | None:
+        """When this kind of job is expected to finish: (early, late) seconds after submit.
 
-    def next_delay(self, model: str, duration: int, misses: int) -> float:
-        """Seconds until the next read after ``misses`` reads that found it unfinished."""
-        exp = self.expected(model, duration)
-        step = self.policy.min_interval if exp is None else max(self.policy.min_interval, exp * self.policy.after_fraction)
-        step *= self.policy.growth ** max(0, misses - 1)
-        return min(self.policy.max_interval, step) * self._wiggle()
+        Jobs still running count as "takes longer than its elapsed time so far" (a Kaplan-Meier
+        estimate): otherwise the fastest jobs, which finish first, would drag the window early.
+        Cached briefly, as hundreds of jobs ask at once."""
+        key = (model, duration)
+        now = self._clock()
+        seen = self._seen.get(key)
+        cached = self._cached.get(key)
+        if cached is not None and now - cached[0] < 0.25 and cached[1] == (len(seen) if seen else 0):
+            return cached[2]
+        result = self._estimate(key, now)
+        self._cached[key] = (now, len(seen) if seen else 0, result)
+        return result
 
-    def _wiggle(self) -> float:
-        return 1 + self._rng.uniform(-self.policy.jitter, self.policy.jitter)
+    def _estimate(self, key: tuple[str, int], now: float) -> tuple[float, float] | None:
+        p = self.policy
+        seen = self._seen.get(key)
+        if seen and len(seen) >= p.min_samples:
+            points = sorted([(t, 1) for t in seen] + [(now - w.started, 0) for w in self._running.get(key, ())])
+            low = high = None
+            survival = 1.0
+            for i, (t, finished) in enumerate(points):
+                if finished:
+                    survival *= 1 - 1 / (len(points) - i)
+                    if low is None and 1 - survival >= p.low_quantile:
+                        low = t
+                    if 1 - survival >= p.high_quantile:
+                        high = t
+                        break
+            if low is not None:
+                return low, high if high is not None else max(max(seen), low * (1 + 2 * p.spread))
+        mid = self.expected(*key)
+        if mid is None:
+            return None
+        return mid * (1 - p.spread), mid * (1 + p.spread)
+
+    def watch(self, model: str, duration: int, elapsed: float = 0.0) -> "Watch":
+        """The read schedule of one job submitted ``elapsed`` seconds ago."""
+        watch = Watch(self, model, duration, self._clock() - elapsed)
+        self._running[watch.key].add(watch)
+        return watch
+
+    async def until_read(self, watch: "Watch", sleep: Sleep = asyncio.sleep) -> None:
+        """Sleep until ``watch``'s next read is due, re-planning long waits before the window."""
+        while True:
+            delay = watch.delay()
+            if not watch.before_window or delay <= self.policy.recheck:
+                await self.nap(delay, sleep)
+                return
+            await self.nap(self.policy.recheck, sleep)
+
+    async def nap(self, seconds: float, sleep: Sleep = asyncio.sleep) -> None:
+        """Sleep, but wake early the first time anything is learned: a job that was waiting blind
+        can then aim its next read at the expected finish instead of its long blind interval."""
+        if self._learned.is_set():
+            await sleep(seconds)
+            return
+        learned = asyncio.ensure_future(self._learned.wait())
+        slept = asyncio.ensure_future(sleep(seconds))
+        try:
+            await asyncio.wait((learned, slept), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (learned, slept):
+                task.cancel()
+
+    def jitter(self, scale: float) -> float:
+        return scale * self._rng.uniform(-self.policy.jitter, self.policy.jitter)
+
+
+class Watch:
+    """One job's reads: blind probing until the batch has learned something, then the window."""
+
+    def __init__(self, schedule: PollSchedule, model: str, duration: int, started: float):
+        self.schedule = schedule
+        self.key = (model, duration)
+        self.started = started
+        self.misses = 0
+        self._last_read: float | None = None
+        self._past_window = 0
+        self._prober: bool | None = None
+        self.before_window = False
+
+    def delay(self) -> float:
+        """Seconds until the next read, as of now."""
+        s, p = self.schedule, self.schedule.policy
+        window = s.window(*self.key)
+        self.before_window = False
+        if window is None:
+            return self._blind()
+        self._leave_probing()
+        low, high = window
+        step = max(p.min_interval, (high - low) / p.reads_in_window)
+        elapsed = s._clock() - self.started
+        # Reads spaced by step end at the window's end; a window narrower than a step gets one read, late.
+        first = high - math.floor((high - low) / step + 1e-9) * step
+        if elapsed < first - step / 2:
+            delay = first - elapsed
+            self.before_window = True
+        elif elapsed < high:
+            # Counted from the last read, so a job woken from a blind wait reads at once.
+            since = elapsed if self._last_read is None else s._clock() - self._last_read
+            delay = step - since
+        else:
+            delay = min(p.max_interval, step * p.growth ** self._past_window)
+            self._past_window += 1
+        return max(p.min_interval * 0.25, delay + s.jitter(step))
+
+    def missed(self) -> None:
+        """A read just found the job unfinished."""
+        self.misses += 1
+        self._last_read = self.schedule._clock()
+
+    def close(self) -> None:
+        """The job stopped being read (finished, failed or gave up): free its probing place."""
+        self._leave_probing()
+        self.schedule._running[self.key].discard(self)
+
+    def _blind(self) -> float:
+        s, p = self.schedule, self.schedule.policy
+        if self._prober is None:
+            self._prober = s._probing[self.key] < p.probers
+            if self._prober:
+                s._probing[self.key] += 1
+        if not self._prober:
+            # Cut short by PollSchedule.nap as soon as a prober's job finishes.
+            return p.max_interval
+        step = min(p.probe_cap, p.min_interval * p.growth ** max(0, self.misses - 1))
+        return max(p.min_interval * 0.25, step + s.jitter(step))
+
+    def _leave_probing(self) -> None:
+        if self._prober:
+            self.schedule._probing[self.key] -= 1
+        self._prober = False
 
 
 class Pacer:
-    """Spaces submits (no start burst) and holds them all while a 429's Retry-After runs."""
+    """Spaces submits: starts gently at ``interval`` and ramps toward ``floor`` with each grant;
+    holds them all while a 429's Retry-After runs, and starts gently again after it."""
 
-    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], "asyncio.Future"] = asyncio.sleep):
+    def __init__(self, interval: float, *, floor: float = 0.0, ramp: float = 0.7, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep):
         self.interval = interval
+        self.floor = min(floor, interval)
+        self.ramp = ramp
+        self.current = interval
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
@@ -100,22 +254,28 @@ class Pacer:
             now = self._clock()
             start = max(self._next, self._paused_until)
             if start <= now:
-                self._next = now + self.interval
+                self._next = now + self.current
+                self.current = max(self.floor, self.current * self.ramp)
                 return
             await self._sleep(start - now)
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self.current = self.interval
 
 
 class Slots:
-    """Jobs in flight at the provider, with a target that shrinks on 429s and probes back up."""
+    """Jobs in flight at the provider, with a target that shrinks on 429s and probes back up.
 
-    def __init__(self, limit: int, *, probe_every: int = 4):
+    Each shrink doubles how many accepted submits it takes before probing one slot higher, so a
+    --concurrency far above the account's cap costs a few 429s, not one every few submits."""
+
+    def __init__(self, limit: int, *, probe_every: int = 4, max_probe_every: int = 64):
         self.limit = limit
         self.target = limit
         self.in_flight = 0
-        self._probe_every = probe_every
+        self.probe_every = probe_every
+        self._max_probe_every = max_probe_every
         self._ok_since_shrink = 0
         self._cond = asyncio.Condition()
 
@@ -131,11 +291,13 @@ class Slots:
     async def release(self) -> None:
         async with self._cond:
             self.in_flight -= 1
-            self._cond.notify_all()
+            # One slot freed wakes one waiter: notify_all made every release cost O(jobs waiting).
+            self._cond.notify(1)
 
     def shrink(self) -> None:
-        """The account said 429: aim just under what is running now."""
-        self.target = max(1, min(self.target, self.in_flight - 1) if self.in_flight > 1 else 1)
+        """The account said 429: aim just under what is running now (the refused one included)."""
+        self.target = max(1, min(self.target, self.in_flight - 1))
+        self.probe_every = min(self._max_probe_every, self.probe_every * 2)
         self._ok_since_shrink = 0
 
     async def accepted(self) -> None:
@@ -143,8 +305,8 @@ class Slots:
         if self.target >= self.limit:
             return
         self._ok_since_shrink += 1
-        if self._ok_since_shrink >= self._probe_every:
+        if self._ok_since_shrink >= self.probe_every:
             self._ok_since_shrink = 0
             async with self._cond:
                 self.target += 1
-                self._cond.notify_all()
+                self._cond.notify(1)
