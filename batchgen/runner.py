@@ -11,6 +11,7 @@ The runner decides; the provider talks; the StateLog remembers; observers show.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
@@ -43,6 +44,7 @@ log = logging.getLogger("batchgen")
 #: Crash-test hook, "stage:N": SIGKILL this process the Nth time it passes that stage's kill point.
 _KILL_AT = os.environ.get("BATCHGEN_TEST_KILL_AT", "")
 _kill_passes: Counter = Counter()
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def _kill_point(stage: str) -> None:
@@ -234,6 +236,19 @@ class Runner:
                 desc.pop("cost")  # a paid job keeps the price it was submitted at
             self.log.append({"ev": "job", "key": job.key, **desc})
 
+    def _state_file_lost(self) -> bool:
+        """Deleted or cut short by someone else during this run: rewrite it from memory, or paid jobs
+        would look new to the next run."""
+        try:
+            lines = self.log.path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            lines = -1
+        if lines >= self.log.lines:
+            return False
+        log.warning("the state file %s was deleted or cut short during the run; it is written again from memory",
+                    self.log.path)
+        return True
+
     def _file_intact(self, rec: JobRecord) -> bool:
         try:
             return (self.opt.out_dir / rec.path).stat().st_size == rec.bytes
@@ -266,7 +281,7 @@ class Runner:
         self.log.append({"ev": "run", "phase": "end", "counts": {str(getattr(k, "value", k)): v for k, v in counts.items()},
                          "halted": self.halted})
         self.log.flush()
-        if self.log.should_compact():
+        if self.log.should_compact() or self._state_file_lost():
             self.log.compact()
         records = [self.rec(j) for j in self.jobs]
         return RunResult(
@@ -284,11 +299,15 @@ class Runner:
             if action == "submit":
                 await self.slots.acquire()
                 try:
-                    if not await self._submit(job):
-                        return
+                    submitted = await self._submit(job)
                 except BaseException:
                     await self.slots.release()
                     raise
+                if not submitted:
+                    # Unknown, rejected or stopped: holding the slot would leak it, and with the target
+                    # shrunk by 429s a few leaks stall the whole run.
+                    await self.slots.release()
+                    return
                 stage = "poll"
             if stage == "poll":
                 try:
@@ -344,7 +363,6 @@ class Runner:
                     pid = free[rec.body_hash].pop(0)
                     self.log.append({"ev": "submitted", "key": job.key, "pid": pid, "reconciled": True})
                     log.info("job %s: found its lost submit on the provider as %s", job.id, pid)
-                    self.slots.take()
                     plan.poll.append(job)
                 elif complete:
                     self.log.append({"ev": "unsent", "key": job.key, "class": "reconciled",
@@ -550,6 +568,13 @@ class Runner:
                 except PermanentError:
                     _remove(part)
                     raise
+                except OSError as exc:
+                    if exc.errno not in _DISK_FULL:
+                        raise
+                    _remove(part)
+                    # Halting keeps the job completed: its paid video is fetched by the next run.
+                    raise FatalError(f"cannot write {part}: {exc.strerror}; free some space, then run the same "
+                                     "command again to fetch the videos already paid for") from None
         self._place(job, target, part, got)
 
     def _check(self, job: JobSpec, part: Path) -> None:
