@@ -158,9 +158,13 @@ class Runner:
     def emit(self, job: JobSpec | None, kind: str, **info: Any) -> None:
         self.observer(kind, {"job": job, **info})
 
-    def stop(self, reason: str = "") -> None:
-        """No new submits; what is in flight is polled and downloaded."""
-        if reason and not self.halted:
+    def stop(self, reason: str = "", *, halt: bool = True) -> None:
+        """No new submits; what is in flight is polled and downloaded.
+
+        ``halt`` marks a stop the user must act on (bad key, balance, budget: exit 3); an
+        interrupt is not one, the same command simply resumes.
+        """
+        if halt and reason and not self.halted:
             self.halted = reason
         if not self.stopping:
             self.stopping = True
@@ -222,6 +226,8 @@ class Runner:
                 plan.failed.append(job)
             elif status is JobStatus.FAILED and rec.error_class == "download" and rec.outputs:
                 plan.download.append(job)  # the video was paid for: fetch it again, do not regenerate
+            elif status is JobStatus.FAILED and rec.error_class == "poll" and rec.pid:
+                plan.poll.append(job)  # the task exists; only reading its result went wrong
             else:
                 plan.submit.append(job)
         plan.removed = sum(1 for k, r in self.state.jobs.items() if k not in keys and r.id not in {j.id for j in self.jobs})
@@ -330,6 +336,9 @@ class Runner:
             self._fail(job, stage, str(exc))
         except (OSError, ValueError) as exc:
             self._fail(job, stage, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not cancel the batch
+            log.exception("job %s: unexpected error during %s", job.id, stage)
+            self._fail(job, "internal", f"unexpected {type(exc).__name__} during {stage}: {exc}; please report it")
 
     def _fail(self, job: JobSpec, cls: str, message: str, **extra: Any) -> None:
         self.log.append({"ev": "failed", "key": job.key, "class": cls, "message": message,
@@ -351,7 +360,8 @@ class Runner:
             listed = None
         still = []
         if listed is not None:
-            known_pids = {r.pid for r in self.state.jobs.values() if r.pid}
+            # Every task a job ever had, its earlier failed ones too, belongs to that attempt, never to a lost answer.
+            known_pids = {pid for r in self.state.jobs.values() for pid in (r.pid, *r.past_pids) if pid}
             free: dict[str, list[str]] = defaultdict(list)
             for item in reversed(listed):  # oldest first, so takes pair up in submit order
                 if item.id not in known_pids:

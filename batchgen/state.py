@@ -53,6 +53,7 @@ class JobRecord:
     body_hash: str = ""
     submit_model: str = ""
     pid: str = ""
+    past_pids: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     model_used: str = ""
     inference_ms: int | None = None
@@ -138,6 +139,8 @@ def apply(state: State, ev: dict[str, Any]) -> None:
         rec.submit_model = ev.get("model", rec.model)
         rec.cost = ev.get("cost", rec.cost)
         rec.submitted_at = ev.get("t")
+        if rec.pid:
+            rec.past_pids.append(rec.pid)
         rec.pid, rec.outputs, rec.model_used, rec.error, rec.error_class = "", [], "", "", ""
     elif kind == "submitted":
         rec.status = JobStatus.SUBMITTED
@@ -247,6 +250,8 @@ class StateLog:
         self.lines = state.lines
         self._fh = open(self.path, "ab", buffering=0)
         self.state = state
+        if self.should_compact():
+            self.compact()
         return state
 
     def close(self) -> None:

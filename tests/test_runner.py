@@ -200,3 +200,21 @@ def test_unavailable_primary_switches_new_jobs_to_the_fallback_model(make_sim, t
         assert data["switched_to_fallback"] is True and data["cost_usd"] == 0.96
     assert {s["model"] for s in sim.ledger()["submissions"]} == {"bytedance/seedance-2.0/image-to-video"}
     assert "fallback" in capsys.readouterr().err
+
+
+def test_reconcile_never_adopts_an_earlier_failed_task_of_the_same_job(make_sim, tmp_path):
+    sim = make_sim(faults=Faults(rate_fail=1.0))
+    make_images(tmp_path / "img", 1)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}])
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 1
+    first = load(out / "state.jsonl").jobs
+    failed_pid = next(iter(first.values())).pid
+    sim.configure(faults={"fail": 0.0, "drop-after": 1.0})
+    assert run_cli(sim, manifest, out, "--retry-failed") == 1
+    sim.configure(faults={"drop-after": 0.0})
+    assert run_cli(sim, manifest, out) == 0
+    rec = next(iter(load(out / "state.jsonl").jobs.values()))
+    subs = sim.ledger()["submissions"]
+    assert len(subs) == 2 and rec.pid != failed_pid and rec.pid == subs[1]["id"]
+    assert rec.status.value == "downloaded" and failed_pid in rec.past_pids

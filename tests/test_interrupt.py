@@ -1,0 +1,69 @@
+"""Ctrl-C once: no new submits, jobs in flight finish; twice: quit now. Either way the next run resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from runner_helpers import assert_batch_intact, make_images, write_manifest
+
+from batchgen.jobs import JobStatus
+from batchgen.state import load
+
+
+def _start(sim, tmp_path):
+    make_images(tmp_path / "img", 6)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
+           "--yes", "--poll-min", "0.05", "--concurrency", "2"]
+    env = {**os.environ, "WAVESPEED_API_KEY": "k"}
+    return cmd, env, out
+
+
+def _wait_for_submits(sim, count, timeout=20):
+    deadline = time.monotonic() + timeout
+    while len(sim.ledger()["submissions"]) < count:
+        assert time.monotonic() < deadline, "the runner never submitted"
+        time.sleep(0.02)
+
+
+def test_one_ctrl_c_finishes_jobs_in_flight_and_submits_nothing_new(make_sim, tmp_path):
+    sim = make_sim(gen_base=1.0)
+    cmd, env, out = _start(sim, tmp_path)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_submits(sim, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "interrupted" in err and "run the same command again" in err
+    submitted = len(sim.ledger()["submissions"])
+    assert 1 <= submitted <= 2
+    state = load(out / "state.jsonl")
+    statuses = [r.status for r in state.jobs.values()]
+    assert statuses.count(JobStatus.DOWNLOADED) == submitted, "jobs in flight were finished"
+    assert statuses.count(JobStatus.NEW) == 6 - submitted
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 0
+    assert_batch_intact(sim, out, 6)
+
+
+def test_two_ctrl_c_quit_at_once_and_the_next_run_resumes(make_sim, tmp_path):
+    sim = make_sim(gen_base=3.0)
+    cmd, env, out = _start(sim, tmp_path)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_submits(sim, 2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 2.5, "a second Ctrl-C must not wait for the 3 s generations"
+    assert proc.returncode == 130, err
+    state = load(out / "state.jsonl")
+    assert sum(r.status is JobStatus.SUBMITTED for r in state.jobs.values()) == 2
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=90).returncode == 0
+    ledger = assert_batch_intact(sim, out, 6)
+    assert len(ledger["submissions"]) == 6
