@@ -437,15 +437,17 @@ class Runner:
             image = await self._image_url(job)
             body = self.models.get(model).body(image, job.prompt, await self._params(job))
             cost = self.price(job, model)
+            await self.pacer.wait()
+            if self.stopping:
+                return False
+            # From this check to the intent line below there is no await: jobs submitting side by
+            # side each see the others' spend, so the cap holds however many slots there are.
             if self.opt.max_cost is not None:
                 committed = committed_spend(self.state.jobs.values())
                 if committed + cost > self.opt.max_cost + 1e-9:
                     self.stop(f"budget: ${committed:.2f} committed + ${cost:.2f} for {job.id} would pass "
                               f"--max-cost ${self.opt.max_cost:.2f}; raise the cap and run again to continue")
                     return False
-            await self.pacer.wait()
-            if self.stopping:
-                return False
             rec = self.rec(job)
             if model != job.model and rec.submit_model != model:
                 log.warning("job %s goes to the fallback model %s at $%.2f (asked %s)", job.id, model, cost, job.model)

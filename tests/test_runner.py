@@ -133,10 +133,13 @@ def test_transient_faults_and_account_cap_still_pay_once(make_sim, tmp_path):
     assert ledger["faults"], "the faults were actually injected"
 
 
-def test_budget_cap_stops_before_the_job_that_would_cross_it(sim, batch, capsys):
+@pytest.mark.parametrize("concurrency", ["1", "3"])
+def test_budget_cap_stops_before_the_job_that_would_cross_it(sim, batch, capsys, concurrency):
     manifest, out = batch
-    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", "1") == 3
+    # With three slots all jobs could be in flight at once: the cap must count those in flight.
+    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", concurrency) == 3
     assert len(sim.ledger()["submissions"]) == 2
+    assert sim.ledger()["charged_total"] == 2.4
     assert "--max-cost" in capsys.readouterr().err
     assert run_cli(sim, manifest, out, "--max-cost", "10") == 0
     assert_batch_intact(sim, out, 3)
