@@ -111,6 +111,17 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
     lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
                  + (f" (cap --max-cost ${options.max_cost:.2f})" if options.max_cost is not None else ""))
+    groups: dict[tuple[str, str], list] = {}
+    for job in plan.submit:
+        groups.setdefault((job.model, job.resolution), []).append(job)
+    for (model, resolution), jobs in sorted(groups.items()):
+        spec = manifest.models.get(model)
+        dollars = sum(spec.price(resolution, j.duration) for j in jobs)
+        lines.append(f"    {model} {resolution}: {len(jobs)} job(s), {sum(j.duration for j in jobs)} s of video, "
+                     f"${dollars:.2f}" + ("" if spec.confirmed else " (price unconfirmed)"))
+    if manifest.fallback_model:
+        lines.append(f"  if {manifest.fallback_model} stands in (fallback_model), it is priced by its own row: "
+                     f"see 'batchgen estimate {manifest.path}'")
     if plan.failed:
         lines.append("  failed jobs are kept as they are; add --retry-failed to pay for them again")
     return "\n".join(lines)

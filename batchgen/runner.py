@@ -156,7 +156,12 @@ class Runner:
         return self.state.record(job.key)
 
     def emit(self, job: JobSpec | None, kind: str, **info: Any) -> None:
-        self.observer(kind, {"job": job, **info})
+        try:
+            self.observer(kind, {"job": job, **info})
+        except Exception as exc:  # noqa: BLE001 - e.g. stderr piped into a closed `head`
+            # Showing progress is optional; a paid job must never fail because its display did.
+            self.observer = lambda kind, info: None
+            log.warning("progress display stopped (%s: %s); the run goes on", type(exc).__name__, exc)
 
     def stop(self, reason: str = "", *, halt: bool = True) -> None:
         """No new submits; what is in flight is polled and downloaded.

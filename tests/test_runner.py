@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from runner_helpers import assert_batch_intact, files_written, make_images, run_cli, write_manifest
 
+from batchgen.manifest import load_manifest
+from batchgen.providers.wavespeed import WaveSpeedProvider
+from batchgen.runner import RunOptions, Runner
+from batchgen.schedule import PollPolicy
 from batchgen.simulator import Faults
-from batchgen.state import load
+from batchgen.state import StateLog, load
 
 PROMPT = "The {stem} turns slowly on a studio table"
 
@@ -221,3 +226,29 @@ def test_reconcile_never_adopts_an_earlier_failed_task_of_the_same_job(make_sim,
     subs = sim.ledger()["submissions"]
     assert len(subs) == 2 and rec.pid != failed_pid and rec.pid == subs[1]["id"]
     assert rec.status.value == "downloaded" and failed_pid in rec.past_pids
+
+
+def test_a_broken_display_never_fails_a_job(sim, batch):
+    """stderr piped into `head`, which exits early: the observer raises BrokenPipeError."""
+    manifest_path, out = batch
+    manifest = load_manifest(manifest_path)
+
+    def broken(kind, info):
+        if kind == "downloading":
+            raise BrokenPipeError(32, "Broken pipe")
+
+    async def go():
+        provider = WaveSpeedProvider("k", sim.base_url)
+        try:
+            with StateLog(out / "state.jsonl") as log:
+                log.open()
+                runner = Runner(manifest.jobs, provider, log, manifest.models,
+                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=broken)
+                return await runner.run()
+        finally:
+            await provider.close()
+
+    out.mkdir()
+    result = asyncio.run(go())
+    assert result.exit_code == 0
+    assert_batch_intact(sim, out, 3)
