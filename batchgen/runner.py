@@ -322,7 +322,7 @@ class Runner:
                 stage = "poll"
             if stage == "poll":
                 try:
-                    done = await self._poll(job)
+                    done = await self._poll(job, just_submitted=action == "submit")
                 finally:
                     await self.slots.release()
                 if not done:
@@ -504,10 +504,12 @@ class Runner:
             return True
 
     # -- poll -------------------------------------------------------------------------
-    async def _poll(self, job: JobSpec) -> bool:
+    async def _poll(self, job: JobSpec, just_submitted: bool = False) -> bool:
         """Read the result on the learned schedule until it ends; True when completed."""
         rec = self.rec(job)
-        elapsed = time.time() - rec.submitted_at if rec.submitted_at else 0.0
+        # The provider's generation time starts when it answered the submit, not when the intent was
+        # written: under load the fsync and POST take long enough to make every first read early.
+        elapsed = 0.0 if just_submitted or not rec.submitted_at else time.time() - rec.submitted_at
         watch = self.schedule.watch(job.model, job.duration, elapsed)
         await self.schedule.until_read(watch, self.sleep)
         transient = 0

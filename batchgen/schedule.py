@@ -204,7 +204,8 @@ class Watch:
         else:
             delay = min(p.max_interval, step * p.growth ** self._past_window)
             self._past_window += 1
-        return max(p.min_interval * 0.25, delay + s.jitter(step))
+        # Jitter scaled to the window, not the step: a narrow window read once would be missed.
+        return max(p.min_interval * 0.25, delay + s.jitter(min(step, high - low)))
 
     def missed(self) -> None:
         """A read just found the job unfinished."""
