@@ -210,6 +210,7 @@ class Runner:
                 old_key = ids_before.get(job.id)
                 if old_key and old_key != job.key:
                     plan.changed += 1
+                    self.log.append({"ev": "superseded", "key": old_key, "by": job.key})
                 else:
                     plan.new += 1
             self._describe(job, rec)
@@ -241,7 +242,7 @@ class Runner:
     def _describe(self, job: JobSpec, rec: JobRecord | None) -> None:
         desc = {"id": job.id, "output": job.output, "model": job.model, "params": dict(job.params),
                 "prompt": job.prompt, "image": job.image, "where": str(job.where), "cost": self.price(job)}
-        if rec is None or any(getattr(rec, k) != v for k, v in desc.items() if k != "cost") or (
+        if rec is None or rec.superseded_by or any(getattr(rec, k) != v for k, v in desc.items() if k != "cost") or (
                 rec.status is JobStatus.NEW and rec.cost != desc["cost"]):
             if rec is not None and rec.status is not JobStatus.NEW:
                 desc.pop("cost")  # a paid job keeps the price it was submitted at

@@ -16,6 +16,7 @@ Event kinds (field ``ev``), all carrying ``key`` (the job key) unless noted:
     failed      class, message, attempt
     downloaded  path, bytes, sha256, model_used
     missing     a downloaded file was found gone; it will be downloaded again
+    superseded  by: the job that replaced this one after its manifest row was edited
     snap        a whole record (written by compaction)
     run         (no key) run bookkeeping: started/ended, counts, spend
 """
@@ -64,6 +65,8 @@ class JobRecord:
     sha256: str = ""
     error_class: str = ""
     error: str = ""
+    #: The key of the job that replaced this one when its manifest row was edited (its video is kept).
+    superseded_by: str = ""
 
     @property
     def fell_back(self) -> bool:
@@ -132,6 +135,9 @@ def apply(state: State, ev: dict[str, Any]) -> None:
         for name in _JOB_FIELDS:
             if name in ev:
                 setattr(rec, name, ev[name])
+        rec.superseded_by = ""
+    elif kind == "superseded":
+        rec.superseded_by = ev.get("by", "")
     elif kind == "submitting":
         rec.status = JobStatus.SUBMITTING
         rec.attempts = ev.get("attempt", rec.attempts + 1)

@@ -6,9 +6,11 @@ fields may be added, existing ones keep their name and meaning while ``schema`` 
 
     schema        1
     state         path of the state file
-    jobs          number of jobs the state knows
+    jobs          number of current jobs the state knows (not counting superseded ones)
+    superseded    jobs replaced by an edit of their manifest row (their videos are kept; spend counts)
     counts        {status: n} for new, submitting, unknown, submitted, completed, downloaded, failed
-    spend         {"committed": $, "downloaded": $, "in_flight": $}  (dollars, list price at submit)
+    spend         {"committed": $, "downloaded": $, "in_flight": $}  (dollars, list price at submit;
+                  committed includes superseded jobs, which were paid for too)
     failed        [{id, key, where, class, error, attempts, pid}]  in state order (manifest order)
                   where: "manifest.yaml:LINE" (CSV: the row's line); class: task (the provider failed
                   it), rejected (refused at submit), transient (submit retries ran out), or the
@@ -21,7 +23,8 @@ fields may be added, existing ones keep their name and meaning while ``schema`` 
                   reconcile unknown ones with the provider (or --resubmit-unknown)
     runs          number of runs recorded
 
-Counts and lists cover every job the state knows, including jobs since edited out of the manifest.
+Counts and lists cover every current job the state knows, including jobs since removed from the manifest;
+a job whose row was edited is counted once, as its newest version.
 """
 
 from __future__ import annotations
@@ -38,16 +41,19 @@ from .state import State, load
 
 
 def summarize(state: State, path: str) -> dict[str, Any]:
-    records = list(state.jobs.values())
+    everything = list(state.jobs.values())
+    # A job replaced by an edit of its row is history: its spend counts, its status does not.
+    records = [r for r in everything if not r.superseded_by]
     counts = Counter(r.status.value for r in records)
     in_flight = round(sum(r.cost for r in records if r.status.in_flight or r.status is JobStatus.UNKNOWN), 2)
-    downloaded = round(sum(r.cost for r in records if r.status is JobStatus.DOWNLOADED), 2)
+    downloaded = round(sum(r.cost for r in everything if r.status is JobStatus.DOWNLOADED), 2)
     return {
         "schema": 1,
         "state": path,
         "jobs": len(records),
         "counts": {s.value: counts.get(s.value, 0) for s in JobStatus},
-        "spend": {"committed": committed_spend(records), "downloaded": downloaded, "in_flight": in_flight},
+        "superseded": len(everything) - len(records),
+        "spend": {"committed": committed_spend(everything), "downloaded": downloaded, "in_flight": in_flight},
         "failed": [{"id": r.id, "key": r.key, "where": r.where, "class": r.error_class, "error": r.error,
                     "attempts": r.attempts, "pid": r.pid} for r in records if r.status is JobStatus.FAILED],
         "unknown": [{"id": r.id, "key": r.key, "where": r.where, "error": r.error}

@@ -252,3 +252,17 @@ def test_a_broken_display_never_fails_a_job(sim, batch):
     result = asyncio.run(go())
     assert result.exit_code == 0
     assert_batch_intact(sim, out, 3)
+
+
+def test_status_counts_an_edited_job_once(sim, batch, capsys):
+    from batchgen.cli import main
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 0
+    write_manifest(manifest.parent, [{"image": "img/*.png", "prompt": PROMPT + " again", "duration": 4}])
+    assert run_cli(sim, manifest, out) == 0
+    capsys.readouterr()
+    assert main(["status", str(out / "state.jsonl"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["jobs"] == 3 and summary["superseded"] == 3
+    assert summary["counts"]["downloaded"] == 3
+    assert summary["spend"]["committed"] == 7.2, "the superseded videos were paid for too"
