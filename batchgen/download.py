@@ -48,14 +48,6 @@ def verify(path: Path, job: JobSpec, image_size: tuple[int, int] | None, toleran
     return info
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def set_aside(target: Path, tag: str) -> Path:
     """Move an older paid video out of the way instead of overwriting it."""
     aside = target.with_name(f"{target.stem}.prev-{tag}{target.suffix}")

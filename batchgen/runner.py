@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .download import fsync_file, part_path, safe_target, set_aside, verify, write_sidecar
+from .download import part_path, safe_target, set_aside, verify, write_sidecar
 from .errors import (
     AmbiguousSubmitError,
     BatchgenError,
@@ -37,7 +37,7 @@ from .jobs import JobSpec, JobStatus
 from .models import ModelTable, body_hash
 from .providers.base import Prediction, PredictionStatus, Provider
 from .schedule import Backoff, Pacer, PollPolicy, PollSchedule, Slots
-from .state import JobRecord, StateLog
+from .state import JobRecord, StateLog, fsync_path
 
 log = logging.getLogger("batchgen")
 
@@ -604,7 +604,7 @@ class Runner:
         except PermanentError as exc:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc)) from None
-        fsync_file(part)
+        fsync_path(part)
 
     def _image_size(self, job: JobSpec) -> tuple[int, int] | None:
         if job.image_path is None:

@@ -378,7 +378,7 @@ class StateLog:
         if self._fh is not None:
             self._fh.close()
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_path(self.path.parent)
         self._fh = open(self.path, "ab", buffering=0)
         self._dirty = False
         self.lines = count
@@ -388,7 +388,8 @@ def _line(ev: dict[str, Any]) -> bytes:
     return (json.dumps(ev, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder's fsync makes a rename in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -52,7 +52,7 @@ path, where = sys.argv[1], sys.argv[2]
 def die(*a, **k):
     os.kill(os.getpid(), signal.SIGKILL)
 if where == "after-replace":
-    st._fsync_dir = die
+    st.fsync_path = die
 else:
     nth, seen, line = int(where), [0], st._line
     def counted(ev):
