@@ -595,7 +595,7 @@ class Runner:
                     # Halting keeps the job completed: its paid video is fetched by the next run.
                     raise FatalError(f"cannot write {part}: {exc.strerror}; free some space, then run the same "
                                      "command again to fetch the videos already paid for") from None
-        self._place(job, target, part, got)
+        await self._place(job, target, part, got)
 
     def _check(self, job: JobSpec, part: Path) -> None:
         size = self._image_size(job)
@@ -617,26 +617,27 @@ class Runner:
                 self._image_sizes[job.image_path] = None
         return self._image_sizes[job.image_path]
 
-    def _place(self, job: JobSpec, target: Path, part: Path, got: Any) -> None:
+    async def _place(self, job: JobSpec, target: Path, part: Path, got: Any) -> None:
         rec = self.rec(job)
+        owner = None
         if target.exists():
             owner = next((r for r in self.state.jobs.values()
                           if r.key != job.key and r.status is JobStatus.DOWNLOADED and r.path == job.output), None)
-            if owner is not None:
-                aside = set_aside(target, owner.key[:8])
-                rel = aside.relative_to(self.opt.out_dir.resolve()).as_posix()
-                self.log.append({"ev": "downloaded", "key": owner.key, "path": rel, "bytes": owner.bytes,
-                                 "sha256": owner.sha256, "model_used": owner.model_used})
-                log.warning("kept the older video of %s as %s", owner.id, rel)
-        os.replace(part, target)
-        _kill_point("placed")
-        write_sidecar(target, {
+        sidecar = {
             "id": job.id, "key": job.key, "prompt": job.prompt, "image": job.image, "model_asked": job.model,
             "model_submitted": rec.submit_model or job.model, "model_used": rec.model_used or rec.submit_model or job.model,
             "fell_back": rec.fell_back, "switched_to_fallback": rec.switched, "params": dict(job.params),
             "take": job.take, "prediction_id": rec.pid, "inference_ms": rec.inference_ms, "cost_usd": rec.cost,
             "bytes": got.bytes, "sha256": got.sha256, "manifest": str(job.where),
-        })
+        }
+        # Renames and the sidecar are a few ms of file-system metadata work per job: off the event loop.
+        aside = await asyncio.get_running_loop().run_in_executor(
+            None, _move_into_place, target, part, owner.key[:8] if owner else None, sidecar)
+        if owner is not None and aside is not None:
+            rel = aside.relative_to(self.opt.out_dir.resolve()).as_posix()
+            self.log.append({"ev": "downloaded", "key": owner.key, "path": rel, "bytes": owner.bytes,
+                             "sha256": owner.sha256, "model_used": owner.model_used})
+            log.warning("kept the older video of %s as %s", owner.id, rel)
         self.log.append({"ev": "downloaded", "key": job.key, "path": job.output, "bytes": got.bytes,
                          "sha256": got.sha256, "model_used": rec.model_used})
         self.emit(job, "downloaded", path=job.output)
@@ -654,6 +655,15 @@ class Runner:
                 delay = self.opt.backoff.delay(attempt, self.rng, exc.retry_after)
                 log.info("%s: %s; retry in %.1fs", what, exc, delay)
                 await self.sleep(delay)
+
+
+def _move_into_place(target: Path, part: Path, aside_tag: str | None, sidecar: dict[str, Any]) -> Path | None:
+    """Rename a verified .part into place (an older paid video there is set aside first), then its sidecar."""
+    aside = set_aside(target, aside_tag) if aside_tag else None
+    os.replace(part, target)
+    _kill_point("placed")
+    write_sidecar(target, sidecar)
+    return aside
 
 
 def _remove(path: Path) -> None:
