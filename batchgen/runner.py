@@ -56,6 +56,7 @@ def _kill_point(stage: str) -> None:
         if _kill_passes[stage] == int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
 
+
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
          "BMP": "image/bmp", "TIFF": "image/tiff"}
 

@@ -14,7 +14,7 @@ from batchgen.manifest import load_manifest
 from batchgen.models import SEEDANCE, SORA_PRO, SORA_STD
 from batchgen.runner import committed_spend
 from batchgen.simulator import Faults
-from batchgen.state import JobRecord, State, apply, load
+from batchgen.state import JobRecord, State, apply
 
 PROMPT = "The {stem} turns slowly on a studio table"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 from runner_helpers import assert_batch_intact, files_written, make_images, run_cli, write_manifest
