@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PermanentError
-from .jobs import JobSpec
-from .models import RESOLUTION_SIZES, output_size
+from .models import RESOLUTION_SIZES
 from .probe import VideoInfo, check_video, probe_video
 
 
@@ -35,17 +34,34 @@ def sidecar_path(target: Path) -> Path:
     return target.with_suffix(".json")
 
 
-def verify(path: Path, job: JobSpec, image_size: tuple[int, int] | None, tolerance: float) -> VideoInfo:
-    """Probe a downloaded file and insist it is the video that was paid for."""
+def verify(path: str, resolution: str, duration: float, aspect_ratio: str | None, tolerance: float) -> VideoInfo:
+    """Probe a downloaded file and insist it is the video that was paid for.
+
+    Plain arguments, so it can run in a worker process. The short side must be the asked
+    resolution's (720 for 720p); the long side follows the image or the asked aspect ratio,
+    since Seedance adapts to the image and Sora follows its orientation.
+    """
     info = probe_video(path)
-    want_w, want_h = output_size(job.resolution, image_size) if job.resolution in RESOLUTION_SIZES else (info.width, info.height)
-    if (info.width, info.height) == (want_h, want_w):
-        # The provider followed the image's orientation the other way round; accept it.
-        want_w, want_h = want_h, want_w
-    problems = check_video(info, want_w, want_h, float(job.duration), tolerance=tolerance, need_audio=True)
+    problems = check_video(info, info.width, info.height, duration, tolerance=tolerance, need_audio=True)
+    if resolution in RESOLUTION_SIZES:
+        short = RESOLUTION_SIZES[resolution][1]
+        got_short, got_long = sorted((info.width, info.height))
+        if abs(got_short - short) > max(8, short * 0.02) or got_long < got_short:
+            problems.append(f"video is {info.width}x{info.height}, expected {resolution} ({short} pixels on its short side)")
+    ratio = _ratio(aspect_ratio)
+    if ratio is not None and abs(info.width / info.height - ratio) > ratio * 0.03:
+        problems.append(f"video is {info.width}x{info.height}, expected aspect ratio {aspect_ratio}")
     if problems:
         raise PermanentError("the downloaded video is not what was asked: " + "; ".join(problems))
     return info
+
+
+def _ratio(aspect_ratio: str | None) -> float | None:
+    w, sep, h = (aspect_ratio or "").partition(":")
+    try:
+        return float(w) / float(h) if sep else None
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def set_aside(target: Path, tag: str) -> Path:

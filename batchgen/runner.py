@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import multiprocessing
 import os
 import random
 import signal
+import threading
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -146,7 +149,7 @@ class Runner:
         self.stopping = False
         self._uploads: dict[str, asyncio.Task] = {}
         self._unavailable: Counter = Counter()
-        self._image_sizes: dict[str, tuple[int, int] | None] = {}
+        self._verify_pool: ProcessPoolExecutor | None = None
 
     # -- bookkeeping ------------------------------------------------------------------
     @property
@@ -288,7 +291,12 @@ class Runner:
             tasks.append(self._job(job, "poll"))
         tasks += [self._job(job, "download") for job in plan.download]
         tasks += [self._job(job, "submit") for job in plan.submit]
-        await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
+        try:
+            await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
+        finally:
+            if self._verify_pool is not None:
+                self._verify_pool.shutdown(wait=True, cancel_futures=True)
+                self._verify_pool = None
         counts = Counter(self.rec(j).status for j in self.jobs)
         counts["pending"] = sum(counts[s] for s in (JobStatus.NEW, JobStatus.SUBMITTED, JobStatus.COMPLETED))
         self.log.append({"ev": "run", "phase": "end", "counts": {str(getattr(k, "value", k)): v for k, v in counts.items()},
@@ -569,7 +577,7 @@ class Runner:
                 try:
                     got = await self.provider.download(rec.outputs[0], part, max_bytes=self.opt.max_download_bytes)
                     _kill_point("downloaded")
-                    await asyncio.get_running_loop().run_in_executor(None, self._check, job, part)
+                    await self._check(job, part)
                     break
                 except ExpiredLinkError:
                     tries += 1
@@ -598,25 +606,23 @@ class Runner:
                                      "command again to fetch the videos already paid for") from None
         await self._place(job, target, part, got)
 
-    def _check(self, job: JobSpec, part: Path) -> None:
-        size = self._image_size(job)
+    async def _check(self, job: JobSpec, part: Path) -> None:
+        """Verify a download in the worker process (PyAV holds the GIL while demuxing), then fsync it."""
+        loop = asyncio.get_running_loop()
         try:
-            verify(part, job, size, self.opt.duration_tolerance)
+            await loop.run_in_executor(self._verifier(), verify, str(part), job.resolution, float(job.duration),
+                                       job.params.get("aspect_ratio"), self.opt.duration_tolerance)
         except PermanentError as exc:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc)) from None
-        fsync_path(part)
+        await loop.run_in_executor(None, fsync_path, part)
 
-    def _image_size(self, job: JobSpec) -> tuple[int, int] | None:
-        if job.image_path is None:
-            return None
-        if job.image_path not in self._image_sizes:
-            try:
-                info = image_info(job.image_path)
-                self._image_sizes[job.image_path] = (info.width, info.height)
-            except ValueError:
-                self._image_sizes[job.image_path] = None
-        return self._image_sizes[job.image_path]
+    def _verifier(self) -> ProcessPoolExecutor:
+        if self._verify_pool is None:
+            self._verify_pool = ProcessPoolExecutor(
+                max_workers=max(1, (os.cpu_count() or 2) - 1), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_verifier_init, initargs=(os.getpid(),))
+        return self._verify_pool
 
     async def _place(self, job: JobSpec, target: Path, part: Path, got: Any) -> None:
         rec = self.rec(job)
@@ -665,6 +671,20 @@ def _move_into_place(target: Path, part: Path, aside_tag: str | None, sidecar: d
     _kill_point("placed")
     write_sidecar(target, sidecar)
     return aside
+
+
+def _verifier_init(runner_pid: int) -> None:
+    """Set up a verification worker: deaf to Ctrl-C, and gone when its runner is."""
+    # Ctrl-C reaches the whole process group; the runner decides what it means, not its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        # A SIGKILLed runner cannot shut its pool down, and the pool's queue never reports it.
+        while os.getppid() == runner_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="batchgen-parent-watch", daemon=True).start()
 
 
 def _remove(path: Path) -> None:
