@@ -34,14 +34,15 @@ def sidecar_path(target: Path) -> Path:
     return target.with_suffix(".json")
 
 
-def verify(path: str, resolution: str, duration: float, aspect_ratio: str | None, tolerance: float) -> VideoInfo:
+def verify(path: str, resolution: str, duration: float, aspect_ratio: str | None, tolerance: float,
+           scan_packets: bool = True) -> VideoInfo:
     """Probe a downloaded file and insist it is the video that was paid for.
 
     Plain arguments, so it can run in a worker process. The short side must be the asked
     resolution's (720 for 720p); the long side follows the image or the asked aspect ratio,
     since Seedance adapts to the image and Sora follows its orientation.
     """
-    info = probe_video(path)
+    info = probe_video(path, scan_packets=scan_packets)
     problems = check_video(info, info.width, info.height, duration, tolerance=tolerance, need_audio=True)
     if resolution in RESOLUTION_SIZES:
         short = RESOLUTION_SIZES[resolution][1]

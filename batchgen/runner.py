@@ -577,7 +577,7 @@ class Runner:
                 try:
                     got = await self.provider.download(rec.outputs[0], part, max_bytes=self.opt.max_download_bytes)
                     _kill_point("downloaded")
-                    await self._check(job, part)
+                    await self._check(job, part, scan_packets=not got.length_checked)
                     break
                 except ExpiredLinkError:
                     tries += 1
@@ -606,12 +606,12 @@ class Runner:
                                      "command again to fetch the videos already paid for") from None
         await self._place(job, target, part, got)
 
-    async def _check(self, job: JobSpec, part: Path) -> None:
+    async def _check(self, job: JobSpec, part: Path, *, scan_packets: bool) -> None:
         """Verify a download in the worker process (PyAV holds the GIL while demuxing), then fsync it."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._verifier(), verify, str(part), job.resolution, float(job.duration),
-                                       job.params.get("aspect_ratio"), self.opt.duration_tolerance)
+                                       job.params.get("aspect_ratio"), self.opt.duration_tolerance, scan_packets)
         except PermanentError as exc:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc)) from None

@@ -60,3 +60,10 @@ def test_symlink_out_of_the_output_folder_is_refused(tmp_path):
     with pytest.raises(PermanentError):
         safe_target(tmp_path / "out", "link/x.mp4")
     assert safe_target(tmp_path / "out", "sub/x.mp4") == (tmp_path / "out" / "sub" / "x.mp4").resolve()
+
+
+
+def test_trusting_the_index_reads_the_same_facts(clips):
+    """Skipping the packet scan (length already checked) must not change what is verified."""
+    assert verify(str(clips["portrait"]), "720p", 4.0, None, 0.6, scan_packets=False) == \
+        verify(str(clips["portrait"]), "720p", 4.0, None, 0.6, scan_packets=True)

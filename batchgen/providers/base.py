@@ -54,6 +54,8 @@ class Download:
     bytes: int
     sha256: str
     content_type: str
+    #: The server promised a Content-Length and exactly that many bytes arrived.
+    length_checked: bool = False
 
 
 class Provider(Protocol):

@@ -263,7 +263,8 @@ class WaveSpeedProvider:
             raise TransientError(f"download: the connection failed ({type(exc).__name__}: {exc})") from None
         if expected is not None and written != expected:
             raise TransientError(f"download: got {written:,} of {expected:,} bytes (truncated)")
-        return Download(bytes=written, sha256=digest.hexdigest(), content_type=ctype)
+        return Download(bytes=written, sha256=digest.hexdigest(), content_type=ctype,
+                        length_checked=expected is not None)
 
 
 __all__ = ["DEFAULT_BASE_URL", "ProviderError", "WaveSpeedProvider", "parse_prediction", "parse_retry_after"]
