@@ -146,6 +146,10 @@ class Simulator:
             response = envelope(exc.status, exc.message, headers=exc.headers)
         except web.HTTPException as exc:
             response = envelope(exc.status, f"{request.method} {request.path}: {exc.reason}")
+        except ConnectionResetError:
+            # The client went away mid-request (a killed runner): nothing to answer, nothing to report.
+            log.debug("%s %s -> client disconnected", request.method, request.path)
+            return web.Response()
         except Exception as exc:  # noqa: BLE001 - the server must answer, not crash
             log.exception("simulator error on %s %s", request.method, request.path)
             response = envelope(500, f"internal simulator error: {type(exc).__name__}: {exc}")
