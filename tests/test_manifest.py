@@ -23,7 +23,11 @@ def _fresh_memory():
 
 @pytest.fixture
 def d(tmp_path):
-    """A manifest folder with a few real images and some broken ones."""
+    return make_manifest_folder(tmp_path)
+
+
+def make_manifest_folder(tmp_path):
+    """A manifest folder with a few real images and some broken ones (shared with the run-level tests)."""
     Image.new("RGB", (64, 48), "red").save(tmp_path / "a.jpg")
     Image.new("RGB", (48, 64), "blue").save(tmp_path / "b.png")
     (tmp_path / "shots").mkdir()

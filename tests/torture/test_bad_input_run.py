@@ -4,9 +4,8 @@ message naming the file and line (or row), and not one request on the wire (the 
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 from runner_helpers import run_cli
-from test_manifest import BAD
+from test_manifest import BAD, make_manifest_folder
 
 from batchgen.images import clear_memory_cache
 from batchgen.simulator import SimulatorThread
@@ -23,18 +22,7 @@ def quiet_sim(tmp_path_factory):
 @pytest.fixture
 def folder(tmp_path):
     clear_memory_cache()
-    Image.new("RGB", (64, 48), "red").save(tmp_path / "a.jpg")
-    Image.new("RGB", (48, 64), "blue").save(tmp_path / "b.png")
-    (tmp_path / "shots").mkdir()
-    for name in ("z.jpg", "m.jpg", "a2.jpg"):
-        Image.new("RGB", (32, 32), "green").save(tmp_path / "shots" / name)
-    (tmp_path / "zero.jpg").write_bytes(b"")
-    (tmp_path / "text.jpg").write_text("this is not a photo\n")
-    Image.new("RGB", (16, 16)).save(tmp_path / "icon.ico", format="ICO")
-    Image.new("RGB", (16, 16)).save(tmp_path / "huge.png")
-    with open(tmp_path / "huge.png", "r+b") as fh:
-        fh.truncate(21_000_000)
-    return tmp_path
+    return make_manifest_folder(tmp_path)
 
 
 def test_there_are_at_least_30_cases():
