@@ -77,6 +77,8 @@ class RunOptions:
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
     listing_limit: int = 1000
+    #: WaveSpeed keeps uploaded files 7 days (its docs); an older cached URL is uploaded again.
+    upload_max_age: float = 6 * 86400.0
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
     fallback_after: int = 3
     poll: PollPolicy = field(default_factory=PollPolicy)
@@ -423,7 +425,7 @@ class Runner:
         """Upload a local image once per content hash, ever (the URL is kept in the state)."""
         info = image_info(path)
         url = self.state.uploads.get(info.sha256)
-        if url:
+        if url and time.time() - self.state.uploaded_at.get(info.sha256, 0.0) < self.opt.upload_max_age:
             return url
         task = self._uploads.get(info.sha256)
         if task is None or (task.done() and task.exception() is not None):

@@ -98,6 +98,8 @@ class State:
 
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)
+    #: When each image was uploaded (epoch seconds): uploads expire on the provider's side.
+    uploaded_at: dict[str, float] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     lines: int = 0
     torn: int = 0
@@ -120,6 +122,7 @@ def apply(state: State, ev: dict[str, Any]) -> None:
     kind = ev.get("ev")
     if kind == "upload":
         state.uploads[ev["sha256"]] = ev["url"]
+        state.uploaded_at[ev["sha256"]] = ev.get("t", 0.0)
         return
     if kind == "run":
         state.runs.append(ev)
@@ -365,7 +368,8 @@ class StateLog:
         count = 0
         with open(tmp, "wb") as fh:
             for sha, url in state.uploads.items():
-                fh.write(_line({"ev": "upload", "sha256": sha, "url": url, "t": now}))
+                # The original time is kept: it is when the provider's copy started to age.
+                fh.write(_line({"ev": "upload", "sha256": sha, "url": url, "t": state.uploaded_at.get(sha, now)}))
                 count += 1
             for run in state.runs[-20:]:
                 fh.write(_line(run))

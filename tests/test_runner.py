@@ -265,3 +265,17 @@ def test_status_counts_an_edited_job_once(sim, batch, capsys):
     assert summary["jobs"] == 3 and summary["superseded"] == 3
     assert summary["counts"]["downloaded"] == 3
     assert summary["spend"]["committed"] == 7.2, "the superseded videos were paid for too"
+
+
+def test_an_upload_older_than_the_providers_retention_is_uploaded_again(sim, batch):
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 0
+    assert sim.ledger()["uploads"] == 3
+    write_manifest(manifest.parent, [{"image": "img/*.png", "prompt": PROMPT + " take two", "duration": 4}])
+    state = out / "state.jsonl"
+    lines = state.read_text().splitlines()
+    aged = [json.dumps({**ev, "t": ev["t"] - 7 * 86400}) if ev.get("ev") == "upload" else line
+            for line, ev in ((line, json.loads(line)) for line in lines)]
+    state.write_text("\n".join(aged) + "\n")
+    assert run_cli(sim, manifest, out) == 0
+    assert sim.ledger()["uploads"] == 6, "week-old upload URLs are not trusted"
