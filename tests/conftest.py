@@ -34,6 +34,13 @@ def image_bytes(width: int = 64, height: int = 48, fmt: str = "PNG", color=(200,
     return buffer.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path, monkeypatch):
+    """A developer's own ~/.config/batchgen/models.yaml (or $BATCHGEN_MODELS) must not change any test."""
+    monkeypatch.delenv("BATCHGEN_MODELS", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
 @pytest.fixture(scope="session")
 def render_cache_dir(tmp_path_factory) -> str:
     """One disk cache for the whole session, so each distinct clip is encoded once."""

@@ -19,11 +19,6 @@ from batchgen.state import JobRecord, State, apply
 PROMPT = "The {stem} turns slowly on a studio table"
 
 
-@pytest.fixture(autouse=True)
-def no_user_config(tmp_path, monkeypatch):
-    monkeypatch.delenv("BATCHGEN_MODELS", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
 
 def mixed_jobs():
     return [

@@ -17,12 +17,6 @@ from batchgen.user_config import user_model_table, user_models_path
 ACME = "acme/motion-1/image-to-video"
 
 
-@pytest.fixture(autouse=True)
-def no_user_config(tmp_path, monkeypatch):
-    """The developer's own ~/.config/batchgen must not leak into these tests."""
-    monkeypatch.delenv("BATCHGEN_MODELS", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
 
 # -- ModelSpec ----------------------------------------------------------------------------
 
