@@ -106,7 +106,7 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
     lines = [f"{manifest.path}: {total} jobs: {len(plan.done)} done, {len(plan.submit)} to submit, "
              f"{len(plan.poll)} generating, {len(plan.download)} to download, {len(plan.unknown)} unknown, "
              f"{len(plan.failed)} failed (not retried)"]
-    if plan.changed or plan.removed or plan.missing_files:
+    if plan.new < total or plan.removed:  # a resume: say what changed since the state was written
         lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
     lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
