@@ -14,7 +14,7 @@ from .errors import BatchgenError, UsageError
 from .manifest import load_manifest
 from .user_config import user_model_table
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
+EXIT_OK, EXIT_USAGE = 0, 2  # 1 (some jobs failed) and 3 (halted) come from RunResult.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:

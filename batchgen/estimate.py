@@ -43,8 +43,7 @@ from typing import Any
 from .errors import StateError
 from .jobs import JobSpec, JobStatus
 from .manifest import Manifest, load_manifest
-from .runner import committed_spend
-from .state import JobRecord, State, load
+from .state import JobRecord, State, committed_spend, load
 from .user_config import user_model_table
 
 BUCKETS = ("paid", "in_flight", "failed", "to_pay")

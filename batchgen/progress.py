@@ -20,8 +20,6 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from .runner import committed_spend
-
 log = logging.getLogger("batchgen")
 
 #: Which visible column each runner event moves a job into.
@@ -139,7 +137,7 @@ class Progress:
         return Counter(self.where.values())
 
     def spent(self) -> float:
-        return committed_spend(self.state_log.state.jobs.values())
+        return round(self.state_log.state.committed, 2)
 
     def _parts(self) -> list[str]:
         c = self.counts()

@@ -35,8 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import BatchgenError, StateError
 from .jobs import JobStatus
 from .probe import poster_frame
-from .runner import committed_spend
-from .state import JobRecord, State, load
+from .state import JobRecord, State, committed_spend, load
 
 THUMB_PX = 320
 POSTER_PX = 480

@@ -106,12 +106,10 @@ class Plan:
 class RunResult:
     plan: Plan
     counts: Counter
-    spent: float
     committed: float
     halted: str = ""
     fallbacks: list[str] = field(default_factory=list)
     wall: float = 0.0
-    calls: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -123,14 +121,6 @@ class RunResult:
 
 
 Observer = Callable[[str, dict[str, Any]], None]
-
-_SPENDING = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.DOWNLOADED, JobStatus.UNKNOWN)
-
-
-def committed_spend(records: Any) -> float:
-    """Dollars paid or in flight: every job that reached the provider, failed ones with a pid too."""
-    return round(sum(r.cost for r in records if r.status in _SPENDING or (r.status is JobStatus.FAILED and r.pid)), 2)
-
 
 class Runner:
     def __init__(self, jobs: list[JobSpec], provider: Provider, state_log: StateLog, models: ModelTable,
@@ -309,10 +299,8 @@ class Runner:
         records = [self.rec(j) for j in self.jobs]
         return RunResult(
             plan=plan, counts=counts,
-            spent=round(sum(r.cost for r in records if r.status is JobStatus.DOWNLOADED), 2),
-            committed=committed_spend(self.state.jobs.values()), halted=self.halted,
+            committed=round(self.state.committed, 2), halted=self.halted,
             fallbacks=[r.id for r in records if r.fell_back or r.switched], wall=time.monotonic() - started,
-            calls=dict(getattr(self.provider, "calls", {})),
         )
 
     async def _job(self, job: JobSpec, action: str) -> None:
@@ -460,7 +448,7 @@ class Runner:
             # From this check to the intent line below there is no await: jobs submitting side by
             # side each see the others' spend, so the cap holds however many slots there are.
             if self.opt.max_cost is not None:
-                committed = committed_spend(self.state.jobs.values())
+                committed = round(self.state.committed, 2)
                 if committed + cost > self.opt.max_cost + 1e-9:
                     self.stop(f"budget: ${committed:.2f} committed + ${cost:.2f} for {job.id} would pass "
                               f"--max-cost ${self.opt.max_cost:.2f}; raise the cap and run again to continue")

@@ -61,14 +61,6 @@ class PollPolicy:
     recheck: float = 5.0
 
 
-def quantile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated quantile of an already sorted, non-empty list."""
-    pos = q * (len(sorted_values) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 class PollSchedule:
     """Learns generation time per (model, duration) from finished jobs of this batch."""
 

@@ -101,6 +101,9 @@ class State:
     #: When each image was uploaded (epoch seconds): uploads expire on the provider's side.
     uploaded_at: dict[str, float] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    #: Dollars paid or in flight, kept up to date by apply() so a budget check or a progress
+    #: line never has to sum every job.
+    committed: float = 0.0
     lines: int = 0
     torn: int = 0
 
@@ -110,15 +113,37 @@ class State:
             rec = self.jobs[key] = JobRecord(key=key)
         return rec
 
-    def by_id(self) -> dict[str, JobRecord]:
-        return {r.id: r for r in self.jobs.values() if r.id}
 
 
 _JOB_FIELDS = ("id", "output", "model", "params", "prompt", "image", "where", "cost")
 
 
+_SPENDING = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.DOWNLOADED, JobStatus.UNKNOWN)
+
+
+def spend_of(rec: JobRecord | None) -> float:
+    """What a job has committed: its price once it may have reached the provider (a failed task
+    with a prediction id counts until its failure says it was not billed)."""
+    if rec is None:
+        return 0.0
+    return rec.cost if rec.status in _SPENDING or (rec.status is JobStatus.FAILED and rec.pid) else 0.0
+
+
+def committed_spend(records: Any) -> float:
+    """Dollars paid or in flight over some records."""
+    return round(sum(spend_of(r) for r in records), 2)
+
+
 def apply(state: State, ev: dict[str, Any]) -> None:
     """Fold one event into the state. Pure apart from mutating ``state``."""
+    key = ev.get("key")
+    before = spend_of(state.jobs.get(key)) if key else 0.0
+    _apply(state, ev)
+    if key:
+        state.committed += spend_of(state.jobs.get(key)) - before
+
+
+def _apply(state: State, ev: dict[str, Any]) -> None:
     kind = ev.get("ev")
     if kind == "upload":
         state.uploads[ev["sha256"]] = ev["url"]

@@ -36,8 +36,7 @@ from typing import Any
 
 from .errors import StateError
 from .jobs import JobStatus
-from .runner import committed_spend
-from .state import State, load
+from .state import State, committed_spend, load
 
 
 def summarize(state: State, path: str) -> dict[str, Any]:

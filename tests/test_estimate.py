@@ -12,7 +12,7 @@ from batchgen.estimate import classify, estimate
 from batchgen.jobs import JobStatus
 from batchgen.manifest import load_manifest
 from batchgen.models import SEEDANCE, SORA_PRO, SORA_STD
-from batchgen.runner import committed_spend
+from batchgen.state import committed_spend
 from batchgen.simulator import Faults
 from batchgen.state import JobRecord, State, apply
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from batchgen.schedule import Backoff, Pacer, PollPolicy, PollSchedule, Slots, quantile
+from batchgen.schedule import Backoff, Pacer, PollPolicy, PollSchedule, Slots
 
 
 class FakeTime:
@@ -43,12 +43,6 @@ def test_backoff_never_waits_less_than_retry_after():
 
 
 # -- PollSchedule ---------------------------------------------------------------------------
-def test_quantile_interpolates():
-    assert quantile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
-    assert quantile([10.0, 20.0], 0.25) == 12.5
-    assert quantile([7.0], 0.9) == 7.0
-
-
 def _reads_for(schedule: PollSchedule, t: FakeTime, finish: float, elapsed: float = 0.0) -> tuple[int, float]:
     """Follow one job's watch until a read sees it finished: (reads, seconds late)."""
     start = t.now - elapsed

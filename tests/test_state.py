@@ -132,3 +132,31 @@ def test_durable_appends_share_fsyncs_and_are_on_disk_when_acknowledged(tmp_path
     assert lines == 200
     assert 1 <= fsyncs < 200, "concurrent intents are grouped into fewer fsyncs"
 
+
+
+def test_running_committed_total_always_equals_the_sum_over_jobs(tmp_path):
+    from batchgen.state import committed_spend
+
+    path = tmp_path / "state.jsonl"
+    steps = [
+        {"ev": "job", "key": "a", "id": "a", "cost": 1.2},
+        {"ev": "submitting", "key": "a", "body_hash": "h", "cost": 1.2},
+        {"ev": "unsent", "key": "a", "class": "429"},
+        {"ev": "submitting", "key": "a", "body_hash": "h", "cost": 1.2},
+        {"ev": "submitted", "key": "a", "pid": "p1"},
+        {"ev": "failed", "key": "a", "class": "task", "cost": 0.0},
+        {"ev": "submitting", "key": "b", "body_hash": "g", "cost": 2.0},
+        {"ev": "unknown", "key": "b"},
+        {"ev": "submitting", "key": "a", "body_hash": "h", "cost": 1.2},
+        {"ev": "submitted", "key": "a", "pid": "p2"},
+        {"ev": "completed", "key": "a", "pid": "p2", "outputs": ["u"]},
+        {"ev": "downloaded", "key": "a", "path": "a.mp4", "bytes": 1, "sha256": "s"},
+    ]
+    expected = [0.0, 1.2, 0.0, 1.2, 1.2, 0.0, 2.0, 2.0, 3.2, 3.2, 3.2, 3.2]
+    with StateLog(path) as log:
+        log.open()
+        for ev, want in zip(steps, expected):
+            log.append(dict(ev))
+            assert round(log.state.committed, 2) == want == committed_spend(log.state.jobs.values())
+        log.compact()
+    assert round(load(path).committed, 2) == 3.2, "snapshots fold to the same total"

@@ -18,10 +18,6 @@ class PredictionStatus(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
 
-    @property
-    def terminal(self) -> bool:
-        return self in (PredictionStatus.COMPLETED, PredictionStatus.FAILED)
-
 
 @dataclass(frozen=True)
 class Prediction:

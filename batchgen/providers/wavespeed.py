@@ -116,7 +116,6 @@ class WaveSpeedProvider:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise FatalError(f"the base URL {base_url!r} is not an http(s) URL")
-        self._origin = (parts.scheme, parts.netloc)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._listing = listing
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -125,7 +124,6 @@ class WaveSpeedProvider:
             timeout=self._timeout,
             headers={"User-Agent": USER_AGENT, "X-Client-Name": "batchgen"},
         )
-        self.calls: dict[str, int] = {}
 
     async def close(self) -> None:
         await self._session.close()
@@ -133,7 +131,6 @@ class WaveSpeedProvider:
     # -- the API ----------------------------------------------------------------------
     async def _api(self, method: str, path: str, *, kind: str, submit: bool = False, **kwargs: Any) -> Any:
         """One API call: auth to our origin only, envelope parsed, errors classified."""
-        self.calls[kind] = self.calls.get(kind, 0) + 1
         url = f"{self.base_url}{path}"
         try:
             async with self._session.request(
@@ -227,7 +224,6 @@ class WaveSpeedProvider:
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             raise PermanentError(f"the output URL uses {scheme or 'no'} scheme ({url[:80]}); only http(s) is downloaded")
-        self.calls["download"] = self.calls.get("download", 0) + 1
         digest = hashlib.sha256()
         written = 0
         try:
