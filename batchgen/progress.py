@@ -101,8 +101,8 @@ def log_event(kind: str, info: dict[str, Any], state) -> None:
     elif kind == "submitting" and rec is not None:
         log.debug("job %s: submitting (attempt %d, %s, $%.2f)", job.id, rec.attempts, job.model, rec.cost)
     elif kind == "submitted":
-        log.info("job %s: submitted as %s (%s, $%.2f)", job.id, info.get("pid"), job.model,
-                 rec.cost if rec else 0.0)
+        log.info("job %s: submitted as %s (%s, $%.2f)", job.id, info.get("pid"),
+                 (rec.submit_model if rec else "") or job.model, rec.cost if rec else 0.0)
     elif kind == "completed" and rec is not None:
         took = f"{rec.inference_ms / 1000:.1f}s" if rec.inference_ms else "unknown time"
         used = info.get("model_used") or rec.model_used or job.model
@@ -124,6 +124,7 @@ class Progress:
         self.every = every
         self.clock = clock
         self.where: dict[str, str] = {}
+        self._counts: Counter = Counter()
         self.done_before = 0
         self.lines = 0
         self._bar: tqdm | None = None
@@ -134,7 +135,15 @@ class Progress:
         self._last_status = ""
 
     def counts(self) -> Counter:
-        return Counter(self.where.values())
+        return self._counts
+
+    def _move(self, key: str, column: str) -> None:
+        """Put a job in a column, keeping the counts current (never recounted per event)."""
+        old = self.where.get(key)
+        if old is not None:
+            self._counts[old] -= 1
+        self.where[key] = column
+        self._counts[column] += 1
 
     def spent(self) -> float:
         return round(self.state_log.state.committed, 2)
@@ -172,7 +181,7 @@ class Progress:
         if kind == "stopping":
             log.warning("stopping: %s", info.get("reason"))
         if job is not None and kind in _COLUMN:
-            self.where[job.key] = _COLUMN[kind]
+            self._move(job.key, _COLUMN[kind])
             if kind == "downloaded" and self._bar is not None:
                 self._bar.update(1)
         self._refresh(force=kind in ("downloaded", "failed", "unknown", "stopping"))
@@ -181,7 +190,7 @@ class Progress:
         for jobs, column in ((plan.done, "done"), (plan.failed, "failed"), (plan.unknown, "unknown"),
                              (plan.submit, "queued"), (plan.poll, "generating"), (plan.download, "downloading")):
             for job in jobs:
-                self.where[job.key] = column
+                self._move(job.key, column)
         self.done_before = len(plan.done)
         self._last_tenth = self._tenth()
         self._started = self.clock()
@@ -200,7 +209,7 @@ class Progress:
             return
         now = self.clock()
         if self._bar is not None:
-            # Summing spend walks every job: at most a few times a second, whatever the event rate.
+            # Redrawing the bar costs terminal output: at most a few times a second, whatever the event rate.
             if force or now - self._last_postfix >= 0.25:
                 self._last_postfix = now
                 self._bar.set_postfix_str(", ".join(self._parts()), refresh=True)
