@@ -232,7 +232,8 @@ class Runner:
                 plan.poll.append(job)  # the task exists; only reading its result went wrong
             else:
                 plan.submit.append(job)
-        plan.removed = sum(1 for k, r in self.state.jobs.items() if k not in keys and r.id not in {j.id for j in self.jobs})
+        ids = {j.id for j in self.jobs}
+        plan.removed = sum(1 for k, r in self.state.jobs.items() if k not in keys and r.id not in ids)
         return plan
 
     def _describe(self, job: JobSpec, rec: JobRecord | None) -> None:
