@@ -134,6 +134,7 @@ class Runner:
         self.sleep = sleep
         self.rng = random.Random(options.seed)
         self.schedule = PollSchedule(options.poll, self.rng)
+        self._awaiting_slot = 0
         self.pacer = Pacer(options.submit_interval, sleep=sleep)
         self.slots = Slots(options.concurrency)
         self.downloads = asyncio.Semaphore(options.download_concurrency)
@@ -169,6 +170,7 @@ class Runner:
             self.halted = reason
         if not self.stopping:
             self.stopping = True
+            self.schedule.drain()
             self.emit(None, "stopping", reason=reason or "interrupted")
 
     def price(self, job: JobSpec, model: str | None = None) -> float:
@@ -284,6 +286,9 @@ class Runner:
             tasks.append(self._job(job, "poll"))
         tasks += [self._job(job, "download") for job in plan.download]
         tasks += [self._job(job, "submit") for job in plan.submit]
+        self._awaiting_slot = len(plan.submit)
+        if not plan.submit:
+            self.schedule.drain()
         try:
             await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
         finally:
@@ -310,6 +315,9 @@ class Runner:
         try:
             if action == "submit":
                 await self.slots.acquire()
+                self._awaiting_slot -= 1
+                if not self._awaiting_slot:
+                    self.schedule.drain()  # the last job is in: only the batch's end matters now
                 try:
                     submitted = await self._submit(job)
                 except BaseException:

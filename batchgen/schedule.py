@@ -47,14 +47,14 @@ class PollPolicy:
     growth: float = 1.5
     jitter: float = 0.1
     #: Reads spread across the learned window [low quantile, high quantile] of generation times.
-    reads_in_window: float = 3.0
-    low_quantile: float = 0.25
+    reads_in_window: float = 5.0
+    low_quantile: float = 0.35
     high_quantile: float = 0.9
     #: Relative half-width of the window while fewer than ``min_samples`` jobs have finished.
     spread: float = 0.2
     min_samples: int = 5
     #: While nothing is known, only this many jobs probe; the others sleep until something is learned.
-    probers: int = 4
+    probers: int = 2
     probe_cap: float = 2.0
     #: A wait before the window longer than this is re-planned after it (jobs finishing meanwhile
     #: sharpen the window; early in a batch the fastest finish first and bias it low).
@@ -74,6 +74,34 @@ class PollSchedule:
         self._running: dict[tuple[str, int], set[Watch]] = defaultdict(set)
         self._cached: dict[tuple[str, int], tuple[float, int, tuple[float, float] | None]] = {}
         self._learned = asyncio.Event()
+        self._draining = False
+        self._horizon: tuple[float, float] | None = None
+
+    def drain(self) -> None:
+        """Nothing waits for a slot any more: from now on only the last job to finish sets the
+        batch's end, so reads that could not change it are put off (see ``horizon``)."""
+        self._draining = True
+
+    def horizon(self) -> float | None:
+        """While draining: the clock time before which the batch cannot end, as far as is known.
+
+        Every running job ends at or after its start plus the fastest time seen for its kind, so the
+        batch ends no sooner than the latest of those. Reading another job earlier finds it done
+        sooner, but frees nothing that waits and moves the end not at all: those reads are waste."""
+        if not self._draining:
+            return None
+        now = self._clock()
+        if self._horizon is not None and now - self._horizon[0] < 0.25:
+            return self._horizon[1]
+        latest = None
+        for key, watches in self._running.items():
+            seen = self._seen.get(key)
+            if not watches or not seen or len(seen) < self.policy.min_samples:
+                continue
+            end = max(w.started for w in watches) + min(seen)
+            latest = end if latest is None else max(latest, end)
+        self._horizon = (now, latest)
+        return latest
 
     def observe(self, model: str, duration: int, seconds: float) -> None:
         if seconds > 0:
@@ -197,7 +225,13 @@ class Watch:
             delay = min(p.max_interval, step * p.growth ** self._past_window)
             self._past_window += 1
         # Jitter scaled to the window, not the step: a narrow window read once would be missed.
-        return max(p.min_interval * 0.25, delay + s.jitter(min(step, high - low)))
+        delay = max(p.min_interval * 0.25, delay + s.jitter(min(step, high - low)))
+        horizon = s.horizon()
+        if horizon is not None and horizon > s._clock() + delay:
+            # The batch is draining and cannot end before the horizon: a read now changes nothing.
+            self.before_window = True
+            delay = horizon - s._clock() + s.jitter(p.min_interval)
+        return delay
 
     def missed(self) -> None:
         """A read just found the job unfinished."""
@@ -228,15 +262,19 @@ class Watch:
 
 
 class Pacer:
-    """Spaces submits: starts gently at ``interval`` and ramps toward ``floor`` with each grant;
-    holds them all while a 429's Retry-After runs, and starts gently again after it."""
+    """Spaces submits after a 429: holds them all while its Retry-After runs, then starts gently at
+    ``interval`` and ramps back toward ``floor`` with each grant.
+
+    Until the provider has refused something, submits go out at ``floor``: the slots already cap
+    how many run, and spacing the first wave would delay the start of every slot's chain of jobs
+    (0.2 s ramping by 0.7 is 0.67 s for the last of them)."""
 
     def __init__(self, interval: float, *, floor: float = 0.0, ramp: float = 0.7, clock: Clock = time.monotonic,
                  sleep: Sleep = asyncio.sleep):
         self.interval = interval
         self.floor = min(floor, interval)
         self.ramp = ramp
-        self.current = interval
+        self.current = self.floor
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
