@@ -182,7 +182,7 @@ def _images(folder: Path) -> list[str]:
     return paths
 
 
-def run_scenario(sc: Scenario, work: Path) -> list[dict]:
+def run_scenario(sc: Scenario, work: Path, runners=("batchgen", "baseline"), keep: bool = False) -> list[dict]:
     images = _images(work)
     me = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(me).parent), str(Path(me).parent.parent)])}
@@ -193,7 +193,7 @@ def run_scenario(sc: Scenario, work: Path) -> list[dict]:
         url = sim.stdout.readline().strip()
         if not url.startswith("http"):
             raise SystemExit(f"the simulator for {sc.name} did not start (exit {sim.wait()})")
-        for runner in ("batchgen", "baseline"):
+        for runner in runners:
             _sim_call(url, "/_sim/reset", post=True)
             sim_cpu = _cpu_of(sim.pid)
             out = work / runner
@@ -204,6 +204,8 @@ def run_scenario(sc: Scenario, work: Path) -> list[dict]:
                 raise SystemExit(f"{runner} failed in {sc.name}:\n{child.stderr[-3000:]}")
             got = json.loads(child.stdout.strip().splitlines()[-1])
             ledger = _sim_call(url, "/_sim/ledger")
+            if keep:
+                (out / "ledger.json").write_text(json.dumps(ledger))
             req = ledger["requests"]
             rows.append({
                 "scenario": sc.name, "runner": runner, "n": sc.n, "c": sc.c, "bound": sc.bound(),
@@ -236,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="scaled-down variants for a fast check")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only this one (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it (state files, clips) for a look")
+    parser.add_argument("--runner", choices=("batchgen", "baseline"), action="append",
+                        help="run only this runner (repeatable; default both)")
     parser.add_argument("--_serve", help=argparse.SUPPRESS)
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -252,9 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
     rows = []
+    runners = args.runner or ("batchgen", "baseline")
     for name in names:
+        if args.keep:
+            (args.keep / name).mkdir(parents=True, exist_ok=True)
+            rows += run_scenario(table[name], args.keep / name, runners, keep=True)
+            continue
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            rows += run_scenario(table[name], Path(tmp))
+            rows += run_scenario(table[name], Path(tmp), runners)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -1,0 +1,234 @@
+"""The poll schedule in virtual time: batchgen's real PollSchedule against a fixed 1 s poller.
+
+    .venv/bin/python bench/poll_model.py                       # t20 shape, 40 seeds
+    .venv/bin/python bench/poll_model.py --n 2000 --c 64 --t 2.3 --jitter 0.3 --seeds 10
+
+A discrete-event model of C provider slots and N jobs whose generation times are drawn uniformly
+(T +- jitter) in submit order, as the simulator draws them. batchgen's jobs are read when its
+``PollSchedule`` says (the same code the runner runs, on a virtual clock); the baseline reads every
+second. No HTTP, no rendering: it isolates what the schedule costs in makespan and reads, so a
+change to the schedule can be judged over many seeds in seconds before bench/perf.py confirms it
+on the simulator. Latencies of a submit and a read are fixed small constants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from batchgen.schedule import PollPolicy, PollSchedule  # noqa: E402
+
+MODEL = "model"
+SUBMIT_LATENCY = 0.01
+READ_LATENCY = 0.005
+
+
+class _Sim:
+    """Slots, a virtual clock and a heap of wake-ups; each job is a generator of waits."""
+
+    def __init__(self, n: int, c: int, times: list[float]):
+        self.now = 0.0
+        self.n, self.c = n, c
+        self.times = times
+        self.heap: list[tuple[float, int, int]] = []
+        self.seq = 0
+        self.jobs: dict[int, object] = {}
+        self.token: dict[int, int] = {}
+        self.reads: dict[int, int] = {}
+        self.lags: dict[int, float] = {}
+        self.finished_at = 0.0
+        self.next_job = 0
+        self.submitted = 0
+        self.blind: set[int] = set()
+        self.learned = False
+        self.draining = False
+
+    def at(self, when: float, job: int) -> None:
+        self.seq += 1
+        self.token[job] = self.seq
+        heapq.heappush(self.heap, (when, self.seq, job))
+
+    def start(self, job: int, body) -> None:
+        self.jobs[job] = body
+        self.at(self.now, job)
+
+    def run(self, spawn) -> None:
+        for _ in range(min(self.c, self.n)):
+            self._spawn(spawn)
+        while self.heap:
+            when, seq, job = heapq.heappop(self.heap)
+            if self.token.get(job) != seq:
+                continue  # superseded wake-up (a blind nap woken early)
+            self.now = when
+            self.blind.discard(job)
+            try:
+                wait = next(self.jobs[job])
+            except StopIteration:
+                del self.jobs[job]
+                if self.next_job < self.n:
+                    self._spawn(spawn)
+                continue
+            kind, seconds = wait
+            if kind == "nap" and not self.learned:
+                self.blind.add(job)
+            self.at(self.now + max(0.0, seconds), job)
+
+    def _spawn(self, spawn) -> None:
+        job = self.next_job
+        self.next_job += 1
+        self.draining = self.next_job == self.n
+        self.start(job, spawn(self, job, self.times[job]))
+
+    def done(self, job: int, started: float, gen: float) -> None:
+        self.lags[job] = self.now - started - gen
+        self.finished_at = max(self.finished_at, self.now)
+
+    def learn(self) -> None:
+        if not self.learned:
+            self.learned = True
+            for job in self.blind:
+                if job in self.jobs:
+                    self.at(self.now, job)
+            self.blind.clear()
+
+
+def _batchgen(policy: PollPolicy, seed: int):
+    state: dict = {}
+
+    def spawn(sim: _Sim, job: int, gen: float):
+        schedule = state.get("schedule")
+        if schedule is None:
+            schedule = state["schedule"] = PollSchedule(policy, random.Random(seed), clock=lambda: sim.now)
+        return _batchgen_job(sim, schedule, gen, job)
+    return spawn
+
+
+def _until_read(schedule: PollSchedule, watch):
+    while True:
+        delay = watch.delay()
+        if not watch.before_window or delay <= schedule.policy.recheck:
+            yield ("nap", delay)
+            return
+        yield ("nap", schedule.policy.recheck)
+
+
+def _batchgen_job(sim: _Sim, schedule: PollSchedule, gen: float, job: int):
+    yield ("sleep", SUBMIT_LATENCY)
+    started = sim.now
+    if sim.draining:
+        schedule.drain()  # as the runner does once the last job has its slot
+    watch = schedule.watch(MODEL, 4)
+    yield from _until_read(schedule, watch)
+    while True:
+        yield from _read(sim, job)
+        if sim.now >= started + gen:
+            sim.done(job, started, gen)
+            watch.close()
+            schedule.observe(MODEL, 4, gen)
+            sim.learn()
+            return
+        watch.missed()
+        yield from _until_read(schedule, watch)
+
+
+def _baseline(sim: _Sim, job: int, gen: float):
+    yield ("sleep", SUBMIT_LATENCY)
+    started = sim.now
+    while True:
+        yield ("sleep", 1.0)
+        yield from _read(sim, job)
+        if sim.now >= started + gen:
+            sim.done(job, started, gen)
+            return
+
+
+def _read(sim: _Sim, job: int):
+    sim.reads[job] = sim.reads.get(job, 0) + 1
+    yield ("sleep", READ_LATENCY)
+
+
+def simulate(times: list[float], c: int, policy: PollPolicy | None, seed: int = 0) -> _Sim:
+    """One batch with these generation times (in submit order); ``policy`` None is the 1 s poller."""
+    sim = _Sim(len(times), c, times)
+    sim.run(_baseline if policy is None else _batchgen(policy, seed))
+    return sim
+
+
+def draw(n: int, t: float, jitter: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [t * (1 + rng.uniform(-jitter, jitter)) for _ in range(n)]
+
+
+def compare(batches: list[list[float]], c: int, policy: PollPolicy) -> dict:
+    """Mean figures over the batches, and per wave of C jobs (in submit order)."""
+    rows = {"batchgen": [simulate(times, c, policy, seed) for seed, times in enumerate(batches)],
+            "poller": [simulate(times, c, None) for times in batches]}
+    got = {"ratio": [o.finished_at / b.finished_at for o, b in zip(rows["batchgen"], rows["poller"])]}
+    for name, sims in rows.items():
+        got[name] = {
+            "makespan": statistics.mean(x.finished_at for x in sims),
+            "reads": statistics.mean(sum(x.reads.values()) / x.n for x in sims),
+            "lag": statistics.mean(statistics.mean(x.lags.values()) for x in sims),
+            "waves": [(statistics.mean(x.reads[j] for x in sims for j in range(w, min(w + c, x.n))),
+                       statistics.mean(x.lags[j] for x in sims for j in range(w, min(w + c, x.n))))
+                      for w in range(0, sims[0].n, c)],
+        }
+    return got
+
+
+def _times_from(path: Path) -> list[float]:
+    if path.suffix != ".jsonl":
+        return [float(x) for x in json.loads(path.read_text())]
+    submitted: dict[str, float] = {}
+    took: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        ev = json.loads(line)
+        if ev.get("ev") == "submitting":
+            submitted.setdefault(ev["key"], ev["t"])
+        elif ev.get("ev") == "completed" and ev.get("inference_ms"):
+            took.setdefault(ev["key"], ev["inference_ms"] / 1000)
+    return [took[k] for k in sorted(submitted, key=submitted.get) if k in took]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--c", type=int, default=32)
+    parser.add_argument("--t", type=float, default=20.0, help="mean generation time, seconds")
+    parser.add_argument("--jitter", type=float, default=0.2)
+    parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--times", type=Path, help="generation times in submit order instead of drawn ones: a JSON "
+                        "list, or a state.jsonl (e.g. from bench/perf.py --keep) whose inference times are used")
+    parser.add_argument("--waves", action="store_true", help="also print reads and lag per wave of C jobs")
+    args = parser.parse_args(argv)
+    if args.times:
+        batches = [_times_from(args.times)]
+        shape = f"{len(batches[0])} | {args.c} | from {args.times.name} | 1"
+    else:
+        batches = [draw(args.n, args.t, args.jitter, seed) for seed in range(args.seeds)]
+        shape = f"{args.n} | {args.c} | {args.t:g} +-{args.jitter:.0%} | {args.seeds}"
+    got = compare(batches, args.c, PollPolicy(min_interval=1.0))
+    ours, poller = got["batchgen"], got["poller"]
+    print("| N | C | T s | batches | batchgen makespan s | 1 s poller s | ratio (mean) | ratio (worst) | "
+          "reads/job | poller reads/job | mean lag s | poller lag s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {shape} | {ours['makespan']:.1f} | {poller['makespan']:.1f} | {statistics.mean(got['ratio']):.3f} | "
+          f"{max(got['ratio']):.3f} | {ours['reads']:.2f} | {poller['reads']:.2f} | {ours['lag']:.2f} | "
+          f"{poller['lag']:.2f} |")
+    if args.waves:
+        print("\n| wave | batchgen reads/job | batchgen lag s | poller reads/job | poller lag s |")
+        print("|---|---|---|---|---|")
+        for i, ((r, lag), (pr, plag)) in enumerate(zip(ours["waves"], poller["waves"])):
+            print(f"| {i + 1} | {r:.2f} | {lag:.2f} | {pr:.2f} | {plag:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
