@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -132,6 +133,49 @@ def test_durable_appends_share_fsyncs_and_are_on_disk_when_acknowledged(tmp_path
     assert lines == 200
     assert 1 <= fsyncs < 200, "concurrent intents are grouped into fewer fsyncs"
 
+
+
+def test_a_durable_append_waits_for_its_own_line_not_for_a_quiet_log(tmp_path, monkeypatch):
+    """Under a steady stream of intents the log is never clean: each caller must return after
+    at most two fsyncs (the one running and the next), and only after one that began once its
+    line was written."""
+    import time as _time
+
+    import batchgen.state as state_module
+
+    path = tmp_path / "state.jsonl"
+    started_at_size: list[int] = []  # file size when each fsync began, in completion order
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        _time.sleep(0.005)
+        real_fsync(fd)
+        started_at_size.append(size)
+
+    monkeypatch.setattr(state_module.os, "fsync", slow_fsync)
+    waits: list[int] = []
+    covered: list[bool] = []
+
+    async def caller(log: StateLog, i: int) -> None:
+        await asyncio.sleep(i * 0.001)  # arrivals every 1 ms, faster than one fsync
+        before = path.stat().st_size
+        done_before = len(started_at_size)
+        await log.append_durable({"ev": "submitting", "key": f"k{i}"})
+        finished = started_at_size[done_before:]
+        covered.append(any(size > before for size in finished))
+        waits.append(len(finished))
+
+    async def run() -> int:
+        with StateLog(path) as log:
+            log.open()
+            await asyncio.gather(*(caller(log, i) for i in range(300)))
+            return log.fsyncs
+
+    fsyncs = asyncio.run(run())
+    assert all(covered), "a caller returned before an fsync that began after its line was written"
+    assert max(waits) <= 2, f"a caller waited for {max(waits)} fsyncs"
+    assert fsyncs < 300 / 2
 
 
 def test_running_committed_total_always_equals_the_sum_over_jobs(tmp_path):
