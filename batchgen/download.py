@@ -17,9 +17,10 @@ from .models import RESOLUTION_SIZES
 from .probe import VideoInfo, check_video, probe_video
 
 
-def safe_target(out_dir: Path, relative: str) -> Path:
-    """The absolute path for an output, refusing anything that would leave ``out_dir``."""
-    root = out_dir.resolve()
+def safe_target(out_dir: Path, relative: str, *, resolved: bool = False) -> Path:
+    """The absolute path for an output, refusing anything that would leave ``out_dir``
+    (``resolved``: the caller already resolved ``out_dir``, as the runner does once per run)."""
+    root = out_dir if resolved else out_dir.resolve()
     target = (root / relative).resolve()
     if target == root or root not in target.parents:
         raise PermanentError(f"the output path {relative!r} would leave the output folder {root}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ from .errors import (
     RateLimitedError,
     TransientError,
 )
-from .images import image_info
+from .images import ImageInfo, image_info
 from .jobs import JobSpec, JobStatus
 from .models import ModelTable, body_hash
 from .providers.base import Prediction, PredictionStatus, Provider
@@ -135,6 +136,8 @@ class Runner:
         self.rng = random.Random(options.seed)
         self.schedule = PollSchedule(options.poll, self.rng)
         self._awaiting_slot = 0
+        self._images: dict[str, ImageInfo] = {}
+        self._out_root: Path | None = None
         self.pacer = Pacer(options.submit_interval, sleep=sleep)
         self.slots = Slots(options.concurrency)
         self.downloads = asyncio.Semaphore(options.download_concurrency)
@@ -420,7 +423,15 @@ class Runner:
 
     async def _uploaded(self, path: str, job: JobSpec) -> str:
         """Upload a local image once per content hash, ever (the URL is kept in the state)."""
-        info = image_info(path)
+        # The manifest read every image before the run; per submit only the hash is needed, and
+        # a stat, isfile and realpath per job added up at 10,000 jobs.
+        info = self._images.get(path)
+        if info is None:
+            info = self._images[path] = image_info(path)
+        if path == job.image_path and info.sha256 != job.image_sha256:
+            # The job's key (what is paid for) names the picture as it was read; never send another.
+            raise PermanentError(f"{path} changed after the manifest was read; run again to submit the picture "
+                                 "it holds now")
         url = self.state.uploads.get(info.sha256)
         if url and time.time() - self.state.uploaded_at.get(info.sha256, 0.0) < self.opt.upload_max_age:
             return url
@@ -431,7 +442,7 @@ class Runner:
 
     async def _upload(self, path: str, info, job: JobSpec) -> str:
         data = await asyncio.get_running_loop().run_in_executor(None, Path(path).read_bytes)
-        if len(data) != info.size_bytes:
+        if len(data) != info.size_bytes or hashlib.sha256(data).hexdigest() != info.sha256:
             raise PermanentError(f"{path} changed while the run was reading it; run again")
         name = Path(path).name
         url = await self._retrying(lambda: self.provider.upload(data, name, _MIME.get(info.format, "application/octet-stream")),
@@ -565,7 +576,9 @@ class Runner:
 
     # -- download ---------------------------------------------------------------------
     async def _download(self, job: JobSpec) -> None:
-        target = safe_target(self.opt.out_dir, job.output)
+        if self._out_root is None:
+            self._out_root = self.opt.out_dir.resolve()
+        target = safe_target(self._out_root, job.output, resolved=True)
         part = part_path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         async with self.downloads:
@@ -600,13 +613,11 @@ class Runner:
                     if exc.errno not in _DISK_FULL:
                         raise
                     _remove(part)
-                    # Halting keeps the job completed: its paid video is fetched by the next run.
-                    raise FatalError(f"cannot write {part}: {exc.strerror}; free some space, then run the same "
-                                     "command again to fetch the videos already paid for") from None
+                    raise _disk_full(part, exc) from None
         await self._place(job, target, part, got)
 
     async def _check(self, job: JobSpec, part: Path, *, scan_packets: bool) -> None:
-        """Verify a download in the worker process (PyAV holds the GIL while demuxing), then fsync it."""
+        """Verify a download in the worker process (PyAV holds the GIL while demuxing)."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._verifier(), verify, str(part), job.resolution, float(job.duration),
@@ -614,7 +625,6 @@ class Runner:
         except PermanentError as exc:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc)) from None
-        await loop.run_in_executor(None, fsync_path, part)
 
     def _verifier(self) -> ProcessPoolExecutor:
         if self._verify_pool is None:
@@ -636,9 +646,16 @@ class Runner:
             "take": job.take, "prediction_id": rec.pid, "inference_ms": rec.inference_ms, "cost_usd": rec.cost,
             "bytes": got.bytes, "sha256": got.sha256, "manifest": str(job.where),
         }
-        # Renames and the sidecar are a few ms of file-system metadata work per job: off the event loop.
-        aside = await asyncio.get_running_loop().run_in_executor(
-            None, _move_into_place, target, part, owner.key[:8] if owner else None, sidecar)
+        # The fsync, renames and sidecar are a few ms of file-system work per job: off the event
+        # loop, in one hop to a thread rather than one each.
+        try:
+            aside = await asyncio.get_running_loop().run_in_executor(
+                None, _move_into_place, target, part, owner.key[:8] if owner else None, sidecar)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            _remove(part)
+            raise _disk_full(target, exc) from None
         if owner is not None and aside is not None:
             rel = aside.relative_to(self.opt.out_dir.resolve()).as_posix()
             self.log.append({"ev": "downloaded", "key": owner.key, "path": rel, "bytes": owner.bytes,
@@ -663,8 +680,16 @@ class Runner:
                 await self.sleep(delay)
 
 
+def _disk_full(path: Path, exc: OSError) -> FatalError:
+    # Halting keeps the job completed: its paid video is fetched by the next run.
+    return FatalError(f"cannot write {path}: {exc.strerror}; free some space, then run the same "
+                      "command again to fetch the videos already paid for")
+
+
 def _move_into_place(target: Path, part: Path, aside_tag: str | None, sidecar: dict[str, Any]) -> Path | None:
-    """Rename a verified .part into place (an older paid video there is set aside first), then its sidecar."""
+    """Make a verified .part durable and rename it into place (an older paid video there is set
+    aside first), then write its sidecar."""
+    fsync_path(part)
     aside = set_aside(target, aside_tag) if aside_tag else None
     os.replace(part, target)
     _kill_point("placed")

@@ -279,3 +279,34 @@ def test_an_upload_older_than_the_providers_retention_is_uploaded_again(sim, bat
     state.write_text("\n".join(aged) + "\n")
     assert run_cli(sim, manifest, out) == 0
     assert sim.ledger()["uploads"] == 6, "week-old upload URLs are not trusted"
+
+
+def test_a_picture_edited_after_the_manifest_was_read_is_never_sent_in_its_place(sim, batch):
+    """The job's key names the picture as validated; if the file changes before its upload, the
+    job fails unpaid instead of generating (and charging for) a video of another picture."""
+    manifest_path, out = batch
+    manifest = load_manifest(manifest_path)
+    edited = manifest.jobs[0].image_path
+    make_images(manifest_path.parent / "other", 4)
+    (manifest_path.parent / "other" / "shot03.png").replace(edited)
+
+    async def go():
+        provider = WaveSpeedProvider("k", sim.base_url)
+        try:
+            with StateLog(out / "state.jsonl") as log:
+                log.open()
+                runner = Runner(manifest.jobs, provider, log, manifest.models,
+                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)))
+                return await runner.run()
+        finally:
+            await provider.close()
+
+    out.mkdir()
+    result = asyncio.run(go())
+    assert result.exit_code == 1
+    state = load(out / "state.jsonl")
+    failed = state.jobs[manifest.jobs[0].key]
+    assert failed.status.value == "failed" and "changed after the manifest was read" in failed.error
+    ledger = sim.ledger()
+    assert len(ledger["submissions"]) == 2 and ledger["uploads"] == 2
+    assert round(state.committed, 2) == ledger["charged_total"] == 2.4, "nothing was paid for the edited one"

@@ -248,7 +248,6 @@ class WaveSpeedProvider:
                             raise PermanentError(f"download: the file passed the {max_bytes:,}-byte cap")
                         digest.update(chunk)
                         await fh.write(chunk)
-                    await fh.flush()
         except aiohttp.TooManyRedirects:
             raise PermanentError("download: too many redirects") from None
         except aiohttp.InvalidURL as exc:
