@@ -55,7 +55,10 @@ class PollPolicy:
     min_samples: int = 5
     #: While nothing is known, only this many jobs probe; the others sleep until something is learned.
     probers: int = 2
+    #: A blind probe's interval grows to probe_cap, or to probe_fraction of the time the job has
+    #: run if that is longer: 2 s early, 30 s ten minutes in (long jobs do not cost hundreds of reads).
     probe_cap: float = 2.0
+    probe_fraction: float = 0.05
     #: A wait before the window longer than this is re-planned after it (jobs finishing meanwhile
     #: sharpen the window; early in a batch the fastest finish first and bias it low).
     recheck: float = 5.0
@@ -249,10 +252,13 @@ class Watch:
             self._prober = s._probing[self.key] < p.probers
             if self._prober:
                 s._probing[self.key] += 1
+        elapsed = s._clock() - self.started
         if not self._prober:
-            # Cut short by PollSchedule.nap as soon as a prober's job finishes.
-            return p.max_interval
-        step = min(p.probe_cap, p.min_interval * p.growth ** max(0, self.misses - 1))
+            # Cut short by PollSchedule.nap as soon as a prober's job finishes. Reading at all is
+            # only insurance against probers unlike the rest, so the wait doubles: 30, 60, 120 s...
+            return max(p.max_interval, elapsed)
+        cap = max(p.probe_cap, p.probe_fraction * elapsed)
+        step = min(cap, p.max_interval, p.min_interval * p.growth ** max(0, self.misses - 1))
         return max(p.min_interval * 0.25, step + s.jitter(step))
 
     def _leave_probing(self) -> None:

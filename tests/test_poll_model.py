@@ -1,0 +1,41 @@
+"""The poll schedule against a 1 s poller in virtual time (bench/poll_model.py): the issue's
+targets as a regression guard, over many seeds, with no clock and no network."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from poll_model import compare, draw, simulate  # noqa: E402
+
+from batchgen.schedule import PollPolicy  # noqa: E402
+
+
+def test_t20_within_3_percent_of_the_1s_poller_with_at_most_3_reads_per_job():
+    batches = [draw(128, 20.0, 0.2, seed) for seed in range(30)]
+    got = compare(batches, 32, PollPolicy(min_interval=1.0))
+    assert statistics.mean(got["ratio"]) <= 1.03
+    assert got["batchgen"]["reads"] <= 3.0
+    assert got["poller"]["reads"] > 19  # the model's poller really reads every second
+
+
+def test_draining_spends_few_reads_on_the_last_wave():
+    batches = [draw(128, 20.0, 0.2, seed) for seed in range(10)]
+    waves = compare(batches, 32, PollPolicy(min_interval=1.0))["batchgen"]["waves"]
+    last_reads, _ = waves[-1]
+    assert last_reads < min(reads for reads, _ in waves[:-1]) - 0.5
+
+
+@pytest.mark.parametrize("t", [180.0, 600.0])
+def test_long_generations_are_read_a_few_times_not_every_second(t):
+    """Real Sora jobs run for minutes: a 1 s poller reads hundreds of times per job. Blind probing
+    of the first wave grows with the time run, so it costs a few reads, not one per 2 s."""
+    times = draw(320, t, 0.2, 1)
+    sim = simulate(times, 32, PollPolicy(min_interval=1.0))
+    assert sum(sim.reads.values()) / sim.n <= 4.5
+    assert sim.finished_at <= simulate(times, 32, None).finished_at * 1.07
