@@ -277,6 +277,7 @@ class Runner:
     async def run(self, plan: Plan | None = None) -> RunResult:
         started = time.monotonic()
         plan = plan or self.plan()
+        self._learn_from_earlier_runs()
         self.emit(None, "plan", plan=plan)
         self.log.append({"ev": "run", "phase": "start", "jobs": len(self.jobs), "new": plan.new,
                          "changed": plan.changed, "removed": plan.removed})
@@ -311,6 +312,14 @@ class Runner:
             committed=round(self.state.committed, 2), halted=self.halted,
             fallbacks=[r.id for r in records if r.fell_back or r.switched], wall=time.monotonic() - started,
         )
+
+    def _learn_from_earlier_runs(self) -> None:
+        """A resumed batch starts with the generation times its earlier runs saw: no blind
+        probing of the first wave, whose reads grow with how long the jobs take."""
+        for job in self.jobs:
+            rec = self.state.jobs.get(job.key)
+            if rec is not None and rec.inference_ms:
+                self.schedule.observe(job.model, job.duration, rec.inference_ms / 1000)
 
     async def _job(self, job: JobSpec, action: str) -> None:
         """One job from wherever it stands to a file on disk; failures end as data, not exceptions."""

@@ -310,3 +310,33 @@ def test_a_picture_edited_after_the_manifest_was_read_is_never_sent_in_its_place
     ledger = sim.ledger()
     assert len(ledger["submissions"]) == 2 and ledger["uploads"] == 2
     assert round(state.committed, 2) == ledger["charged_total"] == 2.4, "nothing was paid for the edited one"
+
+
+def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(sim, batch):
+    manifest_path, out = batch
+    assert run_cli(sim, manifest_path, out, "--max-cost", "2.5") == 3  # two of three jobs done
+    manifest = load_manifest(manifest_path)
+    job = manifest.jobs[0]
+    seen_at_start = []
+
+    def observer(kind, info):
+        if kind == "plan":
+            seen_at_start.append(runner.schedule.window(job.model, job.duration))
+
+    async def go():
+        nonlocal runner
+        provider = WaveSpeedProvider("k", sim.base_url)
+        try:
+            with StateLog(out / "state.jsonl") as log:
+                log.open()
+                runner = Runner(manifest.jobs, provider, log, manifest.models,
+                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=observer)
+                return await runner.run()
+        finally:
+            await provider.close()
+
+    runner = None
+    assert asyncio.run(go()).exit_code == 0
+    assert seen_at_start and seen_at_start[0] is not None, "the first run's two jobs taught the schedule"
+    low, high = seen_at_start[0]
+    assert 0 < low <= high
