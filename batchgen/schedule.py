@@ -50,6 +50,8 @@ class PollPolicy:
     reads_in_window: float = 5.0
     low_quantile: float = 0.35
     high_quantile: float = 0.9
+    #: How far back a window narrower than min_interval may reach for a second read.
+    floor_quantile: float = 0.05
     #: Relative half-width of the window while fewer than ``min_samples`` jobs have finished.
     spread: float = 0.2
     min_samples: int = 5
@@ -140,19 +142,31 @@ class PollSchedule:
         p = self.policy
         seen = self._seen.get(key)
         if seen and len(seen) >= p.min_samples:
-            points = sorted([(t, 1) for t in seen] + [(now - w.started, 0) for w in self._running.get(key, ())])
-            low = high = None
+            # A running job read unfinished at time r is "longer than r" (Kaplan-Meier): otherwise
+            # the fastest jobs, which finish first, would drag the window early. Only a read is
+            # evidence: a job not read for a while may long be done, and counting it as running
+            # until now would drag the window late, then later (it is read later, so it runs longer).
+            points = sorted([(t, 1) for t in seen]
+                            + [(w._last_read - w.started, 0) for w in self._running.get(key, ()) if w._last_read])
+            floor = low = high = None
             survival = 1.0
             for i, (t, finished) in enumerate(points):
                 if finished:
                     survival *= 1 - 1 / (len(points) - i)
+                    if floor is None and 1 - survival >= p.floor_quantile:
+                        floor = t
                     if low is None and 1 - survival >= p.low_quantile:
                         low = t
                     if 1 - survival >= p.high_quantile:
                         high = t
                         break
             if low is not None:
-                return low, high if high is not None else max(max(seen), low * (1 + 2 * p.spread))
+                high = high if high is not None else max(max(seen), low * (1 + 2 * p.spread))
+                if high - low < p.min_interval <= high - floor:
+                    # Narrower than one read interval: one read at its end would leave the early
+                    # finishers waiting for up to the whole spread; reach back so two reads fit.
+                    low = high - p.min_interval
+                return low, high
         mid = self.expected(*key)
         if mid is None:
             return None

@@ -78,6 +78,48 @@ def test_schedule_learns_the_window_and_reads_few_times_near_the_finish():
     assert max(lags) <= 4.5
 
 
+def test_a_window_narrower_than_one_read_interval_reaches_back_for_a_second_read():
+    """T ~ 2.6 s +-30 %: the 35-90 % window is under 1 s wide, so one read would sit at its end and
+    the fastest jobs would wait ~1.5 s; with the whole spread over 1 s, two reads 1 s apart fit."""
+    t = FakeTime()
+    rng = random.Random(11)
+    schedule = PollSchedule(PollPolicy(min_interval=1.0, jitter=0.0), rng, clock=t.clock)
+    for _ in range(200):
+        schedule.observe("m", 8, 2.6 * (1 + rng.uniform(-0.3, 0.3)))
+    low, high = schedule.window("m", 8)
+    assert high - low == pytest.approx(1.0)
+    watch = schedule.watch("m", 8)
+    first = watch.delay()
+    assert first == pytest.approx(low)
+    # A tight spread keeps its single read at the end.
+    tight = PollSchedule(PollPolicy(min_interval=1.0, jitter=0.0), rng, clock=t.clock)
+    for _ in range(200):
+        tight.observe("m", 4, 1.0 * (1 + rng.uniform(-0.2, 0.2)))
+    low, high = tight.window("m", 4)
+    assert high - low < 0.5
+    assert tight.watch("m", 4).delay() == pytest.approx(high)
+
+
+def test_only_reads_count_as_evidence_that_a_job_is_still_running():
+    """500 jobs in flight, not read for 1.5 s, are not "longer than 1.5 s": most of them are done
+    and wait for their read. Counting them as running pushed the window late, which made reads
+    later still (the big scenario's window drifted from 1.16 s to 1.6 s). A read that finds a job
+    unfinished is evidence, and it does count."""
+    t = FakeTime()
+    rng = random.Random(12)
+    schedule = PollSchedule(PollPolicy(min_interval=1.0), rng, clock=t.clock)
+    for _ in range(256):
+        schedule.observe("m", 4, rng.uniform(0.8, 1.2))
+    unread = [schedule.watch("m", 4, elapsed=1.5) for _ in range(500)]
+    low, high = schedule.window("m", 4)
+    assert 0.9 <= low <= 1.0 and 1.1 <= high <= 1.2
+    for watch in unread[:300]:
+        watch.missed()  # read just now (1.5 s in), still running: these are slow
+    t.now += 1.0
+    low, high = schedule.window("m", 4)
+    assert high >= 1.4
+
+
 def test_first_read_waits_for_the_window_minus_time_already_spent():
     t = FakeTime()
     schedule = PollSchedule(PollPolicy(jitter=0.0, min_interval=1.0), random.Random(4), clock=t.clock)
