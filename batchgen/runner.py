@@ -14,19 +14,16 @@ import asyncio
 import errno
 import hashlib
 import logging
-import multiprocessing
 import os
 import random
 import signal
-import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .download import part_path, safe_target, set_aside, verify, write_sidecar
+from .download import part_path, safe_target, set_aside, write_sidecar
 from .errors import (
     AmbiguousSubmitError,
     BatchgenError,
@@ -42,6 +39,7 @@ from .models import ModelTable, body_hash
 from .providers.base import Prediction, PredictionStatus, Provider
 from .schedule import Backoff, Pacer, PollPolicy, PollSchedule, Slots
 from .state import JobRecord, StateLog, fsync_path
+from .verifier import Verifier
 
 log = logging.getLogger("batchgen")
 
@@ -145,7 +143,7 @@ class Runner:
         self.stopping = False
         self._uploads: dict[str, asyncio.Task] = {}
         self._unavailable: Counter = Counter()
-        self._verify_pool: ProcessPoolExecutor | None = None
+        self.verifier = Verifier()
 
     # -- bookkeeping ------------------------------------------------------------------
     @property
@@ -296,9 +294,7 @@ class Runner:
         try:
             await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
         finally:
-            if self._verify_pool is not None:
-                self._verify_pool.shutdown(wait=True, cancel_futures=True)
-                self._verify_pool = None
+            self.verifier.shutdown()
         counts = Counter(self.rec(j).status for j in self.jobs)
         counts["pending"] = sum(counts[s] for s in (JobStatus.NEW, JobStatus.SUBMITTED, JobStatus.COMPLETED))
         self.log.append({"ev": "run", "phase": "end", "counts": {str(getattr(k, "value", k)): v for k, v in counts.items()},
@@ -590,57 +586,51 @@ class Runner:
         target = safe_target(self._out_root, job.output, resolved=True)
         part = part_path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        async with self.downloads:
-            self.emit(job, "downloading")
-            tries = 0
-            while True:
-                rec = self.rec(job)
-                try:
+        tries = 0
+        while True:
+            rec = self.rec(job)
+            try:
+                # The slot bounds transfers only: verifying, backing off and placing happen outside it.
+                async with self.downloads:
+                    if not tries:
+                        self.emit(job, "downloading")
                     got = await self.provider.download(rec.outputs[0], part, max_bytes=self.opt.max_download_bytes)
-                    _kill_point("downloaded")
-                    await self._check(job, part, scan_packets=not got.length_checked)
-                    break
-                except ExpiredLinkError:
-                    tries += 1
-                    if tries > self.opt.backoff.attempts:
-                        raise
-                    log.info("job %s: output link expired; reading the result again for a fresh one", job.id)
-                    pred = await self._retrying(lambda: self.provider.result(rec.pid), f"result {rec.pid}")
-                    if pred.status is not PredictionStatus.COMPLETED or not pred.outputs:
-                        raise PermanentError(f"result {rec.pid} is {pred.status.value} on re-read; cannot refresh its link")
-                    self._completed(job, pred)
-                except TransientError as exc:
-                    tries += 1
-                    if tries > self.opt.backoff.attempts:
-                        raise
-                    log.info("job %s: download: %s; retrying", job.id, exc)
-                    await self.sleep(self.opt.backoff.delay(tries, self.rng, exc.retry_after))
-                except PermanentError:
-                    _remove(part)
+                _kill_point("downloaded")
+                await self._check(job, part, scan_packets=not got.length_checked)
+                break
+            except ExpiredLinkError:
+                tries += 1
+                if tries > self.opt.backoff.attempts:
                     raise
-                except OSError as exc:
-                    if exc.errno not in _DISK_FULL:
-                        raise
-                    _remove(part)
-                    raise _disk_full(part, exc) from None
+                log.info("job %s: output link expired; reading the result again for a fresh one", job.id)
+                pred = await self._retrying(lambda: self.provider.result(rec.pid), f"result {rec.pid}")
+                if pred.status is not PredictionStatus.COMPLETED or not pred.outputs:
+                    raise PermanentError(f"result {rec.pid} is {pred.status.value} on re-read; cannot refresh its link")
+                self._completed(job, pred)
+            except TransientError as exc:
+                tries += 1
+                if tries > self.opt.backoff.attempts:
+                    raise
+                log.info("job %s: download: %s; retrying", job.id, exc)
+                await self.sleep(self.opt.backoff.delay(tries, self.rng, exc.retry_after))
+            except PermanentError:
+                _remove(part)
+                raise
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    raise
+                _remove(part)
+                raise _disk_full(part, exc) from None
         await self._place(job, target, part, got)
 
     async def _check(self, job: JobSpec, part: Path, *, scan_packets: bool) -> None:
-        """Verify a download in the worker process (PyAV holds the GIL while demuxing)."""
-        loop = asyncio.get_running_loop()
+        """Verify a download in a worker process (see verifier.py)."""
         try:
-            await loop.run_in_executor(self._verifier(), verify, str(part), job.resolution, float(job.duration),
-                                       job.params.get("aspect_ratio"), self.opt.duration_tolerance, scan_packets)
+            await self.verifier.verify(str(part), job.resolution, float(job.duration), job.params.get("aspect_ratio"),
+                                       self.opt.duration_tolerance, scan_packets)
         except PermanentError as exc:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc)) from None
-
-    def _verifier(self) -> ProcessPoolExecutor:
-        if self._verify_pool is None:
-            self._verify_pool = ProcessPoolExecutor(
-                max_workers=max(1, (os.cpu_count() or 2) - 1), mp_context=multiprocessing.get_context("spawn"),
-                initializer=_verifier_init, initargs=(os.getpid(),))
-        return self._verify_pool
 
     async def _place(self, job: JobSpec, target: Path, part: Path, got: Any) -> None:
         rec = self.rec(job)
@@ -704,20 +694,6 @@ def _move_into_place(target: Path, part: Path, aside_tag: str | None, sidecar: d
     _kill_point("placed")
     write_sidecar(target, sidecar)
     return aside
-
-
-def _verifier_init(runner_pid: int) -> None:
-    """Set up a verification worker: deaf to Ctrl-C, and gone when its runner is."""
-    # Ctrl-C reaches the whole process group; the runner decides what it means, not its workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        # A SIGKILLed runner cannot shut its pool down, and the pool's queue never reports it.
-        while os.getppid() == runner_pid:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="batchgen-parent-watch", daemon=True).start()
 
 
 def _remove(path: Path) -> None:
