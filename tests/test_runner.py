@@ -26,6 +26,26 @@ def batch(tmp_path):
     return manifest, tmp_path / "out"
 
 
+def run_in_process(sim, manifest, out, *, observer=None, made=None):
+    """Run ``manifest``'s jobs with a Runner in this process (not the CLI): (result, runner).
+    ``made`` sees the runner before it starts, for observers that look inside it."""
+    async def go():
+        provider = WaveSpeedProvider("k", sim.base_url)
+        try:
+            with StateLog(out / "state.jsonl") as log:
+                log.open()
+                runner = Runner(manifest.jobs, provider, log, manifest.models,
+                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=observer)
+                if made is not None:
+                    made(runner)
+                return await runner.run(), runner
+        finally:
+            await provider.close()
+
+    out.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(go())
+
+
 def test_run_downloads_verified_videos_and_resume_is_free(sim, batch, capsys):
     manifest, out = batch
     assert run_cli(sim, manifest, out) == 0
@@ -236,19 +256,7 @@ def test_a_broken_display_never_fails_a_job(sim, batch):
         if kind == "downloading":
             raise BrokenPipeError(32, "Broken pipe")
 
-    async def go():
-        provider = WaveSpeedProvider("k", sim.base_url)
-        try:
-            with StateLog(out / "state.jsonl") as log:
-                log.open()
-                runner = Runner(manifest.jobs, provider, log, manifest.models,
-                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=broken)
-                return await runner.run()
-        finally:
-            await provider.close()
-
-    out.mkdir()
-    result = asyncio.run(go())
+    result, _ = run_in_process(sim, manifest, out, observer=broken)
     assert result.exit_code == 0
     assert_batch_intact(sim, out, 3)
 
@@ -290,19 +298,7 @@ def test_a_picture_edited_after_the_manifest_was_read_is_never_sent_in_its_place
     make_images(manifest_path.parent / "other", 4)
     (manifest_path.parent / "other" / "shot03.png").replace(edited)
 
-    async def go():
-        provider = WaveSpeedProvider("k", sim.base_url)
-        try:
-            with StateLog(out / "state.jsonl") as log:
-                log.open()
-                runner = Runner(manifest.jobs, provider, log, manifest.models,
-                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)))
-                return await runner.run()
-        finally:
-            await provider.close()
-
-    out.mkdir()
-    result = asyncio.run(go())
+    result, _ = run_in_process(sim, manifest, out)
     assert result.exit_code == 1
     state = load(out / "state.jsonl")
     failed = state.jobs[manifest.jobs[0].key]
@@ -321,22 +317,11 @@ def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(si
 
     def observer(kind, info):
         if kind == "plan":
-            seen_at_start.append(runner.schedule.window(job.model, job.duration))
+            seen_at_start.append(runners[0].schedule.window(job.model, job.duration))
 
-    async def go():
-        nonlocal runner
-        provider = WaveSpeedProvider("k", sim.base_url)
-        try:
-            with StateLog(out / "state.jsonl") as log:
-                log.open()
-                runner = Runner(manifest.jobs, provider, log, manifest.models,
-                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=observer)
-                return await runner.run()
-        finally:
-            await provider.close()
-
-    runner = None
-    assert asyncio.run(go()).exit_code == 0
+    runners: list[Runner] = []
+    result, _ = run_in_process(sim, manifest, out, observer=observer, made=runners.append)
+    assert result.exit_code == 0
     assert seen_at_start and seen_at_start[0] is not None, "the first run's two jobs taught the schedule"
     low, high = seen_at_start[0]
     assert 0 < low <= high
