@@ -80,6 +80,9 @@ class Settings:
     max_delay: float = 2.5
     workdir: Path | None = None
     render_cache: str | None = None
+    #: Hook stages the first kills hit, one each at its first pass, before the random ones: a run
+    #: can finish its submits before a random hook on them comes up, and a test may need them.
+    first_hooks: tuple[str, ...] = ()
 
 
 @dataclass
@@ -129,6 +132,7 @@ class Torture:
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._log = open(out.parent / "runner-output.txt", "ab")
         self.current: subprocess.Popen | None = None
+        self._first_hooks = list(settings.first_hooks)
 
     def command(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "batchgen", "run", str(self.manifest), "--out", str(self.out),
@@ -157,10 +161,14 @@ class Torture:
     def kill_once(self) -> str | None:
         """One run that ends in a SIGKILL (or finishes first); returns the kind of kill, or None."""
         kind = self.rng.choice(("timed", "timed", "hook", "hook", "compaction")) if self.state_path.exists() else "timed"
+        if self._first_hooks:
+            kind = "hook"
         if kind == "compaction":
             return self._kill_compaction()
         kill_at = ""
-        if kind == "hook":
+        if self._first_hooks:
+            kill_at = f"{self._first_hooks.pop(0)}:1"
+        elif kind == "hook":
             uploads_left = self.s.images - len(load(self.state_path).uploads)
             stage = self.rng.choice([h for h in HOOKS if h != "uploaded" or uploads_left > 0])
             kill_at = f"{stage}:{self.rng.randint(1, min(4, uploads_left) if stage == 'uploaded' else 4)}"
