@@ -215,6 +215,7 @@ class Watch:
         self.misses = 0
         self._last_read: float | None = None
         self._past_window = 0
+        self._read_past_window = False
         self._prober: bool | None = None
         self.before_window = False
 
@@ -223,6 +224,7 @@ class Watch:
         s, p = self.schedule, self.schedule.policy
         window = s.window(*self.key)
         self.before_window = False
+        self._read_past_window = False
         if window is None:
             return self._blind()
         self._leave_probing()
@@ -239,8 +241,10 @@ class Watch:
             since = elapsed if self._last_read is None else s._clock() - self._last_read
             delay = step - since
         else:
+            # Grows per unfinished read past the window (in missed), not per call: a read put off
+            # to the horizon is re-planned every few seconds and must not age meanwhile.
             delay = min(p.max_interval, step * p.growth ** self._past_window)
-            self._past_window += 1
+            self._read_past_window = True
         # Jitter scaled to the window, not the step: a narrow window read once would be missed.
         delay = max(p.min_interval * 0.25, delay + s.jitter(min(step, high - low)))
         horizon = s.horizon()
@@ -254,6 +258,8 @@ class Watch:
         """A read just found the job unfinished."""
         self.misses += 1
         self._last_read = self.schedule._clock()
+        if self._read_past_window:
+            self._past_window += 1
 
     def close(self) -> None:
         """The job stopped being read (finished, failed or gave up): free its probing place."""
@@ -262,10 +268,10 @@ class Watch:
 
     def _blind(self) -> float:
         s, p = self.schedule, self.schedule.policy
-        if self._prober is None:
-            self._prober = s._probing[self.key] < p.probers
-            if self._prober:
-                s._probing[self.key] += 1
+        if not self._prober and s._probing[self.key] < p.probers:
+            # Also later: a place freed by a prober whose job failed (it taught nothing) is taken.
+            self._prober = True
+            s._probing[self.key] += 1
         elapsed = s._clock() - self.started
         if not self._prober:
             # Cut short by PollSchedule.nap as soon as a prober's job finishes. Reading at all is

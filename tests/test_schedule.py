@@ -296,3 +296,24 @@ def test_pacer_holds_every_submit_during_a_pause_and_starts_gently_again():
     assert times[0] == pytest.approx(3.0)
     assert times[1] - times[0] == pytest.approx(0.2)  # back to the gentle interval after a 429
     assert times[2] - times[1] == pytest.approx(0.1)
+
+
+def test_a_read_put_off_to_the_horizon_does_not_age_its_back_off():
+    """Re-planning a postponed read every few seconds must not count as unfinished reads: after the
+    horizon, a job past its window is read again about a step later, not 30 s later."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(jitter=0.0, min_interval=1.0), random.Random(13), clock=t.clock)
+    for seconds in (10.0, 11.0, 12.0, 13.0, 14.0):
+        schedule.observe("m", 4, seconds)
+    slow = schedule.watch("m", 4)
+    t.now += 20.0  # past its window, never read
+    schedule.watch("m", 4, elapsed=0.0)  # a job started now: the batch cannot end for 10 s
+    schedule.drain()
+    horizon = t.now + 10.0
+    for _ in range(5):
+        assert slow.delay() == pytest.approx(horizon - t.now)  # put off, re-planned
+        t.now += 2.0
+        schedule._horizon = None  # the horizon's 0.25 s cache
+    assert t.now == pytest.approx(horizon)
+    slow.missed()  # the read at the horizon found it still running
+    assert slow.delay() <= 2.0
