@@ -69,6 +69,10 @@ def _ratio(aspect_ratio: str | None) -> float | None:
 def set_aside(target: Path, tag: str) -> Path:
     """Move an older paid video out of the way instead of overwriting it."""
     aside = target.with_name(f"{target.stem}.prev-{tag}{target.suffix}")
+    n = 1
+    while aside.exists():  # set aside before (a run that halted after this step): never overwrite it
+        n += 1
+        aside = target.with_name(f"{target.stem}.prev-{tag}-{n}{target.suffix}")
     os.replace(target, aside)
     old_sidecar = sidecar_path(target)
     if old_sidecar.exists():

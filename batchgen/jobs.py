@@ -70,8 +70,13 @@ class JobSpec:
 
     @cached_property
     def key(self) -> str:
-        return job_key(self.model, self._paid_params(), self.prompt, self.image_sha256 or self.image_url or self.image,
+        return job_key(self.model, self.paid_params, self.prompt, self.image_sha256 or self.image_url or self.image,
                        self.take)
+
+    @cached_property
+    def paid_params(self) -> Mapping[str, Any]:
+        """Params as paid for (and as keyed): a local ``last_image`` counts by its bytes, hashed once."""
+        return self._paid_params()
 
     def _paid_params(self) -> Mapping[str, Any]:
         """Params as paid for: a local ``last_image`` counts by its bytes, not by where it lies."""

@@ -229,7 +229,7 @@ class Runner:
                 plan.unknown.append(job)
             elif status is JobStatus.FAILED and not self.opt.retry_failed:
                 plan.failed.append(job)
-            elif status is JobStatus.FAILED and rec.error_class == "download" and rec.outputs:
+            elif status is JobStatus.FAILED and rec.error_class in ("download", "internal") and rec.outputs:
                 plan.download.append(job)  # the video was paid for: fetch it again, do not regenerate
             elif status is JobStatus.FAILED and rec.error_class == "poll" and rec.pid:
                 plan.poll.append(job)  # the task exists; only reading its result went wrong
@@ -433,7 +433,9 @@ class Runner:
         info = self._images.get(path)
         if info is None:
             info = self._images[path] = image_info(path)
-        if path == job.image_path and info.sha256 != job.image_sha256:
+        keyed = job.image_sha256 if path == job.image_path else (
+            job.paid_params.get("last_image") if path == job.params.get("last_image") else None)
+        if keyed and info.sha256 != keyed:
             # The job's key (what is paid for) names the picture as it was read; never send another.
             raise PermanentError(f"{path} changed after the manifest was read; run again to submit the picture "
                                  "it holds now")
@@ -536,36 +538,39 @@ class Runner:
         # written: under load the fsync and POST take long enough to make every first read early.
         elapsed = 0.0 if just_submitted or not rec.submitted_at else time.time() - rec.submitted_at
         watch = self.schedule.watch(job.model, job.duration, elapsed)
-        await self.schedule.until_read(watch, self.sleep)
-        transient = 0
-        while True:
-            try:
-                pred = await self.provider.result(rec.pid)
-            except FatalError as exc:
-                self.stop(str(exc))
-                raise
-            except TransientError as exc:
-                transient += 1
-                if transient >= self.opt.backoff.attempts * 3:
-                    raise
-                await self.sleep(self.opt.backoff.delay(transient, self.rng, exc.retry_after))
-                continue
-            transient = 0
-            if pred.status in (PredictionStatus.COMPLETED, PredictionStatus.FAILED):
-                watch.close()
-            if pred.status is PredictionStatus.COMPLETED:
-                if not pred.outputs:
-                    raise PermanentError(f"result {rec.pid}: completed without an output URL")
-                self._completed(job, pred)
-                return True
-            if pred.status is PredictionStatus.FAILED:
-                # WaveSpeed does not bill a task that ends failed (the simulator follows it): cost 0.
-                self._fail(job, "task", pred.error or "the provider reported the task failed without a reason",
-                           cost=0.0)
-                return False
-            watch.missed()
-            self.emit(job, "generating", pid=rec.pid)
+        try:
             await self.schedule.until_read(watch, self.sleep)
+            transient = 0
+            while True:
+                try:
+                    pred = await self.provider.result(rec.pid)
+                except FatalError as exc:
+                    self.stop(str(exc))
+                    raise
+                except TransientError as exc:
+                    transient += 1
+                    if transient >= self.opt.backoff.attempts * 3:
+                        raise
+                    await self.sleep(self.opt.backoff.delay(transient, self.rng, exc.retry_after))
+                    continue
+                transient = 0
+                if pred.status is PredictionStatus.COMPLETED:
+                    if not pred.outputs:
+                        raise PermanentError(f"result {rec.pid}: completed without an output URL")
+                    self._completed(job, pred)
+                    return True
+                if pred.status is PredictionStatus.FAILED:
+                    # WaveSpeed does not bill a task that ends failed (the simulator follows it): cost 0.
+                    self._fail(job, "task", pred.error or "the provider reported the task failed without a reason",
+                               cost=0.0)
+                    return False
+                watch.missed()
+                self.emit(job, "generating", pid=rec.pid)
+                await self.schedule.until_read(watch, self.sleep)
+        finally:
+            # Also when reading gave up or the run halted: a watch left open would count as a running
+            # job in the schedule's estimate and horizon for the rest of the run.
+            watch.close()
 
     def _completed(self, job: JobSpec, pred: Prediction) -> None:
         rec = self.rec(job)

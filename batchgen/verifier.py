@@ -33,7 +33,9 @@ def verify_many(calls: list[tuple[Any, ...]]) -> list[VideoInfo | BaseException]
     for args in calls:
         try:
             results.append(verify(*args))
-        except BatchgenError as exc:
+        except (BatchgenError, OSError, ValueError) as exc:
+            # As raised, so the runner classes them as it always has (an OSError is a download failure,
+            # which --retry-failed fetches again rather than paying for the video a second time).
             results.append(exc)
         except Exception as exc:  # noqa: BLE001 - reported per file; anything may not pickle
             results.append(RuntimeError(f"{type(exc).__name__}: {exc}"))
@@ -72,12 +74,15 @@ class Verifier:
             if not items:
                 continue
             self.calls += 1
+            pool = self._executor()
             try:
-                results = await loop.run_in_executor(self._executor(), verify_many, [args for args, _ in items])
+                results = await loop.run_in_executor(pool, verify_many, [args for args, _ in items])
             except BrokenProcessPool:
-                # A worker died (killed, out of memory): a fresh pool serves the next batch, and these
-                # files count as a transient failure, so their downloads are tried again.
-                self._pool = None
+                # A worker died (killed, out of memory): a fresh pool serves the next batch (only if no
+                # other drain has already replaced this one), and these files count as a transient
+                # failure, so their downloads are tried again.
+                if self._pool is pool:
+                    self._pool = None
                 results = [TransientError("the verification worker died; trying the download again")] * len(items)
             except asyncio.CancelledError:
                 for _, future in items:

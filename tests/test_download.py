@@ -67,3 +67,14 @@ def test_trusting_the_index_reads_the_same_facts(clips):
     """Skipping the packet scan (length already checked) must not change what is verified."""
     assert verify(str(clips["portrait"]), "720p", 4.0, None, 0.6, scan_packets=False) == \
         verify(str(clips["portrait"]), "720p", 4.0, None, 0.6, scan_packets=True)
+
+
+def test_setting_aside_never_overwrites_an_earlier_set_aside_video(tmp_path):
+    from batchgen.download import set_aside
+
+    target = tmp_path / "shot.mp4"
+    target.write_bytes(b"first")
+    first = set_aside(target, "abcd1234")
+    target.write_bytes(b"second")
+    second = set_aside(target, "abcd1234")
+    assert first != second and first.read_bytes() == b"first" and second.read_bytes() == b"second"

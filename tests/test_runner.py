@@ -325,3 +325,25 @@ def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(si
     assert seen_at_start and seen_at_start[0] is not None, "the first run's two jobs taught the schedule"
     low, high = seen_at_start[0]
     assert 0 < low <= high
+
+
+def test_retry_failed_fetches_a_paid_video_again_whatever_broke_after_it_was_made(batch):
+    """A job that failed after its video was completed (a download problem, or an unexpected error
+    while handling it) is downloaded again on --retry-failed, never generated and paid again."""
+    manifest_path, out = batch
+    manifest = load_manifest(manifest_path)
+    out.mkdir()
+    with StateLog(out / "state.jsonl") as log:
+        log.open()
+        for job, cls in zip(manifest.jobs, ("download", "internal", "task")):
+            log.append({"ev": "job", "key": job.key, "id": job.id, "output": job.output, "model": job.model,
+                        "params": dict(job.params), "prompt": job.prompt, "image": job.image, "cost": 1.2})
+            log.append({"ev": "submitting", "key": job.key, "attempt": 1, "body_hash": "h", "cost": 1.2})
+            log.append({"ev": "submitted", "key": job.key, "pid": f"p-{cls}"})
+            if cls != "task":
+                log.append({"ev": "completed", "key": job.key, "pid": f"p-{cls}", "outputs": ["http://x/v.mp4"]})
+            log.append({"ev": "failed", "key": job.key, "class": cls, "message": "broke", "attempt": 1})
+        runner = Runner(manifest.jobs, None, log, manifest.models, RunOptions(out_dir=out, retry_failed=True))
+        plan = runner.plan()
+    assert [j.id for j in plan.download] == [manifest.jobs[0].id, manifest.jobs[1].id]
+    assert [j.id for j in plan.submit] == [manifest.jobs[2].id]

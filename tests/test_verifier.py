@@ -61,3 +61,12 @@ def test_a_dead_worker_fails_its_batch_as_transient_and_a_new_one_takes_over(cli
 
     info = asyncio.run(run())
     assert info.height == 360
+
+
+def test_os_errors_come_back_as_raised_so_the_job_keeps_its_download_class(tmp_path):
+    from batchgen.verifier import verify_many
+
+    folder = tmp_path / "a-folder.mp4"
+    folder.mkdir()
+    [result] = verify_many([(str(folder), "720p", 4.0, None, 0.6, True)])
+    assert isinstance(result, (OSError, PermanentError)), repr(result)
