@@ -76,10 +76,6 @@ class JobSpec:
     @cached_property
     def paid_params(self) -> Mapping[str, Any]:
         """Params as paid for (and as keyed): a local ``last_image`` counts by its bytes, hashed once."""
-        return self._paid_params()
-
-    def _paid_params(self) -> Mapping[str, Any]:
-        """Params as paid for: a local ``last_image`` counts by its bytes, not by where it lies."""
         last = self.params.get("last_image")
         if not isinstance(last, str) or last.startswith(("http://", "https://")):
             return self.params

@@ -125,8 +125,7 @@ class PollSchedule:
     def window(self, model: str, duration: int) -> tuple[float, float] | None:
         """When this kind of job is expected to finish: (early, late) seconds after submit.
 
-        Jobs still running count as "takes longer than its elapsed time so far" (a Kaplan-Meier
-        estimate): otherwise the fastest jobs, which finish first, would drag the window early.
+        Learned from finished jobs and from running ones read unfinished (see _estimate).
         Cached briefly, as hundreds of jobs ask at once."""
         key = (model, duration)
         now = self._clock()
@@ -216,7 +215,7 @@ class Watch:
         self._last_read: float | None = None
         self._past_window = 0
         self._read_past_window = False
-        self._prober: bool | None = None
+        self._prober = False
         self.before_window = False
 
     def delay(self) -> float:

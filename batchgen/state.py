@@ -277,7 +277,6 @@ class StateLog:
         self._clock = clock
         self._fh = None
         self._lock_fh = None
-        self._dirty = False
         # Lines appended, and how many of them a finished fsync covers: a durable append waits
         # for its own line, not for the log to be clean (under steady load it never is).
         self._appended = 0
@@ -371,7 +370,6 @@ class StateLog:
         os.write(self._fh.fileno(), data)
         self.lines += 1
         self._appended += 1
-        self._dirty = True
 
     async def append_durable(self, ev: dict[str, Any]) -> None:
         """Write one event and return only once it is on disk.
@@ -390,7 +388,6 @@ class StateLog:
 
     async def _group_fsync(self) -> None:
         upto = self._appended
-        self._dirty = False
         if self._fsync_pool is None:
             self._fsync_pool = ThreadPoolExecutor(1, thread_name_prefix="batchgen-state-fsync")
         await asyncio.get_running_loop().run_in_executor(self._fsync_pool, os.fsync, self._fh.fileno())
@@ -398,9 +395,8 @@ class StateLog:
         self.fsyncs += 1
 
     def _fsync_now(self) -> None:
-        if self._dirty and self._fh is not None:
+        if self._appended > self._synced and self._fh is not None:
             upto = self._appended
-            self._dirty = False
             os.fsync(self._fh.fileno())
             self._synced = max(self._synced, upto)
             self.fsyncs += 1
@@ -438,7 +434,6 @@ class StateLog:
         os.replace(tmp, self.path)
         fsync_path(self.path.parent)
         self._fh = open(self.path, "ab", buffering=0)
-        self._dirty = False
         self._synced = self._appended
         self.lines = count
 
