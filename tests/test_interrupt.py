@@ -14,28 +14,25 @@ from batchgen.jobs import JobStatus
 from batchgen.state import load
 
 
-def _start(sim, tmp_path):
+def _start(sim, tmp_path, submits: int):
+    """A run of 6 jobs on 2 slots, started in a child process and left once ``submits`` went out."""
     make_images(tmp_path / "img", 6)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
            "--yes", "--poll-min", "0.05", "--concurrency", "2"]
     env = {**os.environ, "WAVESPEED_API_KEY": "k"}
-    return cmd, env, out
-
-
-def _wait_for_submits(sim, count, timeout=20):
-    deadline = time.monotonic() + timeout
-    while len(sim.ledger()["submissions"]) < count:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while len(sim.ledger()["submissions"]) < submits:
         assert time.monotonic() < deadline, "the runner never submitted"
         time.sleep(0.02)
+    return proc, cmd, env, out
 
 
 def test_one_ctrl_c_finishes_jobs_in_flight_and_submits_nothing_new(make_sim, tmp_path):
     sim = make_sim(gen_base=1.0)
-    cmd, env, out = _start(sim, tmp_path)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_submits(sim, 1)
+    proc, cmd, env, out = _start(sim, tmp_path, submits=1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
@@ -52,9 +49,7 @@ def test_one_ctrl_c_finishes_jobs_in_flight_and_submits_nothing_new(make_sim, tm
 
 def test_two_ctrl_c_quit_at_once_and_the_next_run_resumes(make_sim, tmp_path):
     sim = make_sim(gen_base=3.0)
-    cmd, env, out = _start(sim, tmp_path)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_submits(sim, 2)
+    proc, cmd, env, out = _start(sim, tmp_path, submits=2)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

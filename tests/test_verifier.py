@@ -63,10 +63,16 @@ def test_a_dead_worker_fails_its_batch_as_transient_and_a_new_one_takes_over(cli
     assert info.height == 360
 
 
-def test_os_errors_come_back_as_raised_so_the_job_keeps_its_download_class(tmp_path):
-    from batchgen.verifier import verify_many
+def test_errors_come_back_as_raised_so_the_job_keeps_its_download_class(monkeypatch):
+    """An OSError or ValueError from verifying is a download failure (--retry-failed fetches the
+    video again); wrapped in RuntimeError it became 'internal', which the plan resubmitted."""
+    import batchgen.verifier as verifier_module
 
-    folder = tmp_path / "a-folder.mp4"
-    folder.mkdir()
-    [result] = verify_many([(str(folder), "720p", 4.0, None, 0.6, True)])
-    assert isinstance(result, (OSError, PermanentError)), repr(result)
+    def failing(path, *args):
+        raise {"io": OSError(5, "Input/output error"), "value": ValueError("bad"), "bug": KeyError("x")}[path]
+
+    monkeypatch.setattr(verifier_module, "verify", failing)
+    io, value, bug = verifier_module.verify_many([(name, "720p", 4.0, None, 0.6, True) for name in ("io", "value", "bug")])
+    assert type(io) is OSError and io.errno == 5
+    assert type(value) is ValueError
+    assert type(bug) is RuntimeError and "KeyError" in str(bug)  # anything else, as text that always pickles
