@@ -1,20 +1,27 @@
 """Every exception batchgen raises, in one tree.
 
-    BatchgenError                 the CLI catches this one root and prints it
-    ├── UsageError                bad command line or environment (exit 2)
-    ├── ManifestError             the manifest cannot be used; carries every problem (exit 2)
-    ├── ModelTableError           a model entry or model name that makes no sense (exit 2)
-    ├── StateError                the state file cannot be read or is locked by another run
+    BatchgenError                     the CLI catches this one root and prints it
+    ├── UsageError                    bad command line or environment, a missing key (exit 2)
+    ├── ManifestError                 the manifest cannot be used; carries every problem (exit 2)
+    ├── ModelTableError               a model entry or model name that makes no sense (exit 2)
+    ├── StateError                    the state file cannot be read or is locked by another run (exit 2)
     │   └── StateLockedError
-    └── ProviderError             something the API said or failed to say
-        ├── TransientError        worth retrying: 429, 5xx, connection reset, timeout, short body
-        │   ├── RateLimitedError  429; carries the server's Retry-After in seconds
-        │   └── ExpiredLinkError  an output URL answered 403/404: read the result again for a fresh one
-        ├── AmbiguousSubmitError  the submit may have reached the server: never retry blindly
-        ├── PermanentError        this request will never work: 400/404/422, a hostile answer
-        └── FatalError            the run cannot go on: 401 bad key, 402 no balance
+    ├── LocalError                    something on this machine, not the API's answer
+    │   ├── InputChangedError         a source image changed after the manifest was read
+    │   ├── OutputPathError           an output path would leave the output folder, or a link was planted
+    │   ├── VerificationError         a downloaded file is not the video that was asked for
+    │   └── DiskFullError             the output disk is full (exit 3: free space, run again)
+    └── ProviderError                 something the API said or failed to say
+        ├── TransientError            worth retrying: 429, 5xx, connection reset, timeout, short body
+        │   ├── RateLimitedError      429; carries the server's Retry-After in seconds
+        │   └── ExpiredLinkError      an output URL answered 403/404: read the result again for a fresh one
+        ├── AmbiguousSubmitError      the submit may have reached the server: never retry blindly
+        ├── PermanentError            this request will never work: 400/404/422, a hostile answer
+        │   └── ModelUnavailableError the model is retired or switched off: jobs with a fallback move to it
+        └── FatalError                the run cannot go on: 401 bad key, 402 no balance (exit 3)
 
-A failed *job* is not an exception: it is recorded in the state and the batch goes on.
+Every error carries its context as attributes (``job``, ``model``, ``url``, ``status``) where
+it has one. A failed *job* is not an exception: it is recorded in the state and the batch goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ class BatchgenError(Exception):
     """Root of every error batchgen raises on purpose."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, job: str | None = None, model: str | None = None,
+                 url: str | None = None):
+        super().__init__(message)
+        self.job = job
+        self.model = model
+        self.url = url
 
 
 class UsageError(BatchgenError):
@@ -77,19 +91,42 @@ class StateLockedError(StateError):
     """Another batchgen run holds the state's lock."""
 
 
+class LocalError(BatchgenError):
+    """A condition on this machine (files, disk, verification), not something the API said."""
+
+
+class InputChangedError(LocalError):
+    """A source image was edited after the manifest was read: the job's key names the old bytes."""
+
+
+class OutputPathError(LocalError):
+    """An output path would land outside the output folder, or a planted link is in the way."""
+
+
+class VerificationError(LocalError):
+    """A downloaded file is not the video that was asked for (size, length, streams, damage)."""
+
+
+class DiskFullError(LocalError):
+    """The output disk is full; the paid videos are fetched by the next run once there is space."""
+
+    exit_code = 3
+
+
 class ProviderError(BatchgenError):
     """The API answered with an error, or did not answer."""
 
-    def __init__(self, message: str, *, status: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int | None = None, **context: str | None):
+        super().__init__(message, **context)
         self.status = status
 
 
 class TransientError(ProviderError):
     """Retry later: rate limits, server errors, dropped connections, short bodies."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message, status=status)
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 **context: str | None):
+        super().__init__(message, status=status, **context)
         self.retry_after = retry_after
 
 
@@ -107,6 +144,13 @@ class AmbiguousSubmitError(ProviderError):
 
 class PermanentError(ProviderError):
     """This request will not succeed by retrying (400, 404, 422, nonsense answers)."""
+
+
+class ModelUnavailableError(PermanentError):
+    """The provider says the model cannot be used now (retired, not found, switched off).
+
+    Providers raise this typed signal; the runner moves jobs that name a ``fallback_model``
+    to it, without ever reading message text."""
 
 
 class FatalError(ProviderError):

@@ -214,7 +214,7 @@ class WaveSpeedProvider:
             digest = item.get("body_hash") or (body_hash(item["input"]) if isinstance(item.get("input"), dict) else "")
             listed.append(ListedPrediction(
                 id=str(item["id"]), model=str(item.get("model", "")), status=str(item.get("status", "")),
-                body_hash=str(digest), created_at=str(item.get("created_at", "")),
+                body_hash=str(digest),
             ))
         return listed
 
