@@ -124,10 +124,11 @@ def simulate_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def api_key_from_env() -> str:
-    key = os.environ.get("WAVESPEED_API_KEY", "").strip()
+def api_key_from_env(variable: str) -> str:
+    """The provider's key from its own environment variable (never from a file or a flag)."""
+    key = os.environ.get(variable, "").strip()
     if not key:
-        raise UsageError("no API key: set the WAVESPEED_API_KEY environment variable "
+        raise UsageError(f"no API key: set the {variable} environment variable "
                          "(or rehearse for free with --provider local)")
     return key
 

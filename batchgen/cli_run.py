@@ -14,7 +14,7 @@ from .errors import UsageError
 from .jobs import JobStatus
 from .manifest import load_manifest
 from .progress import Progress, setup_logging
-from .providers.wavespeed import DEFAULT_BASE_URL, WaveSpeedProvider
+from .providers import provider_info
 from .runner import Plan, RunOptions, Runner, RunResult
 from .schedule import PollPolicy
 from .state import StateLog
@@ -84,10 +84,12 @@ async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
               file=sys.stderr)
         poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=min(args.poll_min, 0.25),
                           max_interval=5.0)
-        return WaveSpeedProvider("local-simulator", running.base_url), poll
-    base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or DEFAULT_BASE_URL
-    return WaveSpeedProvider(api_key_from_env(), base_url, max_connections=max(16, 2 * options.concurrency)), \
-        PollPolicy(min_interval=args.poll_min)
+        return provider_info("wavespeed").factory("local-simulator", running.base_url), poll
+    info = provider_info(args.provider)
+    base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or info.policy.default_base_url
+    provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
+                            max_connections=max(16, 2 * options.concurrency))
+    return provider, PollPolicy(min_interval=args.poll_min)
 
 
 def _confirmed(args, to_pay: float) -> bool:

@@ -17,7 +17,7 @@
         │   └── ExpiredLinkError      an output URL answered 403/404: read the result again for a fresh one
         ├── AmbiguousSubmitError      the submit may have reached the server: never retry blindly
         ├── PermanentError            this request will never work: 400/404/422, a hostile answer
-        │   └── ModelUnavailableError the model is retired or switched off: jobs with a fallback move to it
+        ├── ModelUnavailableError     the model is retired (permanent) or switched off for now (temporary)
         └── FatalError                the run cannot go on: 401 bad key, 402 no balance (exit 3)
 
 Every error carries its context as attributes (``job``, ``model``, ``url``, ``status``) where
@@ -139,18 +139,31 @@ class ExpiredLinkError(TransientError):
 
 
 class AmbiguousSubmitError(ProviderError):
-    """A submit POST whose answer was lost after the request was sent: the task may exist."""
+    """A submit POST whose answer was lost or unreadable after the request was sent: the task may
+    exist (and be billed). ``prediction_id`` is set when the unreadable answer still named one."""
+
+    def __init__(self, message: str, *, prediction_id: str | None = None, status: int | None = None,
+                 **context: str | None):
+        super().__init__(message, status=status, **context)
+        self.prediction_id = prediction_id
 
 
 class PermanentError(ProviderError):
     """This request will not succeed by retrying (400, 404, 422, nonsense answers)."""
 
 
-class ModelUnavailableError(PermanentError):
-    """The provider says the model cannot be used now (retired, not found, switched off).
+class ModelUnavailableError(ProviderError):
+    """The provider refused a submit because the model cannot be used: nothing was created or billed.
 
-    Providers raise this typed signal; the runner moves jobs that name a ``fallback_model``
-    to it, without ever reading message text."""
+    ``temporary`` says whether the model may come back (a 503 "temporarily unavailable") or is
+    gone (retired, "model not found"). Providers raise this typed signal; the runner moves jobs
+    that name a ``fallback_model`` to it, without ever reading message text."""
+
+    def __init__(self, message: str, *, temporary: bool, status: int | None = None,
+                 retry_after: float | None = None, **context: str | None):
+        super().__init__(message, status=status, **context)
+        self.temporary = temporary
+        self.retry_after = retry_after
 
 
 class FatalError(ProviderError):

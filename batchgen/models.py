@@ -78,20 +78,6 @@ class ModelSpec:
                 problems.append(f"{name} {value!r} is not accepted by {self.id}; use one of {', '.join(allowed)}")
         return problems
 
-    def body(self, image: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The JSON body the submit endpoint takes for these parameters."""
-        body: dict[str, Any] = {
-            "image": image,
-            "prompt": prompt,
-            "duration": int(params.get("duration", self.default_duration)),
-        }
-        if self.sends_resolution:
-            body["resolution"] = params.get("resolution", self.default_resolution)
-        for name in self.extra_fields:
-            if params.get(name) is not None:
-                body[name] = params[name]
-        return body
-
 
 def _compact(durations: tuple[int, ...]) -> list[str]:
     """Render 4..15 as '4-15' instead of twelve numbers."""

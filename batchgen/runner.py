@@ -29,6 +29,7 @@ from .errors import (
     BatchgenError,
     ExpiredLinkError,
     FatalError,
+    ModelUnavailableError,
     PermanentError,
     RateLimitedError,
     TransientError,
@@ -192,11 +193,11 @@ class Runner:
     def _note_availability(self, model: str, exc: Exception | None) -> None:
         if exc is None:
             self._unavailable[model] = 0
-        elif "unavailable" in str(exc).lower():
-            self._unavailable[model] += 1
-            if self._unavailable[model] == self.opt.fallback_after:
-                log.warning("%s answered 'unavailable' %d times in a row; jobs with a fallback_model switch to it",
-                            model, self.opt.fallback_after)
+        elif isinstance(exc, ModelUnavailableError):
+            # A model gone for good (retired, not found) needs no second opinion.
+            self._unavailable[model] += 1 if exc.temporary else self.opt.fallback_after
+            if self._unavailable[model] >= self.opt.fallback_after:
+                log.warning("%s is unavailable (%s); jobs with a fallback_model switch to it", model, exc)
 
     # -- planning ---------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -467,7 +468,7 @@ class Runner:
                 return False
             model = self.model_for(job)
             image = await self._image_url(job)
-            body = self.models.get(model).body(image, job.prompt, await self._params(job))
+            body = self.provider.build_body(self.models.get(model), image, job.prompt, await self._params(job))
             cost = self.price(job, model)
             await self.pacer.wait()
             if self.stopping:
@@ -495,6 +496,20 @@ class Runner:
                 delay = self.opt.backoff.delay(1, self.rng, exc.retry_after)
                 self.pacer.pause(delay)
                 log.info("submit %s: rate limited; all submits wait %.1fs", job.id, delay)
+                continue
+            except ModelUnavailableError as exc:
+                self.log.append({"ev": "unsent", "key": job.key, "class": "unavailable", "message": str(exc)})
+                self._note_availability(model, exc)
+                if self.model_for(job) != model:
+                    continue
+                if not exc.temporary:
+                    self._fail(job, "rejected", f"{model} cannot be used: {exc}", cost=0.0)
+                    return False
+                transient += 1
+                if transient >= self.opt.backoff.attempts:
+                    self._fail(job, "transient", f"submit gave up after {transient} tries: {exc}")
+                    return False
+                await self.sleep(self.opt.backoff.delay(transient, self.rng, exc.retry_after))
                 continue
             except TransientError as exc:
                 self.log.append({"ev": "unsent", "key": job.key, "class": "transient", "message": str(exc)})

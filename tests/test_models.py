@@ -11,9 +11,11 @@ from runner_helpers import make_images, run_cli, write_manifest
 from batchgen.cli import main
 from batchgen.errors import ModelTableError
 from batchgen.models import BUILTIN_MODELS, SEEDANCE, SORA_PRO, SORA_STD, ModelTable
+from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.state import load
 from batchgen.user_config import user_model_table, user_models_path
 
+build_body = WaveSpeedProvider.build_body
 ACME = "acme/motion-1/image-to-video"
 
 
@@ -61,11 +63,11 @@ def test_check_compacts_a_range_and_checks_extra_fields():
 
 def test_body_fills_defaults_and_sends_only_what_the_model_takes():
     table = ModelTable()
-    assert table.get(SORA_PRO).body("https://i/x.png", "turns", {}) == {
+    assert build_body(table.get(SORA_PRO), "https://i/x.png", "turns", {}) == {
         "image": "https://i/x.png", "prompt": "turns", "duration": 4, "resolution": "720p"}
-    assert table.get(SORA_STD).body("u", "p", {"duration": 8, "resolution": "720p"}) == {
+    assert build_body(table.get(SORA_STD), "u", "p", {"duration": 8, "resolution": "720p"}) == {
         "image": "u", "prompt": "p", "duration": 8}, "Sora 2 standard takes no resolution field"
-    assert table.get(SEEDANCE).body("u", "p", {"duration": 6, "aspect_ratio": "9:16", "last_image": None}) == {
+    assert build_body(table.get(SEEDANCE), "u", "p", {"duration": 6, "aspect_ratio": "9:16", "last_image": None}) == {
         "image": "u", "prompt": "p", "duration": 6, "resolution": "720p", "aspect_ratio": "9:16"}
 
 

@@ -20,17 +20,32 @@ import aiohttp
 
 from ..errors import (
     AmbiguousSubmitError,
+    UsageError,
     ExpiredLinkError,
     FatalError,
+    ModelUnavailableError,
     PermanentError,
     ProviderError,
     RateLimitedError,
     TransientError,
 )
-from ..models import body_hash
-from .base import Download, ListedPrediction, Prediction, PredictionStatus
+from ..models import ModelSpec, body_hash
+from .base import Download, ListedPrediction, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+POLICY = ProviderPolicy(
+    name="wavespeed",
+    key_variable="WAVESPEED_API_KEY",
+    default_base_url=DEFAULT_BASE_URL,
+    # Uploads are kept 7 days (docs "Media Upload API"); a day's margin before reusing a URL.
+    upload_lifetime=6 * 86400.0,
+    # Predictions and their outputs are deleted after 7 days (docs "What are Predictions").
+    output_lifetime=7 * 86400.0,
+    # A failed task is not billed: unconfirmed (shared/API.md), so it stays a setting.
+    failed_tasks_billed=False,
+    # Over the concurrency cap a submit waits in `created` (docs "Account Levels & Rate Limits").
+    queues_over_limit=True,
+)
 USER_AGENT = "batchgen/0.1"
 _TERMINAL_FAILURES = {"failed", "cancelled", "timeout", "deleted"}
 _VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
@@ -92,6 +107,15 @@ def parse_prediction(payload: Any, where: str) -> Prediction:
     )
 
 
+_MODEL_REFUSALS = ("unavailable", "not found", "retired", "deprecated", "no longer", "shut down")
+
+
+def _refuses_model(status: int, message: str) -> bool:
+    """A submit refused because the model cannot be used (retired upstream, switched off): the
+    wire edge reads the message once, so the runner can act on a typed error."""
+    return status in (400, 404, 410, 503) and any(word in message.lower() for word in _MODEL_REFUSALS)
+
+
 def _snippet(value: Any, limit: int = 200) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -99,6 +123,8 @@ def _snippet(value: Any, limit: int = 200) -> str:
 
 class WaveSpeedProvider:
     """A WaveSpeed v3 client; one aiohttp session shared by all jobs."""
+
+    policy = POLICY
 
     def __init__(
         self,
@@ -111,11 +137,11 @@ class WaveSpeedProvider:
         listing: bool = True,
     ):
         if not api_key:
-            raise FatalError("no API key: set the WAVESPEED_API_KEY environment variable")
+            raise UsageError(f"no API key: set the {POLICY.key_variable} environment variable")
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise FatalError(f"the base URL {base_url!r} is not an http(s) URL")
+            raise UsageError(f"the base URL {base_url!r} is not an http(s) URL; give one like https://api.example.com")
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._listing = listing
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
@@ -168,9 +194,13 @@ class WaveSpeedProvider:
             return payload
         where = f"{kind}: HTTP {status}: {message}"
         if status == 401:
-            raise FatalError(f"the API refused the key (HTTP 401: {message}); set WAVESPEED_API_KEY to a valid key", status=status)
+            raise FatalError(f"the API refused the key (HTTP 401: {message}); set {POLICY.key_variable} to a valid key",
+                             status=status)
         if status == 402 or "balance" in message.lower() or "insufficient" in message.lower():
             raise FatalError(f"{where}; top up the account, then run the same command again", status=status)
+        if kind == "submit" and _refuses_model(status, message):
+            raise ModelUnavailableError(where, temporary=status >= 500, status=status,
+                                        retry_after=parse_retry_after(headers))
         if status == 429:
             raise RateLimitedError(where, status=status, retry_after=parse_retry_after(headers))
         if status >= 500 or status in (408, 425):
@@ -178,6 +208,22 @@ class WaveSpeedProvider:
         if status == 403:
             raise FatalError(f"{where}; the key is not allowed to do this", status=status)
         raise PermanentError(where, status=status)
+
+    @staticmethod
+    def build_body(spec: ModelSpec, image_url: str, prompt: str, params: Any) -> dict[str, Any]:
+        """The submit body WaveSpeed's model endpoints take: image, prompt, duration, the
+        resolution when the model has a choice, and the model's extra fields when given."""
+        body: dict[str, Any] = {
+            "image": image_url,
+            "prompt": prompt,
+            "duration": int(params.get("duration", spec.default_duration)),
+        }
+        if spec.sends_resolution:
+            body["resolution"] = params.get("resolution", spec.default_resolution)
+        for name in spec.extra_fields:
+            if params.get(name) is not None:
+                body[name] = params[name]
+        return body
 
     async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
         payload = await self._api("POST", f"/api/v3/{model}", kind="submit", submit=True, json=body)
@@ -262,4 +308,6 @@ class WaveSpeedProvider:
                         length_checked=expected is not None)
 
 
-__all__ = ["DEFAULT_BASE_URL", "ProviderError", "WaveSpeedProvider", "parse_prediction", "parse_retry_after"]
+INFO = ProviderInfo(policy=POLICY, factory=WaveSpeedProvider)
+
+__all__ = ["DEFAULT_BASE_URL", "INFO", "POLICY", "ProviderError", "WaveSpeedProvider", "parse_prediction", "parse_retry_after"]
