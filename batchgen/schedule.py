@@ -182,22 +182,26 @@ class PollSchedule:
         while True:
             delay = watch.delay()
             if not watch.before_window or delay <= self.policy.recheck:
-                await self.nap(delay, sleep)
+                await self.nap(delay, sleep, watch)
                 return
-            await self.nap(self.policy.recheck, sleep)
+            await self.nap(self.policy.recheck, sleep, watch)
 
-    async def nap(self, seconds: float, sleep: Sleep = asyncio.sleep) -> None:
-        """Sleep, but wake early the first time anything is learned: a job that was waiting blind
-        can then aim its next read at the expected finish instead of its long blind interval."""
+    async def nap(self, seconds: float, sleep: Sleep = asyncio.sleep, watch: "Watch | None" = None) -> None:
+        """Sleep, but wake early the first time anything is learned, or when ``watch`` is handed the
+        probing place of a prober that failed: a job that was waiting blind then reads at once."""
         if self._learned.is_set():
             await sleep(seconds)
             return
-        learned = asyncio.ensure_future(self._learned.wait())
+        events = [self._learned]
+        if watch is not None:
+            watch.handed.clear()  # a place handed before this nap is already in the delay it sleeps
+            events.append(watch.handed)
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         slept = asyncio.ensure_future(sleep(seconds))
         try:
-            await asyncio.wait((learned, slept), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((*waits, slept), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (learned, slept):
+            for task in (*waits, slept):
                 task.cancel()
 
     def jitter(self, scale: float) -> float:
@@ -216,6 +220,8 @@ class Watch:
         self._past_window = 0
         self._read_past_window = False
         self._prober = False
+        #: Set when a prober that failed hands this waiting job its place (see close).
+        self.handed = asyncio.Event()
         self.before_window = False
 
     def delay(self) -> float:
@@ -261,19 +267,29 @@ class Watch:
             self._past_window += 1
 
     def close(self) -> None:
-        """The job stopped being read (finished, failed or gave up): free its probing place."""
+        """The job stopped being read (finished, failed or gave up): free its probing place.
+
+        A prober that taught nothing (its job failed) hands its place at once to the job that has
+        waited longest: left to its next blind read, that job would sleep up to max_interval."""
+        s = self.schedule
+        s._running[self.key].discard(self)
+        if self._prober and s.expected(*self.key) is None:
+            waiters = [w for w in s._running[self.key] if not w._prober]
+            if waiters:
+                heir = min(waiters, key=lambda w: w.started)
+                heir._prober, self._prober = True, False
+                heir.handed.set()
         self._leave_probing()
-        self.schedule._running[self.key].discard(self)
 
     def _blind(self) -> float:
         s, p = self.schedule, self.schedule.policy
         if not self._prober and s._probing[self.key] < p.probers:
-            # Also later: a place freed by a prober whose job failed (it taught nothing) is taken.
+            # Also later: a place freed while no job was waiting blind goes to the next job to ask.
             self._prober = True
             s._probing[self.key] += 1
         elapsed = s._clock() - self.started
         if not self._prober:
-            # Cut short by PollSchedule.nap as soon as a prober's job finishes. Reading at all is
+            # Cut short by PollSchedule.nap as soon as a prober's job ends (see close). Reading at all is
             # only insurance against probers unlike the rest, so the wait doubles: 30, 60, 120 s...
             return max(p.max_interval, elapsed)
         cap = max(p.probe_cap, p.probe_fraction * elapsed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 
 import pytest
@@ -23,6 +25,38 @@ class FakeTime:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+class VirtualTime:
+    """A clock and a sleep for many tasks at once: the clock jumps to the earliest sleeper's wake-up
+    only when every task waits, so a sleep cut short (by PollSchedule.nap) costs no virtual time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        wake = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), wake))
+        await wake
+
+    async def run(self, *coros):
+        tasks = [asyncio.ensure_future(coro) for coro in coros]
+        while True:
+            for _ in range(50):  # let every task run until it waits
+                await asyncio.sleep(0)
+            if all(task.done() for task in tasks):
+                return [task.result() for task in tasks]
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)  # a nap cut short cancelled its sleep
+            assert self._sleepers, "every task waits for something other than time"
+            when, _, wake = heapq.heappop(self._sleepers)
+            self.now = max(self.now, when)
+            wake.set_result(None)
 
 
 # -- Backoff ------------------------------------------------------------------------------
@@ -152,8 +186,57 @@ def test_blind_phase_lets_only_a_few_jobs_probe_and_frees_their_place():
     for _ in range(6):
         watches[0].missed()
     assert watches[0].delay() == 2.0  # growth is capped while blind
-    watches[0].close()
-    assert schedule.watch("m", 4).delay() == 1.0  # the freed place goes to the next job
+    watches[0].close()  # its job failed: nothing learned
+    assert watches[2].handed.is_set() and watches[2].delay() == 1.0  # the place goes to a waiting job
+    assert schedule.watch("m", 4).delay() == 30.0
+    for watch in watches[1:]:
+        watch.close()
+    assert schedule.watch("m", 4).delay() == 1.0  # with nobody waiting, the next job to ask takes it
+
+
+async def _job_failing_at_read(schedule: PollSchedule, t: VirtualTime, fail_at: int, after: float = 0.0):
+    """One job submitted ``after`` s in, read on the schedule until its ``fail_at``-th read finds it
+    failed: the times of its reads."""
+    await t.sleep(after)
+    watch = schedule.watch("m", 4)
+    reads = []
+    while True:
+        await schedule.until_read(watch, t.sleep)
+        reads.append(t.now)
+        if len(reads) == fail_at:
+            watch.close()  # failed: nothing learned
+            return reads
+        watch.missed()
+
+
+def test_a_waiting_job_takes_a_failed_probers_place_at_once():
+    """Issue 11: all three jobs fail at their first read. The two probers read after 1 s; the third
+    waited blind and read only at max_interval (30 s), as a freed place was retaken only by a read."""
+    t = VirtualTime()
+    policy = PollPolicy(probers=2, min_interval=1.0, max_interval=30.0, jitter=0.0)
+    schedule = PollSchedule(policy, random.Random(14), clock=t.clock)
+    reads = asyncio.run(t.run(*(_job_failing_at_read(schedule, t, 1) for _ in range(3))))
+    assert reads == [[1.0], [1.0], [1.0]]
+
+
+def test_a_handed_place_goes_to_the_longest_waiter_and_it_keeps_probing():
+    """Two probers fail at 1 s: the two oldest of four waiters probe from then on (at once, then
+    every 1 s), the other two wait blind until something is learned (3.5 s)."""
+    t = VirtualTime()
+    policy = PollPolicy(probers=2, min_interval=1.0, max_interval=30.0, jitter=0.0, growth=1.0)
+    schedule = PollSchedule(policy, random.Random(15), clock=t.clock)
+
+    async def learning() -> None:
+        await t.sleep(3.5)
+        schedule.observe("m", 4, 3.5)  # a job of this kind finished
+
+    *reads, _ = asyncio.run(t.run(
+        _job_failing_at_read(schedule, t, 1), _job_failing_at_read(schedule, t, 1),
+        *(_job_failing_at_read(schedule, t, 4, after) for after in (0.1, 0.2)),
+        *(_job_failing_at_read(schedule, t, 1, after) for after in (0.3, 0.4)), learning()))
+    assert reads[:2] == [[1.0], [1.0]]
+    assert reads[2:4] == [[1.0, 2.0, 3.0, 3.5]] * 2
+    assert reads[4:] == [[3.5], [3.5]]
 
 
 def test_draining_puts_off_reads_that_cannot_move_the_end_of_the_batch():
