@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from batchgen.schedule import Backoff, Pacer, PollPolicy, PollSchedule, Slots
+from batchgen.pacing import Pacer, Slots
+from batchgen.schedule import Backoff, PollPolicy, PollSchedule
 
 
 class FakeTime:

@@ -1,0 +1,93 @@
+"""Submit pacing and the in-flight target: spacing after a 429, a per-minute token bucket, and
+the slots that bound how many jobs run. Small classes; time is always a parameter."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Pacer:
+    """Spaces submits after a 429: holds them all while its Retry-After runs, then starts gently at
+    ``interval`` and ramps back toward ``floor`` with each grant.
+
+    Until the provider has refused something, submits go out at ``floor``: the slots already cap
+    how many run, and spacing the first wave would delay the start of every slot's chain of jobs
+    (0.2 s ramping by 0.7 is 0.67 s for the last of them)."""
+
+    def __init__(self, interval: float, *, floor: float = 0.0, ramp: float = 0.7, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep):
+        self.interval = interval
+        self.floor = min(floor, interval)
+        self.ramp = ramp
+        self.current = self.floor
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._paused_until = 0.0
+
+    async def wait(self) -> None:
+        while True:
+            now = self._clock()
+            start = max(self._next, self._paused_until)
+            if start <= now:
+                self._next = now + self.current
+                self.current = max(self.floor, self.current * self.ramp)
+                return
+            await self._sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self.current = self.interval
+
+
+class Slots:
+    """Jobs in flight at the provider, with a target that shrinks on 429s and probes back up.
+
+    Each shrink doubles how many accepted submits it takes before probing one slot higher, so a
+    --concurrency far above the account's cap costs a few 429s, not one every few submits."""
+
+    def __init__(self, limit: int, *, probe_every: int = 4, max_probe_every: int = 64):
+        self.limit = limit
+        self.target = limit
+        self.in_flight = 0
+        self.probe_every = probe_every
+        self._max_probe_every = max_probe_every
+        self._ok_since_shrink = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < self.target)
+            self.in_flight += 1
+
+    def take(self) -> None:
+        """Count a job that is already running at the provider (resumed), even over target."""
+        self.in_flight += 1
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            # One slot freed wakes one waiter: notify_all made every release cost O(jobs waiting).
+            self._cond.notify(1)
+
+    def shrink(self) -> None:
+        """The account said 429: aim just under what is running now (the refused one included)."""
+        self.target = max(1, min(self.target, self.in_flight - 1))
+        self.probe_every = min(self._max_probe_every, self.probe_every * 2)
+        self._ok_since_shrink = 0
+
+    async def accepted(self) -> None:
+        """A submit went through: after a few, probe one slot higher again."""
+        if self.target >= self.limit:
+            return
+        self._ok_since_shrink += 1
+        if self._ok_since_shrink >= self.probe_every:
+            self._ok_since_shrink = 0
+            async with self._cond:
+                self.target += 1
+                self._cond.notify(1)
