@@ -9,7 +9,9 @@ import random
 import statistics
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
 from .pacing import Clock, Sleep
 from .pacing import Pacer, Slots  # noqa: F401 - re-exported: the runner imports them from here
@@ -63,6 +65,47 @@ class PollPolicy:
     #: A wait before the window longer than this is re-planned after it (jobs finishing meanwhile
     #: sharpen the window; early in a batch the fastest finish first and bias it low).
     recheck: float = 5.0
+    #: The fewest seconds between two reads of one job (and from its submit to its first read),
+    #: per model in ``read_floors``, else ``read_floor``; a provider's documented cadence goes here.
+    read_floor: float = 0.0
+    read_floors: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # Refused here, before anything is paid: a zero interval used to overflow deep in a run.
+        object.__setattr__(self, "read_floors", MappingProxyType(dict(self.read_floors)))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise ValueError(f"PollPolicy.{f.name} must be a finite number, got {value!r}")
+        for model, floor in self.read_floors.items():
+            _check(f"read_floors[{model!r}]", floor, math.isfinite(floor) and floor >= 0, "a finite number >= 0")
+        _check("prior", self.prior, self.prior is None or self.prior > 0, "None or > 0 seconds")
+        _check("min_interval", self.min_interval, self.min_interval > 0, "> 0 seconds")
+        _check("max_interval", self.max_interval, self.max_interval >= self.min_interval,
+               f"at least min_interval ({self.min_interval})")
+        _check("growth", self.growth, self.growth >= 1, ">= 1")
+        _check("jitter", self.jitter, 0 <= self.jitter < 1, "in [0, 1)")
+        _check("reads_in_window", self.reads_in_window, self.reads_in_window > 0, "> 0")
+        _check("floor_quantile", self.floor_quantile, 0 < self.floor_quantile <= self.low_quantile,
+               "in (0, low_quantile]")
+        _check("low_quantile", self.low_quantile, self.low_quantile <= self.high_quantile, "at most high_quantile")
+        _check("high_quantile", self.high_quantile, self.high_quantile <= 1, "at most 1")
+        _check("spread", self.spread, 0 <= self.spread < 1, "in [0, 1)")
+        for name in ("min_samples", "probers"):
+            _check(name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
+        for name in ("probe_cap", "recheck"):
+            _check(name, getattr(self, name), getattr(self, name) > 0, "> 0 seconds")
+        for name in ("probe_fraction", "read_floor"):
+            _check(name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+
+    def floor(self, model: str) -> float:
+        """The fewest seconds between two reads of one job of ``model``."""
+        return self.read_floors.get(model, self.read_floor)
+
+
+def _check(name: str, value: object, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"PollPolicy.{name} must be {rule}, got {value!r}")
 
 
 class PollSchedule:
@@ -182,6 +225,9 @@ class PollSchedule:
             delay = watch.delay()
             if not watch.before_window or delay <= self.policy.recheck:
                 await self.nap(delay, sleep, watch)
+                rest = watch.floor_wait()
+                if rest > 0:
+                    await sleep(rest)  # woken early, but the read floor holds all the same
                 return
             await self.nap(self.policy.recheck, sleep, watch)
 
@@ -224,7 +270,16 @@ class Watch:
         self.before_window = False
 
     def delay(self) -> float:
-        """Seconds until the next read, as of now."""
+        """Seconds until the next read, as of now: never sooner than the model's read floor allows."""
+        return max(self._planned(), self.floor_wait())
+
+    def floor_wait(self) -> float:
+        """Seconds until the read floor allows reading this job again (from its submit, if never read)."""
+        s = self.schedule
+        since = s._clock() - (self.started if self._last_read is None else self._last_read)
+        return max(0.0, s.policy.floor(self.key[0]) - since)
+
+    def _planned(self) -> float:
         s, p = self.schedule, self.schedule.policy
         window = s.window(*self.key)
         self.before_window = False

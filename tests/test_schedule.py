@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import itertools
 import random
+import re
 
 import pytest
 
@@ -238,6 +239,84 @@ def test_a_handed_place_goes_to_the_longest_waiter_and_it_keeps_probing():
     assert reads[:2] == [[1.0], [1.0]]
     assert reads[2:4] == [[1.0, 2.0, 3.0, 3.5]] * 2
     assert reads[4:] == [[3.5], [3.5]]
+
+
+async def _job_read_until(schedule: PollSchedule, t: VirtualTime, model: str, gen: float | None, after: float):
+    """A job submitted ``after`` s in that ends ``gen`` s later (None: fails at its first read),
+    read on the schedule: (seconds from submit to first read, gaps between reads)."""
+    await t.sleep(after)
+    started = t.now
+    watch = schedule.watch(model, 4)
+    reads = []
+    while True:
+        await schedule.until_read(watch, t.sleep)
+        reads.append(t.now)
+        if gen is None or t.now - started >= gen:
+            if gen is not None:
+                schedule.observe(model, 4, gen)
+            watch.close()
+            return reads[0] - started, [b - a for a, b in zip(reads, reads[1:])]
+        watch.missed()
+
+
+def test_reads_never_come_sooner_than_the_models_floor():
+    """Blind probing, a wake when something is learned or a place is handed, the window and past
+    it: no read of a video job comes within 5 s of its submit or of its last read. Image jobs
+    keep the default floor (0.5 s) and are read sooner."""
+    t = VirtualTime()
+    rng = random.Random(16)
+    policy = PollPolicy(min_interval=1.0, read_floor=0.5, read_floors={"video": 5.0}, jitter=0.1)
+    schedule = PollSchedule(policy, rng, clock=t.clock)
+    jobs = [_job_read_until(schedule, t, model, None if i < 2 else rng.uniform(3.0, 40.0), i * 0.3)
+            for model in ("video", "image") for i in range(12)]
+    got = asyncio.run(t.run(*jobs))
+    video, image = got[:12], got[12:]
+    assert all(first >= 5.0 - 1e-9 and all(gap >= 5.0 - 1e-9 for gap in gaps) for first, gaps in video)
+    assert all(first >= 0.5 - 1e-9 and all(gap >= 0.5 - 1e-9 for gap in gaps) for first, gaps in image)
+    assert min(first for first, _ in image) < 5.0 and min(min(gaps, default=9) for _, gaps in image) < 5.0
+
+
+def test_the_floor_holds_for_blind_probes_and_within_the_window():
+    t = FakeTime()
+    policy = PollPolicy(min_interval=1.0, jitter=0.0, read_floors={"video": 5.0})
+    schedule = PollSchedule(policy, random.Random(17), clock=t.clock)
+    probe = schedule.watch("video", 4)
+    assert probe.delay() == 5.0  # a blind probe would read after min_interval
+    for _ in range(5):
+        schedule.observe("video", 4, 10.0)
+        schedule.observe("other", 4, 10.0)
+    late = schedule.watch("video", 4, elapsed=9.0)
+    assert late.delay() == pytest.approx(1.0)  # 9 s since submit: the window's read at 10 s is due
+    t.now += 1.0
+    late.missed()
+    assert late.delay() == pytest.approx(5.0)  # past the window the plan says 1 s, the floor 5
+    assert schedule.watch("other", 4, elapsed=9.0).delay() == pytest.approx(1.0)  # no floor for it
+    t.now += 2.0
+    assert late.delay() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"min_interval": 0}, "min_interval"), ({"min_interval": -1.0}, "min_interval"),
+    ({"min_interval": float("nan")}, "min_interval"), ({"max_interval": float("inf")}, "max_interval"),
+    ({"min_interval": 5.0, "max_interval": 2.0}, "max_interval"), ({"prior": 0.0}, "prior"),
+    ({"growth": 0.5}, "growth"), ({"jitter": 1.0}, "jitter"), ({"probers": 0}, "probers"),
+    ({"low_quantile": 0.95}, "low_quantile"), ({"floor_quantile": 0.0}, "floor_quantile"),
+    ({"read_floor": -1.0}, "read_floor"), ({"read_floors": {"video": float("nan")}}, "read_floors['video']"),
+    ({"recheck": 0.0}, "recheck"), ({"probe_cap": -2.0}, "probe_cap"),
+])
+def test_poll_policy_refuses_nonsense_naming_the_field(fields, named):
+    """Issue 14: --poll-min 0 used to overflow deep in a run, after jobs were paid."""
+    with pytest.raises(ValueError, match=re.escape(f"PollPolicy.{named} must be")):
+        PollPolicy(**fields)
+
+
+def test_poll_policy_floors_are_data_that_cannot_change_behind_its_back():
+    floors = {"video": 5.0}
+    policy = PollPolicy(read_floor=1.0, read_floors=floors)
+    floors["video"] = 0.0
+    assert policy.floor("video") == 5.0 and policy.floor("image") == 1.0
+    assert PollPolicy().floor("video") == 0.0  # no floor unless one is given: today's schedule
+    assert PollPolicy(read_floors={"video": 5.0}) == PollPolicy(read_floors={"video": 5.0})
 
 
 def test_draining_puts_off_reads_that_cannot_move_the_end_of_the_batch():
