@@ -4,11 +4,15 @@ the slots that bound how many jobs run. Small classes; time is always a paramete
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Awaitable, Callable
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+#: A provider's per-minute limit resets every minute (API.md v2, "Account limits").
+WINDOW = 60.0
 
 
 class Pacer:
@@ -43,6 +47,63 @@ class Pacer:
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         self.current = self.interval
+
+
+class TokenBucket:
+    """Submits paced by a per-minute limit (videos started per minute): ``per_minute`` tokens a
+    minute, at most ``burst`` saved up, one taken per submit; waiters are served in turn.
+
+    ``burst`` 1 spaces submits evenly, so no 60 s span holds more than the limit. A larger burst
+    starts faster but can exceed a limit counted per calendar minute, and the 429s cost more than
+    the head start: the limit caps how many start in a minute either way. A refused submit
+    acquires again like any other."""
+
+    def __init__(self, per_minute: float, burst: float = 1.0, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep):
+        if not (math.isfinite(per_minute) and per_minute > 0):
+            raise ValueError(f"TokenBucket.per_minute must be a finite number > 0, got {per_minute!r}")
+        if not (math.isfinite(burst) and burst >= 1):
+            raise ValueError(f"TokenBucket.burst must be a finite number >= 1, got {burst!r}")
+        self.rate = per_minute / WINDOW
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._paused_until = -math.inf
+        self._turn = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until a submit may go out and count it."""
+        async with self._turn:
+            while (wait := self._wait()) > 0:
+                await self._sleep(wait)  # re-checked: a 429 meanwhile may have paused the bucket
+            self._tokens -= 1
+
+    def pause(self, seconds: float) -> None:
+        """A 429 with Retry-After: nothing goes out for ``seconds``, and tokens saved before the
+        refusal are void (the provider counted more than this bucket did)."""
+        self._refill()
+        self._tokens = 0.0
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def pause_until_window(self) -> None:
+        """A 429 without Retry-After: the limit resets every minute, at a moment not known here, so
+        one whole window is the shortest wait sure to reach a fresh one. It does not grow with
+        more 429s: a backoff would wait out several windows the account could have used."""
+        self.pause(WINDOW)
+
+    def _wait(self) -> float:
+        self._refill()
+        if self._stamp < self._paused_until:
+            return self._paused_until - self._stamp
+        # A hair under 1 counts as 1: float rounding must not cost an extra sleep.
+        return 0.0 if self._tokens >= 1 - 1e-9 else (1 - self._tokens) / self.rate
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
 
 
 class Slots:

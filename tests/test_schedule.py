@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from batchgen.pacing import Pacer, Slots
+from batchgen.pacing import Pacer, Slots, TokenBucket
 from batchgen.schedule import Backoff, PollPolicy, PollSchedule
 
 
@@ -480,3 +480,83 @@ def test_a_read_put_off_to_the_horizon_does_not_age_its_back_off():
     assert t.now == pytest.approx(horizon)
     slow.missed()  # the read at the horizon found it still running
     assert slow.delay() <= 2.0
+
+
+# -- TokenBucket ----------------------------------------------------------------------------
+def _acquired(bucket: TokenBucket, t: FakeTime, n: int) -> list[float]:
+    """Times of ``n`` acquires in a row, from now."""
+    async def scenario() -> list[float]:
+        start, times = t.now, []
+        for _ in range(n):
+            await bucket.acquire()
+            times.append(t.now - start)
+        return times
+    return asyncio.run(scenario())
+
+
+def test_token_bucket_spaces_submits_by_the_per_minute_limit():
+    t = FakeTime()
+    bucket = TokenBucket(6, clock=t.clock, sleep=t.sleep)
+    assert _acquired(bucket, t, 4) == [0.0, pytest.approx(10.0), pytest.approx(20.0), pytest.approx(30.0)]
+    t.now += 600.0  # idle for ten minutes: still only ``burst`` (1) saved
+    assert _acquired(bucket, t, 2) == [0.0, pytest.approx(10.0)]
+
+
+def test_token_bucket_burst_goes_out_at_once_then_paces():
+    t = FakeTime()
+    bucket = TokenBucket(6, burst=3, clock=t.clock, sleep=t.sleep)
+    assert _acquired(bucket, t, 5) == [0.0, 0.0, 0.0, pytest.approx(10.0), pytest.approx(20.0)]
+    t.now += 15.0  # one and a half tokens back
+    assert _acquired(bucket, t, 3) == [0.0, pytest.approx(5.0), pytest.approx(15.0)]
+
+
+def test_a_429_without_retry_after_waits_one_window_every_time_not_a_growing_backoff():
+    t = FakeTime()
+    bucket = TokenBucket(60, burst=10, clock=t.clock, sleep=t.sleep)
+    _acquired(bucket, t, 3)
+    waits = []
+    for _ in range(4):  # refused again and again
+        for _ in range(5):
+            bucket.pause_until_window()  # five submits in flight refused at once: still one window
+        waits.append(_acquired(bucket, t, 1)[0])
+    assert waits == [pytest.approx(60.0)] * 4
+    # Saved tokens were void, but the window refilled the bucket: the rest of its burst goes at once.
+    assert _acquired(bucket, t, 10)[-2:] == [0.0, pytest.approx(1.0)]
+
+
+def test_a_429_with_retry_after_pauses_that_long_and_never_shortens_a_pause():
+    t = FakeTime()
+    bucket = TokenBucket(60, burst=5, clock=t.clock, sleep=t.sleep)
+    bucket.pause(5.0)
+    assert _acquired(bucket, t, 6) == [pytest.approx(5.0)] * 5 + [pytest.approx(6.0)]
+    bucket.pause(10.0)
+    bucket.pause(2.0)
+    assert _acquired(bucket, t, 1) == [pytest.approx(10.0)]
+
+
+def test_token_bucket_serves_concurrent_submitters_in_turn_and_a_pause_holds_them_all():
+    t = VirtualTime()
+    bucket = TokenBucket(12, clock=t.clock, sleep=t.sleep)
+    sent = []
+
+    async def submitter(name: str) -> None:
+        for _ in range(3):
+            await bucket.acquire()
+            sent.append((t.now, name))
+            if t.now == 10.0:
+                bucket.pause_until_window()  # the third submit was refused without Retry-After
+
+    asyncio.run(t.run(*(submitter(name) for name in "abc")))
+    times = [when for when, _ in sent]
+    assert times == [0.0, 5.0, 10.0] + [pytest.approx(70.0 + 5.0 * i) for i in range(6)]
+    # In turn: each waits behind those already waiting ("a" took its second before "b" queued).
+    assert "".join(name for _, name in sent) == "aabcabcbc"
+
+
+@pytest.mark.parametrize(("per_minute", "burst", "named"), [
+    (0, 1, "per_minute"), (-5, 1, "per_minute"), (float("nan"), 1, "per_minute"), (float("inf"), 1, "per_minute"),
+    (60, 0.5, "burst"), (60, float("inf"), "burst"),
+])
+def test_token_bucket_refuses_nonsense_naming_the_field(per_minute, burst, named):
+    with pytest.raises(ValueError, match=f"TokenBucket.{named} must be"):
+        TokenBucket(per_minute, burst)
