@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/poll_model.py                       # t20 shape, 40 seeds
     .venv/bin/python bench/poll_model.py --n 2000 --c 64 --t 2.3 --jitter 0.3 --seeds 10
+    .venv/bin/python bench/poll_model.py --fail 8 --fail-after 3 --floor 5   # moderation, docs' cadence
 
 A discrete-event model of C provider slots and N jobs whose generation times are drawn uniformly
 (T +- jitter) in submit order, as the simulator draws them. batchgen's jobs are read when its
 ``PollSchedule`` says (the same code the runner runs, on a virtual clock); the baseline reads every
 second. No HTTP, no rendering: it isolates what the schedule costs in makespan and reads, so a
 change to the schedule can be judged over many seeds in seconds before bench/perf.py confirms it
-on the simulator. Latencies of a submit and a read are fixed small constants.
+on the simulator. Latencies of a submit and a read are fixed small constants. ``--fail K`` makes
+the first K jobs fail (as content moderation fails a row's jobs) after ``--fail-after`` seconds:
+a failed job teaches the schedule nothing.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ READ_LATENCY = 0.005
 class _Sim:
     """Slots, a virtual clock and a heap of wake-ups; each job is a generator of waits."""
 
-    def __init__(self, n: int, c: int, times: list[float]):
+    def __init__(self, n: int, c: int, times: list[float], failing: int = 0):
         self.now = 0.0
         self.n, self.c = n, c
         self.times = times
+        self.failing = failing
+        self.watches: dict[int, object] = {}
         self.heap: list[tuple[float, int, int]] = []
         self.seq = 0
         self.jobs: dict[int, object] = {}
@@ -90,6 +95,13 @@ class _Sim:
         self.lags[job] = self.now - started - gen
         self.finished_at = max(self.finished_at, self.now)
 
+    def wake_handed(self) -> None:
+        """Wake the blind jobs a failed prober handed its place to, as PollSchedule.nap does."""
+        for job in [j for j in self.blind if self.watches[j].handed.is_set()]:
+            self.watches[job].handed.clear()
+            self.blind.discard(job)
+            self.at(self.now, job)
+
     def learn(self) -> None:
         if not self.learned:
             self.learned = True
@@ -113,8 +125,12 @@ def _batchgen(policy: PollPolicy, seed: int):
 def _until_read(schedule: PollSchedule, watch):
     while True:
         delay = watch.delay()
+        watch.handed.clear()  # as PollSchedule.nap: a place handed before the nap is in its delay
         if not watch.before_window or delay <= schedule.policy.recheck:
             yield ("nap", delay)
+            rest = watch.floor_wait()
+            if rest > 1e-9:
+                yield ("sleep", rest)  # woken early: the read floor holds all the same
             return
         yield ("nap", schedule.policy.recheck)
 
@@ -124,15 +140,17 @@ def _batchgen_job(sim: _Sim, schedule: PollSchedule, gen: float, job: int):
     started = sim.now
     if sim.draining:
         schedule.drain()  # as the runner does once the last job has its slot
-    watch = schedule.watch(MODEL, 4)
+    watch = sim.watches[job] = schedule.watch(MODEL, 4)
     yield from _until_read(schedule, watch)
     while True:
         yield from _read(sim, job)
         if sim.now >= started + gen:
             sim.done(job, started, gen)
+            if job >= sim.failing:  # as the runner: observed, then the watch closed
+                schedule.observe(MODEL, 4, gen)
+                sim.learn()
             watch.close()
-            schedule.observe(MODEL, 4, gen)
-            sim.learn()
+            sim.wake_handed()
             return
         watch.missed()
         yield from _until_read(schedule, watch)
@@ -154,9 +172,10 @@ def _read(sim: _Sim, job: int):
     yield ("sleep", READ_LATENCY)
 
 
-def simulate(times: list[float], c: int, policy: PollPolicy | None, seed: int = 0) -> _Sim:
-    """One batch with these generation times (in submit order); ``policy`` None is the 1 s poller."""
-    sim = _Sim(len(times), c, times)
+def simulate(times: list[float], c: int, policy: PollPolicy | None, seed: int = 0, failing: int = 0) -> _Sim:
+    """One batch with these generation times (in submit order); ``policy`` None is the 1 s poller.
+    The first ``failing`` jobs fail (their time is how long until the provider says so)."""
+    sim = _Sim(len(times), c, times, failing)
     sim.run(_baseline if policy is None else _batchgen(policy, seed))
     return sim
 
@@ -166,10 +185,10 @@ def draw(n: int, t: float, jitter: float, seed: int) -> list[float]:
     return [t * (1 + rng.uniform(-jitter, jitter)) for _ in range(n)]
 
 
-def compare(batches: list[list[float]], c: int, policy: PollPolicy) -> dict:
+def compare(batches: list[list[float]], c: int, policy: PollPolicy, failing: int = 0) -> dict:
     """Mean figures over the batches, and per wave of C jobs (in submit order)."""
-    rows = {"batchgen": [simulate(times, c, policy, seed) for seed, times in enumerate(batches)],
-            "poller": [simulate(times, c, None) for times in batches]}
+    rows = {"batchgen": [simulate(times, c, policy, seed, failing) for seed, times in enumerate(batches)],
+            "poller": [simulate(times, c, None, failing=failing) for times in batches]}
     got = {"ratio": [o.finished_at / b.finished_at for o, b in zip(rows["batchgen"], rows["poller"])]}
     for name, sims in rows.items():
         got[name] = {
@@ -197,7 +216,7 @@ def _times_from(path: Path) -> list[float]:
     return [took[k] for k in sorted(submitted, key=submitted.get) if k in took]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--c", type=int, default=32)
@@ -206,15 +225,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--times", type=Path, help="generation times in submit order instead of drawn ones: a JSON "
                         "list, or a state.jsonl (e.g. from bench/perf.py --keep) whose inference times are used")
+    parser.add_argument("--fail", type=int, default=0, help="the first K jobs fail (nothing is learned from them)")
+    parser.add_argument("--fail-after", type=float, default=3.0, help="seconds until a failing job says so")
+    parser.add_argument("--floor", type=float, default=0.0, help="read floor: fewest seconds between reads of a job")
     parser.add_argument("--waves", action="store_true", help="also print reads and lag per wave of C jobs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.times:
         batches = [_times_from(args.times)]
         shape = f"{len(batches[0])} | {args.c} | from {args.times.name} | 1"
     else:
         batches = [draw(args.n, args.t, args.jitter, seed) for seed in range(args.seeds)]
         shape = f"{args.n} | {args.c} | {args.t:g} +-{args.jitter:.0%} | {args.seeds}"
-    got = compare(batches, args.c, PollPolicy(min_interval=1.0))
+    for times in batches:
+        times[:args.fail] = [args.fail_after] * min(args.fail, len(times))
+    got = compare(batches, args.c, PollPolicy(min_interval=1.0, read_floor=args.floor), args.fail)
     ours, poller = got["batchgen"], got["poller"]
     print("| N | C | T s | batches | batchgen makespan s | 1 s poller s | ratio (mean) | ratio (worst) | "
           "reads/job | poller reads/job | mean lag s | poller lag s |")
