@@ -15,10 +15,9 @@ import logging
 import math
 import random
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -186,6 +185,7 @@ class ReplicateSimulator:
             self.ledger.faults["unavailable"] += 1
             raise ApiError(503, f"model {model} is currently unavailable; retry later or use another model")
         run = self._accept(request[KEY_ID], model, request_body)
+        run.origin = f"{request.scheme}://{request.host}"
         if self._roll("drop-after", self.config.faults.rate_drop_after):
             raise _Dropped
         wait = prefer_wait(request.headers.get("Prefer", ""), self.config.max_wait)
@@ -260,7 +260,9 @@ class ReplicateSimulator:
         return run
 
     def _json(self, request: web.Request, run: Run) -> dict[str, Any]:
-        origin = f"{request.scheme}://{request.host}"
+        return self._prediction(run, f"{request.scheme}://{request.host}")
+
+    def _prediction(self, run: Run, origin: str) -> dict[str, Any]:
         removed = run.removed(self.config.clock(), self.config.output_ttl)
         token = self._sign(run.task.id)
         output = f"{origin}/_sim/outputs/{run.task.id}/{token}/output.mp4" if run.task.video is not None else None
@@ -316,8 +318,7 @@ class ReplicateSimulator:
 
     async def _deliver(self, url: str, event: str, run: Run, attempts: int = 3) -> None:
         """POST the prediction, signed; a failed delivery is retried like Replicate does (a few times)."""
-        origin = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
-        body, headers = signed_delivery(self.webhook_secret, prediction_json(run, origin, None, False))
+        body, headers = signed_delivery(self.webhook_secret, self._prediction(run, run.origin))
         if self._session is None:
             self._session = aiohttp.ClientSession()
         record = {"event": event, "prediction": run.task.id, "webhook_id": headers["webhook-id"], "status": None}

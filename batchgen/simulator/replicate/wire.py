@@ -38,6 +38,8 @@ class Run:
     version: str
     gen_seconds: float
     webhook: str | None = None
+    #: Where the API was reached, for the ``urls`` a webhook delivery carries.
+    origin: str = ""
     events: frozenset[str] = EVENTS
     started_at: str | None = None
     completed_at: str | None = None
