@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -109,3 +112,31 @@ def test_official_client_sees_failures_wrong_token_and_missing_models(render_cac
             await sim.close()
 
     run(body())
+
+
+def test_official_client_against_batchgen_simulate_provider_replicate(render_cache_dir, tmp_path):
+    """The done-when as written: the CLI's Replicate simulator, in its own process, driven by the client."""
+    cmd = [sys.executable, "-m", "batchgen", "simulate", "--provider", "replicate", "--port", "0",
+           "--api-key", API_KEY, "--gen-base", "0.05", "--render-cache", render_cache_dir]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "Replicate simulator listening on" in first, first + proc.stderr.read()
+        base_url = first.rsplit(" ", 1)[-1].strip()
+        client = _client(base_url)
+        prediction = client.models.predictions.create(model=SEEDANCE, input=_input())
+        prediction.wait()
+        assert prediction.status == "succeeded", prediction.error
+        clip = tmp_path / "cli.mp4"
+        clip.write_bytes(replicate.helpers.FileOutput(prediction.output, client).read())
+        assert probe_video(clip).video_codec == "h264"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0

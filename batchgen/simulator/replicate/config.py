@@ -110,8 +110,12 @@ def config_from_args(args: argparse.Namespace) -> ReplicateConfig:
         if not sep or name not in FAULT_FLAGS:
             raise ValueError(f"--fault {item!r}: expected NAME=RATE with NAME one of {', '.join(FAULT_FLAGS)}")
         setattr(faults, FAULT_FLAGS[name], _rate(rate))
-    if args.gen_base < 0 or args.output_ttl < 0:
+    # Under `batchgen simulate --provider replicate` the WaveSpeed flags carry over: --url-ttl (how long an
+    # output URL works) is the output TTL, --rpm the create rate.
+    output_ttl = getattr(args, "output_ttl", None) or getattr(args, "url_ttl", None) or 3600.0
+    create_rate = getattr(args, "create_rate", None) or getattr(args, "rpm", None)
+    if args.gen_base < 0 or output_ttl < 0:
         raise ValueError("--gen-base and --output-ttl must not be negative")
     return ReplicateConfig(api_key=args.api_key, seed=args.seed, gen_base=args.gen_base,
-                           concurrency_cap=args.concurrency_cap, create_rate=args.create_rate,
-                           output_ttl=args.output_ttl, render_cache_dir=args.render_cache, faults=faults)
+                           concurrency_cap=args.concurrency_cap, create_rate=create_rate,
+                           output_ttl=output_ttl, render_cache_dir=args.render_cache, faults=faults)
