@@ -93,6 +93,34 @@ def test_official_run_uses_prefer_wait_and_reads_the_file(render_cache_dir):
     run(body())
 
 
+def test_official_client_uploads_a_file_handle_through_the_files_api(render_cache_dir, tmp_path):
+    picture = tmp_path / "product.png"
+    picture.write_bytes(image_bytes(180, 320))
+
+    async def body():
+        sim = await start(_config(render_cache_dir))
+        try:
+            def use_client():
+                client = _client(sim.base_url)
+                with picture.open("rb") as handle:
+                    prediction = client.models.predictions.create(model=SEEDANCE, input=_input(image=handle))
+                prediction.wait()
+                return prediction
+
+            prediction = await asyncio.to_thread(use_client)
+            assert prediction.status == "succeeded", prediction.error
+            assert prediction.input["image"].startswith(f"{sim.base_url}/v1/files/")
+            assert sim.ledger()["requests"]["files"] == 1
+            clip = tmp_path / "portrait.mp4"
+            clip.write_bytes(await asyncio.to_thread(
+                lambda: replicate.helpers.FileOutput(prediction.output, _client(sim.base_url)).read()))
+            assert (probe_video(clip).width, probe_video(clip).height) == (720, 1280), "rendered from the upload"
+        finally:
+            await sim.close()
+
+    run(body())
+
+
 def test_official_client_sees_failures_wrong_token_and_missing_models(render_cache_dir):
     async def body():
         sim = await start(_config(render_cache_dir, faults=Faults(rate_fail=1.0)))

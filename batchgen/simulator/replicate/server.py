@@ -28,12 +28,13 @@ from ..render import RenderCache
 from ..tasks import Task, fetch_image, iso_now, run_task
 from ..wire import ApiError, retry_after_headers
 from .config import ReplicateConfig, apply_changes
+from .files import FileStore, file_id
 from .wire import (TERMINAL, TITLES, Run, check_create, cursor_from, encode_cursor, iso, json_object, prediction_json,
                    prefer_wait, problem, signed_delivery)
 
 log = logging.getLogger("batchgen.simulator.replicate")
 
-API_KINDS = frozenset({"create", "get", "cancel", "list", "secret"})
+API_KINDS = frozenset({"create", "get", "cancel", "list", "secret", "files"})
 KEY_ID = web.RequestKey("replicate_key_id", str)
 
 
@@ -54,6 +55,8 @@ class ReplicateSimulator:
         digest = hashlib.sha256(f"batchgen-replicate-simulator:{cfg.seed}".encode()).digest()
         self._url_key = digest
         self.webhook_secret = "whsec_" + base64.b64encode(digest[:24]).decode()
+        # Uploaded files outlive a reset, like the WaveSpeed simulator's uploads.
+        self.files = FileStore(digest, lambda: file_id(self.rng.randbytes(16)), cfg.clock)
         self._clear()
 
     def _clear(self) -> None:
@@ -100,6 +103,8 @@ class ReplicateSimulator:
         add.add_post("/v1/predictions/{id}/cancel", self.cancel, name="cancel")
         add.add_get("/v1/predictions", self.listing, name="list")
         add.add_get("/v1/webhooks/default/secret", self.secret, name="secret")
+        add.add_post("/v1/files", self.files.create, name="files")
+        add.add_get("/v1/files/{id}/download", self.files.download, name="file_get")
         add.add_get("/_sim/outputs/{id}/{token}/{name}", self.output, name="output")
         add.add_get("/_sim/ledger", self.ledger_view, name="ledger")
         add.add_post("/_sim/reset", self.reset_view, name="reset")
@@ -205,7 +210,7 @@ class ReplicateSimulator:
         cfg = self.config
         gen = (cfg.gen_base + cfg.gen_per_second * duration) * (1 + self.rng.uniform(-cfg.gen_jitter, cfg.gen_jitter))
         task = Task(
-            id=base64.b32encode(self.rng.randbytes(16)).decode().rstrip("=").lower(), key_id=key_id, model=model,
+            id=file_id(self.rng.randbytes(16)), key_id=key_id, model=model,
             model_used=model, body=body, body_hash=body_hash(body), price=spec.price(resolution, duration),
             duration=duration, resolution=resolution, created_at=iso_now(), accepted_at=time.monotonic(),
             start_at=math.inf, finish_at=math.inf, fails=self._roll("fail", cfg.faults.rate_fail),
@@ -246,7 +251,7 @@ class ReplicateSimulator:
     async def _get_image(self, url: str) -> bytes:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        return await fetch_image(url, lambda _path: None, self._session)
+        return await fetch_image(url, self.files.lookup, self._session)
 
     async def _render(self, image: bytes, width: int, height: int, duration: int, motion: int, seed: int) -> bytes:
         loop = asyncio.get_running_loop()
