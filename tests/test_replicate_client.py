@@ -49,7 +49,7 @@ async def _body(provider: ReplicateProvider, prompt: str = "slow orbit") -> dict
 
 
 async def _finished(provider: ReplicateProvider, prediction_id: str):
-    for _ in range(400):
+    for _ in range(1500):
         prediction = await provider.result(prediction_id)
         if prediction.status in (PredictionStatus.COMPLETED, PredictionStatus.FAILED):
             return prediction

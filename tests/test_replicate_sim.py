@@ -33,7 +33,7 @@ async def _body(provider: ReplicateProvider, prompt: str = "orbit") -> dict:
     return provider.build_body(SPEC, image, prompt, {"duration": 4, "resolution": "480p"})
 
 
-async def _wait_for(predicate, what: str, tries: int = 400) -> None:
+async def _wait_for(predicate, what: str, tries: int = 1500) -> None:
     for _ in range(tries):
         if predicate():
             return
@@ -102,7 +102,7 @@ def test_webhooks_go_to_loopback_only(render_cache_dir):
 
 def test_over_the_concurrency_cap_predictions_wait_in_starting_and_can_be_canceled(render_cache_dir):
     async def body():
-        sim = await start(_config(render_cache_dir, gen_base=0.4, concurrency_cap=1))
+        sim = await start(_config(render_cache_dir, gen_base=0.8, concurrency_cap=1))
         provider = ReplicateProvider(API_KEY, sim.base_url)
         try:
             first = await provider.submit(SEEDANCE, await _body(provider, "one"))

@@ -132,6 +132,9 @@ class ReplicateSimulator:
             response = problem(exc.status, exc.reason, f"{request.method} {request.path}: {exc.reason}")
         except ConnectionResetError:
             return web.Response()
+        except Exception as exc:  # noqa: BLE001 - the server must answer, not crash
+            log.exception("simulator error on %s %s", request.method, request.path)
+            response = problem(500, "Internal server error", f"internal simulator error: {type(exc).__name__}: {exc}")
         self.ledger.responses[response.status] += 1
         return response
 
