@@ -73,14 +73,15 @@ def _with_sim(cache: str, scenario, **overrides):
 def test_registered_with_replicates_policy():
     policy = provider_info("replicate").policy
     assert policy.key_variable == "REPLICATE_API_TOKEN" and policy.output_lifetime == 3600.0
-    assert policy.upload_lifetime is None and policy.queues_over_limit is True
+    assert policy.upload_lifetime == 3600.0 and policy.queues_over_limit is True
     assert issubclass(OutputExpiredError, PermanentError)
 
 
 def test_submit_result_and_verified_download(render_cache_dir, tmp_path):
     async def scenario(sim, provider):
         body = await _body(provider)
-        assert body["image"].startswith("data:image/png;base64,") and body["resolution"] == "480p"
+        assert body["image"].startswith(f"{sim.base_url}/v1/files/") and body["resolution"] == "480p"
+        assert sim.ledger()["requests"]["files"] == 1
         created = await provider.submit(SEEDANCE, body)
         assert created.status is PredictionStatus.CREATED and created.model == SEEDANCE
         done = await _finished(provider, created.id)

@@ -183,3 +183,23 @@ def test_cli_flags_build_the_config():
     assert config.faults.rate_drop_after == 0.5 and config.faults.unavailable_models == {SEEDANCE}
     with pytest.raises(ValueError, match="NAME=RATE"):
         config_from_args(parser.parse_args(["--fault", "bogus"]))
+
+
+def test_an_expired_upload_fails_the_prediction_that_names_it(render_cache_dir):
+    clock = type("Clock", (), {"now": 1_800_000_000.0, "__call__": lambda self: self.now})()
+
+    async def body():
+        sim = await start(_config(render_cache_dir, clock=clock))
+        provider = ReplicateProvider(API_KEY, sim.base_url)
+        try:
+            stale = await _body(provider)
+            clock.now += 25 * 3600
+            created = await provider.submit(SEEDANCE, stale)
+            await _wait_for(lambda: sim.simulator.runs[created.id].task.done, "the failure")
+            failed = await provider.result(created.id)
+        finally:
+            await provider.close()
+            await sim.close()
+        assert failed.status is PredictionStatus.FAILED and "could not download the image" in failed.error
+
+    run(body())

@@ -9,7 +9,6 @@ each prediction's ``input``, so such a submit is then found exactly by ``body_ha
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from datetime import datetime
@@ -38,9 +37,10 @@ POLICY = ProviderPolicy(
     # The official client's variable (replicate/client.py, _get_api_token_from_environment).
     key_variable="REPLICATE_API_TOKEN",
     default_base_url=DEFAULT_BASE_URL,
-    # Images go inline as data URIs (docs "Create a prediction": files as HTTP or data URLs), so
-    # there is no uploaded file whose lifetime could run out between a plan and a resume.
-    upload_lifetime=None,
+    # Images go through the Files API (a data URI would put every picture into the state's upload
+    # line). A file's default lifetime is unconfirmed (it carries an expires_at): an hour, the window
+    # Replicate keeps prediction data, keeps a reused URL on the safe side; uploading again is cheap.
+    upload_lifetime=3600.0,
     # API predictions' inputs, outputs and files are removed after an hour (docs "Data retention").
     output_lifetime=3600.0,
     # Public models bill active time only; a prediction aborted before it started costs nothing
@@ -296,8 +296,16 @@ class ReplicateProvider:
         return key
 
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
-        """The image inline as a data URI (see POLICY.upload_lifetime): nothing is sent yet."""
-        return f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(data).decode()}"
+        """Store the image with the Files API (multipart ``content``); its ``urls.get`` goes in the input.
+        A lost answer only costs a stray file, so this is an ordinary retryable call."""
+        form = aiohttp.FormData()
+        form.add_field("content", data, filename=filename, content_type=content_type or "application/octet-stream")
+        payload = await self._api("POST", f"{self.base_url}/v1/files", kind="upload", data=form)
+        urls = payload.get("urls") if isinstance(payload.get("urls"), dict) else {}
+        url = urls.get("get")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise PermanentError(f"upload {filename}: the answer has no urls.get: {_snippet(payload)}")
+        return url
 
     # -- the listing ------------------------------------------------------------------
     async def _pages(self, max_pages: int):
