@@ -142,10 +142,11 @@ def test_official_client_sees_failures_wrong_token_and_missing_models(render_cac
     run(body())
 
 
-def test_official_client_against_batchgen_simulate_provider_replicate(render_cache_dir, tmp_path):
+@pytest.mark.parametrize("entry", [["batchgen", "simulate", "--provider", "replicate"], ["batchgen.simulator.replicate"]])
+def test_official_client_against_batchgen_simulate_provider_replicate(entry, render_cache_dir, tmp_path):
     """The done-when as written: the CLI's Replicate simulator, in its own process, driven by the client."""
-    cmd = [sys.executable, "-m", "batchgen", "simulate", "--provider", "replicate", "--port", "0",
-           "--api-key", API_KEY, "--gen-base", "0.05", "--render-cache", render_cache_dir]
+    cmd = [sys.executable, "-m", *entry, "--port", "0", "--api-key", API_KEY, "--gen-base", "0.05",
+           "--render-cache", render_cache_dir]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()
