@@ -110,7 +110,10 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
-    from .simulator import config_from_args, serve_forever
+    if args.provider == "replicate":
+        from .simulator.replicate import config_from_args, serve_forever
+    else:
+        from .simulator import config_from_args, serve_forever
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -17,6 +17,7 @@
         │   └── ExpiredLinkError      an output URL answered 403/404: read the result again for a fresh one
         ├── AmbiguousSubmitError      the submit may have reached the server: never retry blindly
         ├── PermanentError            this request will never work: 400/404/422, a hostile answer
+        │   └── OutputExpiredError    the provider deleted a paid task's outputs (Replicate: after ~1 h)
         ├── ModelUnavailableError     the model is retired (permanent) or switched off for now (temporary)
         └── FatalError                the run cannot go on: 401 bad key, 402 no balance (exit 3)
 
@@ -150,6 +151,16 @@ class AmbiguousSubmitError(ProviderError):
 
 class PermanentError(ProviderError):
     """This request will not succeed by retrying (400, 404, 422, nonsense answers)."""
+
+
+class OutputExpiredError(PermanentError):
+    """The provider removed a finished task's outputs for good (Replicate's ``data_removed`` after about
+    an hour): the video was paid for and can no longer be downloaded. ``prediction_id`` names the task,
+    so the loss is reported per job instead of retried."""
+
+    def __init__(self, message: str, *, prediction_id: str, **context: str | None):
+        super().__init__(message, **context)
+        self.prediction_id = prediction_id
 
 
 class ModelUnavailableError(ProviderError):

@@ -14,6 +14,7 @@ from .base import ProviderInfo
 
 _MODULES: dict[str, str] = {
     "wavespeed": "batchgen.providers.wavespeed",
+    "replicate": "batchgen.providers.replicate",
 }
 _REGISTERED: dict[str, ProviderInfo] = {}
 

@@ -141,6 +141,8 @@ def apply_changes(config: SimConfig, changes: Mapping[str, Any]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``batchgen simulate`` flags."""
+    parser.add_argument("--provider", choices=("wavespeed", "replicate"), default="wavespeed",
+                        help="which API to simulate (default wavespeed; replicate: docs/replicate.md)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
     parser.add_argument("--api-key", default=None,
