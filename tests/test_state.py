@@ -61,7 +61,7 @@ def test_torn_last_line_is_dropped_and_mended(tmp_path):
 
 def test_whole_last_line_without_newline_is_kept(tmp_path):
     path = tmp_path / "state.jsonl"
-    path.write_bytes(b'{"ev":"submitted","key":"k1","pid":"p"}')
+    path.write_bytes(b'{"ev":"submitting","key":"k1","attempt":1}\n{"ev":"submitted","key":"k1","pid":"p"}')
     with StateLog(path) as log:
         assert log.open().jobs["k1"].pid == "p"
         log.append({"ev": "failed", "key": "k1"})
