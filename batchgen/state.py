@@ -230,10 +230,7 @@ class StateLog:
         state = load(self.path)
         self._mend_tail(state)
         self.lines = state.lines
-        self._fh = open(self.path, "ab", buffering=0)
         self.state = state
-        if self.should_compact():
-            self.compact()
         return state
 
     def close(self) -> None:
@@ -260,14 +257,14 @@ class StateLog:
         fh = open(lock_path, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
             raise StateLockedError(
                 f"{self.path} is in use by another batchgen run ({holder}); wait for it to finish "
                 "or stop it. Two runs on one state could pay twice for the same job."
-            ) from None
+            ) from exc
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}\n")
@@ -301,6 +298,9 @@ class StateLog:
         event = stamped(event, round(self._clock(), 3))
         apply(self.state, event, strict=self.strict)
         data = _line(event.to_json())
+        if self._fh is None:
+            # Opened on the first append: planning and a "no" at the prompt leave the file untouched.
+            self._fh = open(self.path, "ab", buffering=0)
         os.write(self._fh.fileno(), data)
         self.lines += 1
         self._appended += 1
@@ -338,6 +338,19 @@ class StateLog:
     def flush(self) -> None:
         """Make everything written so far durable (used at checkpoints and exit)."""
         self._fsync_now()
+
+    def file_lost(self) -> bool:
+        """Deleted or cut short by someone else during this run: it must be rewritten from memory, or
+        paid jobs would look new to the next run."""
+        try:
+            lines = self.path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            lines = -1
+        if lines >= self.lines:
+            return False
+        log.warning("the state file %s was deleted or cut short during the run; it is written again from memory",
+                    self.path)
+        return True
 
     # -- compaction -------------------------------------------------------------------
     def should_compact(self) -> bool:

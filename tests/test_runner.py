@@ -8,12 +8,16 @@ import json
 import pytest
 from runner_helpers import assert_batch_intact, files_written, make_images, run_cli, write_manifest
 
+from batchgen import events as ev
+from batchgen import planner
 from batchgen.manifest import load_manifest
+from batchgen.planner import PlanOptions
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.runner import RunOptions, Runner
 from batchgen.schedule import PollPolicy
 from batchgen.simulator import Faults
 from batchgen.state import StateLog, load
+from batchgen.verifier import Verifier
 
 PROMPT = "The {stem} turns slowly on a studio table"
 
@@ -31,15 +35,18 @@ def run_in_process(sim, manifest, out, *, observer=None, made=None):
     ``made`` sees the runner before it starts, for observers that look inside it."""
     async def go():
         provider = WaveSpeedProvider("k", sim.base_url)
+        verifier = Verifier()
         try:
             with StateLog(out / "state.jsonl") as log:
                 log.open()
                 runner = Runner(manifest.jobs, provider, log, manifest.models,
-                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=observer)
+                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), verifier=verifier,
+                                observer=observer)
                 if made is not None:
                     made(runner)
                 return await runner.run(), runner
         finally:
+            verifier.shutdown()
             await provider.close()
 
     out.mkdir(parents=True, exist_ok=True)
@@ -252,8 +259,8 @@ def test_a_broken_display_never_fails_a_job(sim, batch):
     manifest_path, out = batch
     manifest = load_manifest(manifest_path)
 
-    def broken(kind, info):
-        if kind == "downloading":
+    def broken(event):
+        if isinstance(event, ev.Downloading):
             raise BrokenPipeError(32, "Broken pipe")
 
     result, _ = run_in_process(sim, manifest, out, observer=broken)
@@ -315,8 +322,8 @@ def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(si
     job = manifest.jobs[0]
     seen_at_start = []
 
-    def observer(kind, info):
-        if kind == "plan":
+    def observer(event):
+        if isinstance(event, ev.Planned):
             seen_at_start.append(runners[0].schedule.window(job.model, job.duration))
 
     runners: list[Runner] = []
@@ -343,7 +350,7 @@ def test_retry_failed_fetches_a_paid_video_again_whatever_broke_after_it_was_mad
             if cls != "task":
                 log.append({"ev": "completed", "key": job.key, "pid": f"p-{cls}", "outputs": ["http://x/v.mp4"]})
             log.append({"ev": "failed", "key": job.key, "class": cls, "message": "broke", "attempt": 1})
-        runner = Runner(manifest.jobs, None, log, manifest.models, RunOptions(out_dir=out, retry_failed=True))
-        plan = runner.plan()
+        state = log.state
+    plan, _ = planner.plan(manifest.jobs, state, {}, PlanOptions(lambda job: 1.2, retry_failed=True))
     assert [j.id for j in plan.download] == [manifest.jobs[0].id, manifest.jobs[1].id]
     assert [j.id for j in plan.submit] == [manifest.jobs[2].id]
