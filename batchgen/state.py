@@ -129,8 +129,10 @@ class State:
 
 
 
-def apply(state: State, ev: Event, *, strict: bool = True) -> None:
-    """Fold one event into the state (lifecycle.fold for a job's events), keeping ``committed`` current."""
+def apply(state: State, ev: Event | dict[str, Any], *, strict: bool = True) -> None:
+    """Fold one event (or its wire form) into the state (lifecycle.fold for a job's events), keeping
+    ``committed`` current."""
+    ev = _parsed(ev)
     if isinstance(ev, Upload):
         state.uploads[ev.sha256] = ev.url
         state.uploaded_at[ev.sha256] = ev.t or 0.0

@@ -159,7 +159,7 @@ def test_a_durable_append_waits_for_its_own_line_not_for_a_quiet_log(tmp_path, m
 
     async def caller(log: StateLog, i: int) -> None:
         await asyncio.sleep(i * 0.001)  # arrivals every 1 ms, faster than one fsync
-        before = path.stat().st_size
+        before = path.stat().st_size if path.exists() else 0
         done_before = len(started_at_size)
         await log.append_durable({"ev": "submitting", "key": f"k{i}"})
         finished = started_at_size[done_before:]
