@@ -10,15 +10,13 @@ predicate here, so there is exactly one answer to each.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import StateError
 from .state_events import (Completed, Downloaded, Event, Failed, Job, Missing, Submitted, Submitting, Superseded,
                            Unknown, Unsent)
-
-if TYPE_CHECKING:
-    from .state import JobRecord
 
 log = logging.getLogger("batchgen")
 
@@ -33,6 +31,71 @@ class JobStatus(str, Enum):
     COMPLETED = "completed"      # the provider finished; not yet on disk
     DOWNLOADED = "downloaded"    # verified file on disk: done
     FAILED = "failed"            # the provider failed or refused it, or handling it kept failing
+
+
+
+@dataclass
+class JobRecord:
+    """Everything the state knows about one job, folded from its events."""
+
+    key: str
+    id: str = ""
+    output: str = ""
+    model: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    prompt: str = ""
+    image: str = ""
+    where: str = ""
+    status: JobStatus = JobStatus.NEW
+    cost: float = 0.0
+    attempts: int = 0
+    body_hash: str = ""
+    submit_model: str = ""
+    pid: str = ""
+    past_pids: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    model_used: str = ""
+    inference_ms: int | None = None
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    path: str = ""
+    bytes: int = 0
+    sha256: str = ""
+    error_class: str = ""
+    error: str = ""
+    #: The key of the job that replaced this one when its manifest row was edited (its video is kept).
+    superseded_by: str = ""
+
+    @property
+    def fell_back(self) -> bool:
+        """The provider answered with another model than the one submitted to (silently)."""
+        asked = self.submit_model or self.model
+        return bool(self.model_used) and self.model_used != asked
+
+    @property
+    def switched(self) -> bool:
+        """batchgen sent the job to its manifest's fallback_model because the primary was unavailable."""
+        return bool(self.submit_model) and self.submit_model != self.model
+
+    def to_json(self) -> dict[str, Any]:
+        # By hand, not dataclasses.asdict: that deep-copies every value, and compacting a
+        # 10,000-job state spent more time there than writing the file.
+        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data["params"] = dict(self.params)
+        data["past_pids"] = list(self.past_pids)
+        data["outputs"] = list(self.outputs)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "JobRecord":
+        rec = cls(**{k: v for k, v in data.items() if k in _KNOWN})
+        rec.status = JobStatus(rec.status)
+        return rec
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(JobRecord))
+_KNOWN = frozenset(_RECORD_FIELDS)
 
 
 S = JobStatus

@@ -17,22 +17,23 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from . import events as ev
 from .budget import Budget
-from .errors import BatchgenError, DiskFullError, FatalError, PermanentError, TransientError
+from .errors import BatchgenError, DiskFullError, FatalError, TransientError
 from .fetch import Fetcher
 from .jobs import JobSpec
 from .lifecycle import JobStatus, is_unfinished
 from .models import ModelTable
 from .planner import Plan, PlanOptions, files_present, plan
-from .providers.base import Prediction, PredictionStatus, Provider
+from .providers.base import Provider
 from .reconcile import reconcile
-from .retry import RetryPolicy, retrying, retry_transient
+from .retry import RetryPolicy
 from .schedule import Pacer, PollPolicy, PollSchedule, Slots
 from .state import JobRecord, StateLog
-from .state_events import Completed, Event, Failed, Run, Unknown
+from .state_events import Event, Failed, Run, Unknown
+from .poll import Poller
 from .submit import Submitter
 from .uploads import Uploads
 from .verifier import Verifier
@@ -97,8 +98,9 @@ class Runner:
         self.uploads = Uploads(provider, state_log, self.retry, clock=clock, sleep=sleep, rng=self.rng,
                                on_upload=lambda job, url: self.emit(ev.Uploaded(job=job, url=url)))
         self.fetcher = Fetcher(provider, state_log, verifier, options, self.retry, sleep=sleep, rng=self.rng,
-                               on_completed=self._completed, on_downloading=lambda j: self.emit(ev.Downloading(job=j)))
+                               on_completed=lambda job, pred: self.poller.completed(job, pred), on_downloading=lambda j: self.emit(ev.Downloading(job=j)))
         self.submitter = Submitter(self)
+        self.poller = Poller(self)
         self._awaiting_slot = 0
         self.halted = ""
         self.stopping = False
@@ -219,7 +221,7 @@ class Runner:
             stage[0] = "poll"
         if stage[0] == "poll":
             try:
-                done = await self._poll(job, just_submitted=action == "submit")
+                done = await self.poller.poll(job, just_submitted=action == "submit")
             finally:
                 await self.slots.release()
             if not done:
@@ -255,58 +257,3 @@ class Runner:
         self.state_log.append(Failed(job.key, cls, message, rec.attempts))
         self.emit(ev.Failed(job=job, error=message, cls=cls))
         log.warning("job %s failed (%s): %s", job.id, cls, message)
-
-    # -- poll -------------------------------------------------------------------------
-    async def _poll(self, job: JobSpec, just_submitted: bool = False) -> bool:
-        """Read the result on the learned schedule until it ends; True when completed."""
-        rec = self.rec(job)
-        # The provider's generation time starts when it answered the submit, not when the intent was
-        # written: under load the fsync and POST take long enough to make every first read early.
-        elapsed = 0.0 if just_submitted or not rec.submitted_at else self.clock() - rec.submitted_at
-        watch = self.schedule.watch(job.model, job.duration, elapsed)
-        try:
-            await self.schedule.until_read(watch, self.sleep)
-            while True:
-                pred = await retrying(lambda: self.provider.result(rec.pid), self.retry, self._read_decide,
-                                      sleep=self.sleep, rng=self.rng, what=f"result {rec.pid}",
-                                      attempts=self.retry.attempts * 3)
-                if pred.status is not PredictionStatus.CREATED and pred.status is not PredictionStatus.PROCESSING:
-                    return self._ended(job, pred)
-                watch.missed()
-                self.emit(ev.Generating(job=job, pid=rec.pid))
-                await self.schedule.until_read(watch, self.sleep)
-        finally:
-            # Also when reading gave up or the run halted: a watch left open would count as a running
-            # job in the schedule's estimate and horizon for the rest of the run.
-            watch.close()
-
-    def _read_decide(self, exc: BaseException) -> Any:
-        if isinstance(exc, FatalError):
-            self.stop(str(exc))
-        return retry_transient(exc)
-
-    def _ended(self, job: JobSpec, pred: Prediction) -> bool:
-        rec = self.rec(job)
-        if pred.status is PredictionStatus.COMPLETED:
-            if not pred.outputs:
-                raise PermanentError(f"result {rec.pid}: completed without an output URL", job=job.id)
-            self._completed(job, pred)
-            return True
-        cost = rec.cost if self.provider.policy.failed_tasks_billed else 0.0
-        message = pred.error or "the provider reported the task failed without a reason"
-        self.state_log.append(Failed(job.key, "task", message, rec.attempts, cost))
-        self.emit(ev.Failed(job=job, error=message, cls="task"))
-        log.warning("job %s failed (task): %s", job.id, message)
-        return False
-
-    def _completed(self, job: JobSpec, pred: Prediction) -> None:
-        rec = self.rec(job)
-        first = rec.status is not JobStatus.COMPLETED
-        self.state_log.append(Completed(job.key, pred.id, tuple(pred.outputs), pred.model, pred.inference_ms))
-        if first:
-            took = pred.inference_ms / 1000 if pred.inference_ms else self.clock() - (rec.submitted_at or self.clock())
-            self.schedule.observe(job.model, job.duration, took)
-            if pred.model and pred.model != (rec.submit_model or job.model):
-                log.warning("job %s asked for %s but the provider answered with %s", job.id, job.model, pred.model)
-            self.emit(ev.Completed(job=job, model_used=pred.model, inference_ms=pred.inference_ms,
-                                   fell_back=rec.fell_back))

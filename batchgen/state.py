@@ -5,20 +5,9 @@ so a SIGKILL at any instant leaves at most one torn last line, which loading dro
 log is folded (pure function) into a JobRecord per job key. Compaction rewrites it as one
 snapshot line per job into a new file, fsyncs, and os.replace()s it over the old one.
 
-Event kinds (field ``ev``), all carrying ``key`` (the job key) unless noted:
-    job         the job as planned: id, output, model, params, prompt, image, where, cost
-    upload      (no key) sha256 -> url of an uploaded image, reused by later runs
-    submitting  intent: attempt, body_hash, model, cost; fsynced BEFORE the POST
-    submitted   pid (prediction id), model
-    unsent      the POST certainly did not create a task (error answer); back to new
-    unknown     the POST may have created a task but its answer was lost
-    completed   pid, outputs, model_used, inference_ms
-    failed      class, message, attempt
-    downloaded  path, bytes, sha256, model_used
-    missing     a downloaded file was found gone; it will be downloaded again
-    superseded  by: the job that replaced this one after its manifest row was edited
-    snap        a whole record (written by compaction)
-    run         (no key) run bookkeeping: started/ended, counts, spend
+Each line is one record of state_events.py (job, upload, submitting, submitted, unsent, unknown,
+completed, failed, downloaded, missing, superseded, snap, run); lifecycle.py's table says which may
+follow which, and its fold applies them.
 """
 
 from __future__ import annotations
@@ -30,80 +19,16 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StateError, StateLockedError
-from .lifecycle import JobStatus, committed_spend, fold, spend_of
+from .lifecycle import JobRecord, JobStatus, committed_spend, fold, spend_of
 from .state_events import Event, Run, Snap, Unknown, Upload, event_from_json
 
 log = logging.getLogger("batchgen")
 __all__ = ["JobRecord", "State", "StateLog", "apply", "committed_spend", "load", "spend_of"]
-
-
-@dataclass
-class JobRecord:
-    """Everything the state knows about one job, folded from its events."""
-
-    key: str
-    id: str = ""
-    output: str = ""
-    model: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    prompt: str = ""
-    image: str = ""
-    where: str = ""
-    status: JobStatus = JobStatus.NEW
-    cost: float = 0.0
-    attempts: int = 0
-    body_hash: str = ""
-    submit_model: str = ""
-    pid: str = ""
-    past_pids: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    model_used: str = ""
-    inference_ms: int | None = None
-    submitted_at: float | None = None
-    completed_at: float | None = None
-    path: str = ""
-    bytes: int = 0
-    sha256: str = ""
-    error_class: str = ""
-    error: str = ""
-    #: The key of the job that replaced this one when its manifest row was edited (its video is kept).
-    superseded_by: str = ""
-
-    @property
-    def fell_back(self) -> bool:
-        """The provider answered with another model than the one submitted to (silently)."""
-        asked = self.submit_model or self.model
-        return bool(self.model_used) and self.model_used != asked
-
-    @property
-    def switched(self) -> bool:
-        """batchgen sent the job to its manifest's fallback_model because the primary was unavailable."""
-        return bool(self.submit_model) and self.submit_model != self.model
-
-    def to_json(self) -> dict[str, Any]:
-        # By hand, not dataclasses.asdict: that deep-copies every value, and compacting a
-        # 10,000-job state spent more time there than writing the file.
-        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        data["params"] = dict(self.params)
-        data["past_pids"] = list(self.past_pids)
-        data["outputs"] = list(self.outputs)
-        data["status"] = self.status.value
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "JobRecord":
-        rec = cls(**{k: v for k, v in data.items() if k in _KNOWN})
-        rec.status = JobStatus(rec.status)
-        return rec
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(JobRecord))
-_KNOWN = frozenset(_RECORD_FIELDS)
 
 
 @dataclass
