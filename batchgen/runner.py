@@ -153,7 +153,7 @@ class Runner:
 
     # -- the run ----------------------------------------------------------------------
     async def run(self, plan: Plan | None = None) -> RunResult:
-        started = time.monotonic()
+        started = self.clock()
         plan = plan or self.plan()
         self._learn_from_earlier_runs()
         self.emit(ev.Planned(plan=plan))
@@ -172,7 +172,7 @@ class Runner:
         records = [self.rec(j) for j in self.jobs]
         return RunResult(plan=plan, counts=counts, committed=round(self.state.committed, 2), halted=self.halted,
                          fallbacks=[r.id for r in records if r.fell_back or r.switched],
-                         wall=time.monotonic() - started)
+                         wall=self.clock() - started)
 
     async def _drive(self, plan: Plan) -> None:
         tasks = []

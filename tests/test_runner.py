@@ -10,10 +10,13 @@ from runner_helpers import assert_batch_intact, files_written, make_images, run_
 
 from batchgen import events as ev
 from batchgen import planner
+from batchgen.errors import AmbiguousSubmitError
+from batchgen.lifecycle import JobStatus
 from batchgen.manifest import load_manifest
 from batchgen.planner import PlanOptions
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.runner import RunOptions, Runner
+from batchgen.retry import zero_sleeps
 from batchgen.schedule import PollPolicy
 from batchgen.simulator import Faults
 from batchgen.state import StateLog, load
@@ -30,11 +33,11 @@ def batch(tmp_path):
     return manifest, tmp_path / "out"
 
 
-def run_in_process(sim, manifest, out, *, observer=None, made=None):
+def run_in_process(sim, manifest, out, *, observer=None, made=None, provider_class=WaveSpeedProvider):
     """Run ``manifest``'s jobs with a Runner in this process (not the CLI): (result, runner).
     ``made`` sees the runner before it starts, for observers that look inside it."""
     async def go():
-        provider = WaveSpeedProvider("k", sim.base_url)
+        provider = provider_class("k", sim.base_url)
         verifier = Verifier()
         try:
             with StateLog(out / "state.jsonl") as log:
@@ -354,3 +357,35 @@ def test_retry_failed_fetches_a_paid_video_again_whatever_broke_after_it_was_mad
     plan, _ = planner.plan(manifest.jobs, state, {}, PlanOptions(lambda job: 1.2, retry_failed=True))
     assert [j.id for j in plan.download] == [manifest.jobs[0].id, manifest.jobs[1].id]
     assert [j.id for j in plan.submit] == [manifest.jobs[2].id]
+
+
+def test_submits_that_were_all_refused_leave_the_job_to_do_for_the_next_plain_run(make_sim, batch):
+    """Issue 14 item 2: eight 'temporarily unavailable' answers created no task and billed nothing: the job
+    is not failed (which --retry-failed would pay again), it stays to do and the next plain run submits it."""
+    manifest_path, out = batch
+    manifest = load_manifest(manifest_path)
+    down = make_sim(faults=Faults(unavailable_models={"openai/sora-2/image-to-video-pro"}))
+    with zero_sleeps():
+        result, _ = run_in_process(down, manifest, out)
+    assert result.exit_code == 1 and result.unfinished == 3 and result.counts[JobStatus.FAILED] == 0
+    assert down.ledger()["submissions"] == [] and round(load(out / "state.jsonl").committed, 2) == 0
+    healthy = make_sim()
+    result, _ = run_in_process(healthy, manifest, out)
+    assert result.exit_code == 0
+    assert_batch_intact(healthy, out, 3)
+
+
+class _AnswerUnreadable(WaveSpeedProvider):
+    """The task is created, but its answer cannot be read whole; it still names the prediction id."""
+
+    async def submit(self, model, body):
+        pred = await super().submit(model, body)
+        raise AmbiguousSubmitError("submit: the answer was cut short", prediction_id=pred.id)
+
+
+def test_an_ambiguous_submit_that_names_its_task_is_followed_not_left_unknown(sim, batch):
+    manifest_path, out = batch
+    result, _ = run_in_process(sim, load_manifest(manifest_path), out, provider_class=_AnswerUnreadable)
+    assert result.exit_code == 0 and result.counts[JobStatus.UNKNOWN] == 0
+    ledger = assert_batch_intact(sim, out, 3)
+    assert len(ledger["submissions"]) == 3
