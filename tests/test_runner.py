@@ -389,3 +389,36 @@ def test_an_ambiguous_submit_that_names_its_task_is_followed_not_left_unknown(si
     assert result.exit_code == 0 and result.counts[JobStatus.UNKNOWN] == 0
     ledger = assert_batch_intact(sim, out, 3)
     assert len(ledger["submissions"]) == 3
+
+
+def test_an_intent_stamped_a_day_ahead_does_not_make_reconciliation_sleep_a_day(sim, batch):
+    """Issue 15 item 11: the grace wait before listing is capped whatever the intent's time says."""
+    from batchgen.planner import Plan
+    from batchgen.reconcile import MAX_GRACE_WAIT, reconcile
+    from batchgen.state_events import Job, Submitting, Unknown
+
+    manifest_path, out = batch
+    job = load_manifest(manifest_path).jobs[0]
+    out.mkdir()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def go():
+        provider = WaveSpeedProvider("k", sim.base_url)
+        try:
+            with StateLog(out / "state.jsonl", clock=lambda: 1000.0 + 86400) as log:
+                log.open()
+                for event in (Job(job.key, id=job.id), Submitting(job.key, 1, "h", job.model, 1.2),
+                              Unknown(job.key, "lost")):
+                    log.append(event)
+                plan = Plan(unknown=[job])
+                options = RunOptions(out_dir=out)
+                await reconcile(plan, provider, log, options, sleep=sleep, clock=lambda: 1000.0)
+                return plan
+        finally:
+            await provider.close()
+
+    plan = asyncio.run(go())
+    assert waits == [MAX_GRACE_WAIT] and plan.submit == [job], "never created: listed nowhere, submitted again"
