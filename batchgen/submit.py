@@ -63,6 +63,8 @@ class Submitter:
         def decide(exc: BaseException) -> Any:
             return self._decide(job, exc, refusals)
 
+        # Rate limits pace every submit and do not count against the job; decide() counts the refusals
+        # that do (the policy's attempts), so the helper's own limit is out of the way.
         try:
             pred = await retrying(lambda: self._attempt(job), self.r.retry, decide, sleep=self.r.sleep,
                                   rng=self.r.rng, what=f"submit {job.id}", attempts=10 ** 6)
