@@ -1,7 +1,8 @@
 """batchgen: run large batches of paid image-to-video generations, resumably."""
 
 from .errors import BatchgenError
-from .jobs import JobSpec, JobStatus
+from .jobs import JobSpec
+from .lifecycle import JobStatus
 from .models import BUILTIN_MODELS, DEFAULT_MODEL, ModelSpec, ModelTable
 
 __all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "BatchgenError", "JobSpec", "JobStatus", "ModelSpec", "ModelTable"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -125,30 +123,3 @@ def simulate_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port") from None
     return EXIT_OK
-
-
-def api_key_from_env(variable: str) -> str:
-    """The provider's key from its own environment variable (never from a file or a flag)."""
-    key = os.environ.get(variable, "").strip()
-    if not key:
-        raise UsageError(f"no API key: set the {variable} environment variable "
-                         "(or rehearse for free with --provider local)")
-    return key
-
-
-def install_interrupts(loop: asyncio.AbstractEventLoop, on_first, main_task: asyncio.Task) -> None:
-    """Ctrl-C once (or SIGTERM): stop submitting, let in-flight jobs finish. Twice: quit now."""
-    pressed = {"n": 0}
-
-    def handler() -> None:
-        pressed["n"] += 1
-        if pressed["n"] == 1:
-            on_first()
-        else:
-            main_task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, handler)
-        except (NotImplementedError, RuntimeError):
-            pass

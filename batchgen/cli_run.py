@@ -9,16 +9,18 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from .cli import EXIT_USAGE, api_key_from_env, install_interrupts
 from .errors import UsageError
-from .jobs import JobStatus
+from .lifecycle import JobStatus
 from .manifest import load_manifest
+from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
 from .providers import provider_info
-from .runner import Plan, RunOptions, Runner, RunResult
+from .run_env import api_key_from_env, install_interrupts
+from .runner import RunOptions, Runner, RunResult
 from .schedule import PollPolicy
 from .state import StateLog
 from .user_config import user_model_table
+from .verifier import Verifier
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -35,7 +37,7 @@ def run_command(args: argparse.Namespace) -> int:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from None
+        raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from exc
     setup_logging(out_dir / "batchgen.log", -1 if args.quiet else args.verbose)
     options = RunOptions(out_dir=out_dir, concurrency=concurrency, download_concurrency=args.download_concurrency,
                          retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
@@ -55,13 +57,17 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         state_log = StateLog(state_path)
         state_log.open()
         stack.callback(state_log.close)
-        progress = Progress(len(manifest.jobs), state_log, quiet=args.quiet)
-        runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, observer=progress)
-        plan = runner.plan()
-        to_pay = runner.cost_to_pay(plan)
+        progress = Progress(len(manifest.jobs), quiet=args.quiet)
+        verifier = Verifier()
+        stack.callback(verifier.shutdown)
+        runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, verifier=verifier,
+                        observer=progress)
+        plan, events = runner.prepare()
+        to_pay = cost_to_pay(plan, runner.price)
         print(describe_plan(plan, to_pay, manifest, options), file=sys.stderr)
         if not _confirmed(args, to_pay):
-            return EXIT_USAGE
+            return UsageError.exit_code
+        runner.commit(events)  # nothing is written before the user said yes
         main_task = asyncio.current_task()
         install_interrupts(asyncio.get_running_loop(), lambda: runner.stop(
             "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
@@ -132,7 +138,7 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
 def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> str:
     c = result.counts
     lines = [f"finished in {result.wall:.1f}s: {c[JobStatus.DOWNLOADED]} downloaded, {c[JobStatus.FAILED]} failed, "
-             f"{c[JobStatus.UNKNOWN]} unknown, {c['pending']} not finished; "
+             f"{c[JobStatus.UNKNOWN]} unknown, {result.unfinished} not finished; "
              f"${result.committed:.2f} committed in total; videos in {options.out_dir}"]
     jobs = {j.key: j for j in runner.jobs}
     for key, job in jobs.items():
@@ -147,6 +153,6 @@ def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> s
                      + ", ".join(result.fallbacks[:10]))
     if result.halted:
         lines.append(f"  halted: {result.halted}")
-    if c["pending"] and not result.halted:
+    if result.unfinished and not result.halted:
         lines.append("  run the same command again to finish the rest")
     return "\n".join(lines)

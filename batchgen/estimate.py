@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import StateError
-from .jobs import JobSpec, JobStatus
+from .jobs import JobSpec
+from .lifecycle import JobStatus, in_flight, is_generated
 from .manifest import Manifest, load_manifest
 from .state import JobRecord, State, committed_spend, load
 from .user_config import user_model_table
@@ -53,8 +54,6 @@ _LABELS = {
     "failed": "failed",
     "to_pay": "still to pay",
 }
-_PAID = (JobStatus.DOWNLOADED, JobStatus.COMPLETED)
-_IN_FLIGHT = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.UNKNOWN)
 
 
 @dataclass
@@ -112,9 +111,9 @@ def classify(rec: JobRecord | None) -> str:
     """Which bucket a job is in, from its state record (None: never seen)."""
     if rec is None:
         return "to_pay"
-    if rec.status in _PAID:
+    if is_generated(rec.status):
         return "paid"
-    if rec.status in _IN_FLIGHT:
+    if in_flight(rec.status):
         return "in_flight"
     if rec.status is JobStatus.FAILED:
         # A task that ends failed is not billed (its event records cost 0), and a submit that

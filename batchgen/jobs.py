@@ -11,24 +11,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from enum import Enum
 from typing import Any, Mapping
 
-
-class JobStatus(str, Enum):
-    """Where a job stands, as folded from the state log."""
-
-    NEW = "new"                  # never submitted
-    SUBMITTING = "submitting"    # intent recorded; the POST may or may not have been sent
-    UNKNOWN = "unknown"          # the POST may have reached the server, its answer was lost
-    SUBMITTED = "submitted"      # has a prediction id; generating
-    COMPLETED = "completed"      # the provider finished; not yet on disk
-    DOWNLOADED = "downloaded"    # verified file on disk: done
-    FAILED = "failed"            # permanent failure (task failed, rejected, retries exhausted)
-
-    @property
-    def in_flight(self) -> bool:
-        return self in (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.COMPLETED)
+from .lifecycle import JobStatus  # noqa: F401  (its old home; lifecycle.py owns it)
 
 
 @dataclass(frozen=True)

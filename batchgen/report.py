@@ -33,7 +33,7 @@ from urllib.parse import quote
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BatchgenError, StateError
-from .jobs import JobStatus
+from .lifecycle import JobStatus
 from .probe import poster_frame
 from .state import JobRecord, State, committed_spend, load
 

@@ -5,20 +5,9 @@ so a SIGKILL at any instant leaves at most one torn last line, which loading dro
 log is folded (pure function) into a JobRecord per job key. Compaction rewrites it as one
 snapshot line per job into a new file, fsyncs, and os.replace()s it over the old one.
 
-Event kinds (field ``ev``), all carrying ``key`` (the job key) unless noted:
-    job         the job as planned: id, output, model, params, prompt, image, where, cost
-    upload      (no key) sha256 -> url of an uploaded image, reused by later runs
-    submitting  intent: attempt, body_hash, model, cost; fsynced BEFORE the POST
-    submitted   pid (prediction id), model
-    unsent      the POST certainly did not create a task (error answer); back to new
-    unknown     the POST may have created a task but its answer was lost
-    completed   pid, outputs, model_used, inference_ms
-    failed      class, message, attempt
-    downloaded  path, bytes, sha256, model_used
-    missing     a downloaded file was found gone; it will be downloaded again
-    superseded  by: the job that replaced this one after its manifest row was edited
-    snap        a whole record (written by compaction)
-    run         (no key) run bookkeeping: started/ended, counts, spend
+Each line is one record of state_events.py (job, upload, submitting, submitted, unsent, unknown,
+completed, failed, downloaded, missing, superseded, snap, run); lifecycle.py's table says which may
+follow which, and its fold applies them.
 """
 
 from __future__ import annotations
@@ -29,76 +18,17 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StateError, StateLockedError
-from .jobs import JobStatus
+from .lifecycle import JobRecord, JobStatus, committed_spend, fold, spend_of
+from .state_events import Event, Run, Snap, Unknown, Upload, event_from_json
 
-
-@dataclass
-class JobRecord:
-    """Everything the state knows about one job, folded from its events."""
-
-    key: str
-    id: str = ""
-    output: str = ""
-    model: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    prompt: str = ""
-    image: str = ""
-    where: str = ""
-    status: JobStatus = JobStatus.NEW
-    cost: float = 0.0
-    attempts: int = 0
-    body_hash: str = ""
-    submit_model: str = ""
-    pid: str = ""
-    past_pids: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    model_used: str = ""
-    inference_ms: int | None = None
-    submitted_at: float | None = None
-    completed_at: float | None = None
-    path: str = ""
-    bytes: int = 0
-    sha256: str = ""
-    error_class: str = ""
-    error: str = ""
-    #: The key of the job that replaced this one when its manifest row was edited (its video is kept).
-    superseded_by: str = ""
-
-    @property
-    def fell_back(self) -> bool:
-        """The provider answered with another model than the one submitted to (silently)."""
-        asked = self.submit_model or self.model
-        return bool(self.model_used) and self.model_used != asked
-
-    @property
-    def switched(self) -> bool:
-        """batchgen sent the job to its manifest's fallback_model because the primary was unavailable."""
-        return bool(self.submit_model) and self.submit_model != self.model
-
-    def to_json(self) -> dict[str, Any]:
-        # By hand, not dataclasses.asdict: that deep-copies every value, and compacting a
-        # 10,000-job state spent more time there than writing the file.
-        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        data["params"] = dict(self.params)
-        data["past_pids"] = list(self.past_pids)
-        data["outputs"] = list(self.outputs)
-        data["status"] = self.status.value
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "JobRecord":
-        known = {f.name for f in fields(cls)}
-        rec = cls(**{k: v for k, v in data.items() if k in known})
-        rec.status = JobStatus(rec.status)
-        return rec
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(JobRecord))
+log = logging.getLogger("batchgen")
+__all__ = ["JobRecord", "State", "StateLog", "apply", "committed_spend", "load", "spend_of"]
 
 
 @dataclass
@@ -124,106 +54,29 @@ class State:
 
 
 
-_JOB_FIELDS = ("id", "output", "model", "params", "prompt", "image", "where", "cost")
-
-
-_SPENDING = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.DOWNLOADED, JobStatus.UNKNOWN)
-
-
-def spend_of(rec: JobRecord | None) -> float:
-    """What a job has committed: its price once it may have reached the provider (a failed task
-    with a prediction id counts until its failure says it was not billed)."""
-    if rec is None:
-        return 0.0
-    return rec.cost if rec.status in _SPENDING or (rec.status is JobStatus.FAILED and rec.pid) else 0.0
-
-
-def committed_spend(records: Any) -> float:
-    """Dollars paid or in flight over some records."""
-    return round(sum(spend_of(r) for r in records), 2)
-
-
-def apply(state: State, ev: dict[str, Any]) -> None:
-    """Fold one event into the state. Pure apart from mutating ``state``."""
-    key = ev.get("key")
-    before = spend_of(state.jobs.get(key)) if key else 0.0
-    _apply(state, ev)
-    if key:
-        state.committed += spend_of(state.jobs.get(key)) - before
-
-
-def _apply(state: State, ev: dict[str, Any]) -> None:
-    kind = ev.get("ev")
-    if kind == "upload":
-        state.uploads[ev["sha256"]] = ev["url"]
-        state.uploaded_at[ev["sha256"]] = ev.get("t", 0.0)
-        return
-    if kind == "run":
-        state.runs.append(ev)
-        return
-    key = ev.get("key")
-    if not key:
-        return
-    if kind == "snap":
-        state.jobs[key] = JobRecord.from_json(ev["record"])
-        return
-    rec = state.record(key)
-    if kind == "job":
-        for name in _JOB_FIELDS:
-            if name in ev:
-                setattr(rec, name, ev[name])
-        rec.superseded_by = ""
-    elif kind == "superseded":
-        rec.superseded_by = ev.get("by", "")
-    elif kind == "submitting":
-        rec.status = JobStatus.SUBMITTING
-        rec.attempts = ev.get("attempt", rec.attempts + 1)
-        rec.body_hash = ev.get("body_hash", "")
-        rec.submit_model = ev.get("model", rec.model)
-        rec.cost = ev.get("cost", rec.cost)
-        rec.submitted_at = ev.get("t")
-        if rec.pid:
-            rec.past_pids.append(rec.pid)
-        rec.pid, rec.outputs, rec.model_used, rec.error, rec.error_class = "", [], "", "", ""
-    elif kind == "submitted":
-        rec.status = JobStatus.SUBMITTED
-        rec.pid = ev["pid"]
-    elif kind == "unsent":
-        rec.status = JobStatus.NEW
-        rec.error_class, rec.error = ev.get("class", ""), ev.get("message", "")
-    elif kind == "unknown":
-        rec.status = JobStatus.UNKNOWN
-        rec.error_class, rec.error = "unknown", ev.get("message", "")
-    elif kind == "completed":
-        rec.status = JobStatus.COMPLETED
-        rec.pid = ev.get("pid", rec.pid)
-        rec.outputs = list(ev.get("outputs", []))
-        rec.model_used = ev.get("model_used", "")
-        rec.inference_ms = ev.get("inference_ms")
-        rec.completed_at = ev.get("t")
-        if "cost" in ev:
-            rec.cost = ev["cost"]
-    elif kind == "failed":
-        rec.status = JobStatus.FAILED
-        rec.error_class, rec.error = ev.get("class", ""), ev.get("message", "")
-        if "cost" in ev:
-            rec.cost = ev["cost"]
-    elif kind == "downloaded":
-        rec.status = JobStatus.DOWNLOADED
-        rec.path, rec.bytes, rec.sha256 = ev["path"], ev["bytes"], ev["sha256"]
-        rec.model_used = ev.get("model_used", rec.model_used)
-    elif kind == "missing":
-        rec.status = JobStatus.COMPLETED if rec.pid else JobStatus.NEW
-        rec.path = ""
+def apply(state: State, ev: Event | dict[str, Any], *, strict: bool = True) -> None:
+    """Fold one event (or its wire form) into the state (lifecycle.fold for a job's events), keeping
+    ``committed`` current."""
+    ev = _parsed(ev)
+    if isinstance(ev, Upload):
+        state.uploads[ev.sha256] = ev.url
+        state.uploaded_at[ev.sha256] = ev.t or 0.0
+    elif isinstance(ev, Run):
+        state.runs.append(ev.to_json())
+    elif ev.key:
+        before = spend_of(state.jobs.get(ev.key))
+        if isinstance(ev, Snap):
+            state.jobs[ev.key] = JobRecord.from_json(ev.record)
+        else:
+            fold(state.record(ev.key), ev, strict=strict)
+        state.committed += spend_of(state.jobs.get(ev.key)) - before
 
 
 def finish_load(state: State) -> State:
     """A job left in ``submitting`` by a dead process may or may not have been sent: unknown."""
     for rec in state.jobs.values():
         if rec.status is JobStatus.SUBMITTING:
-            rec.status = JobStatus.UNKNOWN
-            rec.error_class = "unknown"
-            rec.error = "the run stopped between recording the submit and hearing its answer"
+            fold(rec, Unknown(rec.key, "the run stopped between recording the submit and hearing its answer"))
     return state
 
 
@@ -264,7 +117,12 @@ def load(path: str | os.PathLike) -> State:
                 f"{path}: line {lineno} is not a JSON event; the file was damaged outside batchgen. "
                 "Move it aside to start afresh (already downloaded videos are kept and rechecked)."
             )
-        apply(state, ev)
+        event = event_from_json(ev)
+        if event is None:
+            log.warning("%s: line %d is not an event this version knows (%s); it is ignored", path, lineno,
+                        str(ev.get("ev"))[:40])
+        else:
+            apply(state, event, strict=False)
         state.lines += 1
     return finish_load(state)
 
@@ -272,9 +130,10 @@ def load(path: str | os.PathLike) -> State:
 class StateLog:
     """The one writer of a state file: appends events, fsyncs intents, compacts, locks."""
 
-    def __init__(self, path: str | os.PathLike, *, clock=time.time):
+    def __init__(self, path: str | os.PathLike, *, clock=time.time, strict: bool = True):
         self.path = Path(path)
         self._clock = clock
+        self.strict = strict
         self._fh = None
         self._lock_fh = None
         # Lines appended, and how many of them a finished fsync covers: a durable append waits
@@ -298,10 +157,7 @@ class StateLog:
         state = load(self.path)
         self._mend_tail(state)
         self.lines = state.lines
-        self._fh = open(self.path, "ab", buffering=0)
         self.state = state
-        if self.should_compact():
-            self.compact()
         return state
 
     def close(self) -> None:
@@ -328,14 +184,14 @@ class StateLog:
         fh = open(lock_path, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
             raise StateLockedError(
                 f"{self.path} is in use by another batchgen run ({holder}); wait for it to finish "
                 "or stop it. Two runs on one state could pay twice for the same job."
-            ) from None
+            ) from exc
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}\n")
@@ -359,19 +215,24 @@ class StateLog:
             os.fsync(fh.fileno())
 
     # -- writing ----------------------------------------------------------------------
-    def append(self, ev: dict[str, Any]) -> None:
-        """Fold one event into the state and write it (not yet durable).
+    def append(self, ev: Event | dict[str, Any]) -> None:
+        """Fold one event into the state and write it (not yet durable); an event the lifecycle does
+        not allow raises before anything is written.
 
         One os.write per line keeps lines whole, so a kill can only tear the last one.
         """
-        ev.setdefault("t", round(self._clock(), 3))
-        apply(self.state, ev)
-        data = (json.dumps(ev, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        event = _parsed(ev)
+        event = stamped(event, round(self._clock(), 3))
+        apply(self.state, event, strict=self.strict)
+        data = _line(event.to_json())
+        if self._fh is None:
+            # Opened on the first append: planning and a "no" at the prompt leave the file untouched.
+            self._fh = open(self.path, "ab", buffering=0)
         os.write(self._fh.fileno(), data)
         self.lines += 1
         self._appended += 1
 
-    async def append_durable(self, ev: dict[str, Any]) -> None:
+    async def append_durable(self, ev: Event | dict[str, Any]) -> None:
         """Write one event and return only once it is on disk.
 
         Concurrent callers share one fsync (group commit), so hundreds of submits in flight
@@ -405,6 +266,19 @@ class StateLog:
         """Make everything written so far durable (used at checkpoints and exit)."""
         self._fsync_now()
 
+    def file_lost(self) -> bool:
+        """Deleted or cut short by someone else during this run: it must be rewritten from memory, or
+        paid jobs would look new to the next run."""
+        try:
+            lines = self.path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            lines = -1
+        if lines >= self.lines:
+            return False
+        log.warning("the state file %s was deleted or cut short during the run; it is written again from memory",
+                    self.path)
+        return True
+
     # -- compaction -------------------------------------------------------------------
     def should_compact(self) -> bool:
         state = self.state
@@ -419,13 +293,13 @@ class StateLog:
         with open(tmp, "wb") as fh:
             for sha, url in state.uploads.items():
                 # The original time is kept: it is when the provider's copy started to age.
-                fh.write(_line({"ev": "upload", "sha256": sha, "url": url, "t": state.uploaded_at.get(sha, now)}))
+                fh.write(_line(Upload(sha, url, state.uploaded_at.get(sha, now)).to_json()))
                 count += 1
             for run in state.runs[-20:]:
                 fh.write(_line(run))
                 count += 1
             for rec in state.jobs.values():
-                fh.write(_line({"ev": "snap", "key": rec.key, "record": rec.to_json(), "t": now}))
+                fh.write(_line(Snap(rec.key, rec.to_json(), now).to_json()))
                 count += 1
             fh.flush()
             os.fsync(fh.fileno())
@@ -436,6 +310,22 @@ class StateLog:
         self._fh = open(self.path, "ab", buffering=0)
         self._synced = self._appended
         self.lines = count
+
+
+def _parsed(ev: Event | dict[str, Any]) -> Event:
+    if isinstance(ev, Event):
+        return ev
+    event = event_from_json(ev)
+    if event is None:
+        raise StateError(f"not a state event: {str(ev)[:80]}")
+    return event
+
+
+def stamped(ev: Event, t: float) -> Event:
+    """The event with its time set, unless it already has one."""
+    if isinstance(ev, Run):
+        return ev if "t" in ev.info else Run({**ev.info, "t": t})
+    return ev if ev.t is not None else replace(ev, t=t)
 
 
 def _line(ev: dict[str, Any]) -> bytes:

@@ -35,7 +35,8 @@ from collections import Counter
 from typing import Any
 
 from .errors import StateError
-from .jobs import JobStatus
+from .lifecycle import JobStatus
+from .lifecycle import in_flight as is_in_flight
 from .state import State, committed_spend, load
 
 
@@ -44,7 +45,7 @@ def summarize(state: State, path: str) -> dict[str, Any]:
     # A job replaced by an edit of its row is history: its spend counts, its status does not.
     records = [r for r in everything if not r.superseded_by]
     counts = Counter(r.status.value for r in records)
-    in_flight = round(sum(r.cost for r in records if r.status.in_flight or r.status is JobStatus.UNKNOWN), 2)
+    in_flight = round(sum(r.cost for r in records if is_in_flight(r.status)), 2)
     downloaded = round(sum(r.cost for r in everything if r.status is JobStatus.DOWNLOADED), 2)
     return {
         "schema": 1,

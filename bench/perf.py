@@ -116,6 +116,7 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
     from batchgen.runner import RunOptions, Runner
     from batchgen.schedule import PollPolicy
     from batchgen.state import StateLog
+    from batchgen.verifier import Verifier
 
     # Wired as cli_run.py does for a remote API: nothing known about generation times up front.
     provider = WaveSpeedProvider(KEY, url, max_connections=max(16, 2 * sc.c))
@@ -123,13 +124,15 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
     state_log.open()
     options = RunOptions(out_dir=out, concurrency=sc.c, download_concurrency=DOWNLOADS, seed=1,
                          poll=PollPolicy(min_interval=1.0))
+    verifier = Verifier()
     try:
-        runner = Runner(jobs, provider, state_log, ModelTable(), options)
+        runner = Runner(jobs, provider, state_log, ModelTable(), options, verifier=verifier)
         plan = runner.plan()
         started = time.monotonic()
         result = await runner.run(plan)
         makespan = time.monotonic() - started
     finally:
+        verifier.shutdown()
         await provider.close()
         state_log.close()
     return {"makespan": makespan, "done": result.counts[JobStatus.DOWNLOADED], "fsyncs": state_log.fsyncs}

@@ -8,10 +8,10 @@ import re
 
 from runner_helpers import make_images, run_cli, write_manifest
 
+from batchgen import events as ev
 from batchgen.jobs import JobSpec
+from batchgen.planner import Plan
 from batchgen.progress import Progress, setup_logging
-from batchgen.runner import Plan
-from batchgen.state import StateLog
 
 MODEL = "openai/sora-2/image-to-video-pro"
 
@@ -30,86 +30,68 @@ class Clock:
         return self.now
 
 
-def _state_log(tmp_path, jobs: list[JobSpec]) -> StateLog:
-    state_log = StateLog(tmp_path / "state.jsonl")
-    state_log.open()
-    for job in jobs:
-        state_log.append({"ev": "job", "key": job.key, "id": job.id, "model": MODEL, "cost": 1.2})
-    return state_log
-
-
-def _pay(state_log: StateLog, job: JobSpec, kind: str = "submitting") -> None:
-    state_log.append({"ev": kind, "key": job.key, "attempt": 1, "model": MODEL, "cost": 1.2})
-
-
-def test_plain_lines_come_every_15_seconds_or_each_tenth_and_say_counts_rate_and_eta(tmp_path):
+def test_plain_lines_come_every_15_seconds_or_each_tenth_and_say_counts_rate_and_eta():
     jobs = _jobs(20)
-    state_log = _state_log(tmp_path, jobs)
     out, clock = io.StringIO(), Clock()
-    progress = Progress(20, state_log, stream=out, bar=False, clock=clock)
-    progress("plan", {"job": None, "plan": Plan(submit=jobs[2:], done=jobs[:2])})
+    progress = Progress(20, stream=out, bar=False, clock=clock)
+    progress(ev.Planned(plan=Plan(submit=jobs[2:], done=jobs[:2])))
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].endswith("] 2/20 done, queued 18, $0.00 committed")
 
+    committed = 0.0
     for job in jobs[2:6]:
-        _pay(state_log, job)
-        progress("submitting", {"job": job})
-        progress("submitted", {"job": job, "pid": "p"})
+        committed += 1.2
+        progress(ev.Submitting(job=job, attempt=1, model=MODEL, cost=1.2, committed=committed))
+        progress(ev.Submitted(job=job, pid="p", model=MODEL, cost=1.2, committed=committed))
     clock.now += 5
-    progress("downloaded", {"job": jobs[2]})
+    progress(ev.Downloaded(job=jobs[2], path="a", bytes=1, sha256="s", committed=committed))
     assert progress.lines == 1, "3/20 is not a new tenth and 5 s is not 15 s: no line"
 
     clock.now += 11
-    progress("generating", {"job": jobs[3]})
+    progress(ev.Generating(job=jobs[3], pid="p", committed=committed))
     assert progress.lines == 2, "15 s after the last line, any event prints one"
     last = out.getvalue().splitlines()[-1]
     assert "3/20 done, queued 14, generating 3, $4.80 committed" in last
     assert re.search(r"3\.8/min, ETA 4m\d\ds$", last), last  # 1 video in 16 s, 17 left
 
     clock.now += 1
-    progress("downloaded", {"job": jobs[4]})
+    progress(ev.Downloaded(job=jobs[4], path="a", bytes=1, sha256="s", committed=committed))
     assert progress.lines == 3 and "4/20 done" in out.getvalue().splitlines()[-1], "20 % reached: a line"
-    progress("failed", {"job": jobs[5], "error": "x"})
+    progress(ev.Failed(job=jobs[5], error="x", cls="task", committed=committed))
     assert progress.lines == 3
     progress.close()
     assert progress.lines == 4 and "failed 1" in out.getvalue().splitlines()[-1]
     progress.close()
     assert progress.lines == 4, "the same summary twice in a row is printed once"
-    state_log.close()
 
 
-def test_bar_shows_done_of_total_rate_and_the_counts_with_dollars(tmp_path):
+def test_bar_shows_done_of_total_rate_and_the_counts_with_dollars():
     jobs = _jobs(6)
-    state_log = _state_log(tmp_path, jobs)
     out = io.StringIO()
-    progress = Progress(6, state_log, stream=out, bar=True)
-    progress("plan", {"job": None, "plan": Plan(submit=jobs[1:], done=jobs[:1])})
-    for job in jobs[1:4]:
-        _pay(state_log, job)
-        progress("submitting", {"job": job})
-    progress("generating", {"job": jobs[1]})
-    progress("downloaded", {"job": jobs[2]})
-    progress("unknown", {"job": jobs[3], "error": "lost"})
+    progress = Progress(6, stream=out, bar=True)
+    progress(ev.Planned(plan=Plan(submit=jobs[1:], done=jobs[:1])))
+    for n, job in enumerate(jobs[1:4], 1):
+        progress(ev.Submitting(job=job, attempt=1, model=MODEL, cost=1.2, committed=round(1.2 * n, 2)))
+    progress(ev.Generating(job=jobs[1], pid="p", committed=3.6))
+    progress(ev.Downloaded(job=jobs[2], path="a", bytes=1, sha256="s", committed=3.6))
+    progress(ev.Unknown(job=jobs[3], error="lost", committed=3.6))
     frames = out.getvalue().split("\r")
     assert any("2/6" in f and "queued 2, generating 1, unknown 1, $3.60" in f for f in frames), frames[-3:]
     assert re.search(r"batch:\s+33%", out.getvalue())
     progress.close()
     final = out.getvalue().split("\r")[-1]
     assert "2/6 [" in final and "video" in final  # tqdm's elapsed<ETA, rate in videos
-    state_log.close()
 
 
-def test_quiet_prints_nothing(tmp_path):
+def test_quiet_prints_nothing():
     jobs = _jobs(2)
-    state_log = _state_log(tmp_path, jobs)
     for bar in (True, False):
         out = io.StringIO()
-        progress = Progress(2, state_log, stream=out, quiet=True, bar=bar)
-        progress("plan", {"job": None, "plan": Plan(submit=jobs)})
-        progress("downloaded", {"job": jobs[0]})
+        progress = Progress(2, stream=out, quiet=True, bar=bar)
+        progress(ev.Planned(plan=Plan(submit=jobs)))
+        progress(ev.Downloaded(job=jobs[0], path="a", bytes=1, sha256="s"))
         progress.close()
         assert out.getvalue() == ""
-    state_log.close()
 
 
 def test_verbosity_levels_and_the_key_is_masked_everywhere(tmp_path):

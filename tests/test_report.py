@@ -148,6 +148,9 @@ def test_an_edited_job_keeps_one_card_linking_its_earlier_video(tmp_path):
             log.append({"ev": "job", "key": key, "id": "a", "output": "a.mp4", "model": "m", "params": {},
                         "prompt": key, "image": "https://example.com/a.png", "where": "m.yaml:3", "cost": 1.0})
             if path:
+                for event in ({"ev": "submitting", "key": key, "attempt": 1}, {"ev": "submitted", "key": key, "pid": "p"},
+                              {"ev": "completed", "key": key, "pid": "p", "outputs": ["https://example.com/v.mp4"]}):
+                    log.append(event)
                 log.append({"ev": "downloaded", "key": key, "path": path, "bytes": 18, "sha256": "0" * 64})
     result = write_report(out / "state.jsonl")
     html = result.path.read_text()

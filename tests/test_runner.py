@@ -8,12 +8,19 @@ import json
 import pytest
 from runner_helpers import assert_batch_intact, files_written, make_images, run_cli, write_manifest
 
+from batchgen import events as ev
+from batchgen import planner
+from batchgen.errors import AmbiguousSubmitError
+from batchgen.lifecycle import JobStatus
 from batchgen.manifest import load_manifest
+from batchgen.planner import PlanOptions
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.runner import RunOptions, Runner
+from batchgen.retry import zero_sleeps
 from batchgen.schedule import PollPolicy
 from batchgen.simulator import Faults
 from batchgen.state import StateLog, load
+from batchgen.verifier import Verifier
 
 PROMPT = "The {stem} turns slowly on a studio table"
 
@@ -26,20 +33,23 @@ def batch(tmp_path):
     return manifest, tmp_path / "out"
 
 
-def run_in_process(sim, manifest, out, *, observer=None, made=None):
+def run_in_process(sim, manifest, out, *, observer=None, made=None, provider_class=WaveSpeedProvider):
     """Run ``manifest``'s jobs with a Runner in this process (not the CLI): (result, runner).
     ``made`` sees the runner before it starts, for observers that look inside it."""
     async def go():
-        provider = WaveSpeedProvider("k", sim.base_url)
+        provider = provider_class("k", sim.base_url)
+        verifier = Verifier()
         try:
             with StateLog(out / "state.jsonl") as log:
                 log.open()
                 runner = Runner(manifest.jobs, provider, log, manifest.models,
-                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), observer=observer)
+                                RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05)), verifier=verifier,
+                                observer=observer)
                 if made is not None:
                     made(runner)
                 return await runner.run(), runner
         finally:
+            verifier.shutdown()
             await provider.close()
 
     out.mkdir(parents=True, exist_ok=True)
@@ -252,8 +262,8 @@ def test_a_broken_display_never_fails_a_job(sim, batch):
     manifest_path, out = batch
     manifest = load_manifest(manifest_path)
 
-    def broken(kind, info):
-        if kind == "downloading":
+    def broken(event):
+        if isinstance(event, ev.Downloading):
             raise BrokenPipeError(32, "Broken pipe")
 
     result, _ = run_in_process(sim, manifest, out, observer=broken)
@@ -315,8 +325,8 @@ def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(si
     job = manifest.jobs[0]
     seen_at_start = []
 
-    def observer(kind, info):
-        if kind == "plan":
+    def observer(event):
+        if isinstance(event, ev.Planned):
             seen_at_start.append(runners[0].schedule.window(job.model, job.duration))
 
     runners: list[Runner] = []
@@ -343,7 +353,72 @@ def test_retry_failed_fetches_a_paid_video_again_whatever_broke_after_it_was_mad
             if cls != "task":
                 log.append({"ev": "completed", "key": job.key, "pid": f"p-{cls}", "outputs": ["http://x/v.mp4"]})
             log.append({"ev": "failed", "key": job.key, "class": cls, "message": "broke", "attempt": 1})
-        runner = Runner(manifest.jobs, None, log, manifest.models, RunOptions(out_dir=out, retry_failed=True))
-        plan = runner.plan()
+        state = log.state
+    plan, _ = planner.plan(manifest.jobs, state, {}, PlanOptions(lambda job: 1.2, retry_failed=True))
     assert [j.id for j in plan.download] == [manifest.jobs[0].id, manifest.jobs[1].id]
     assert [j.id for j in plan.submit] == [manifest.jobs[2].id]
+
+
+def test_submits_that_were_all_refused_leave_the_job_to_do_for_the_next_plain_run(make_sim, batch):
+    """Issue 14 item 2: eight 'temporarily unavailable' answers created no task and billed nothing: the job
+    is not failed (which --retry-failed would pay again), it stays to do and the next plain run submits it."""
+    manifest_path, out = batch
+    manifest = load_manifest(manifest_path)
+    down = make_sim(faults=Faults(unavailable_models={"openai/sora-2/image-to-video-pro"}))
+    with zero_sleeps():
+        result, _ = run_in_process(down, manifest, out)
+    assert result.exit_code == 1 and result.unfinished == 3 and result.counts[JobStatus.FAILED] == 0
+    assert down.ledger()["submissions"] == [] and round(load(out / "state.jsonl").committed, 2) == 0
+    healthy = make_sim()
+    result, _ = run_in_process(healthy, manifest, out)
+    assert result.exit_code == 0
+    assert_batch_intact(healthy, out, 3)
+
+
+class _AnswerUnreadable(WaveSpeedProvider):
+    """The task is created, but its answer cannot be read whole; it still names the prediction id."""
+
+    async def submit(self, model, body):
+        pred = await super().submit(model, body)
+        raise AmbiguousSubmitError("submit: the answer was cut short", prediction_id=pred.id)
+
+
+def test_an_ambiguous_submit_that_names_its_task_is_followed_not_left_unknown(sim, batch):
+    manifest_path, out = batch
+    result, _ = run_in_process(sim, load_manifest(manifest_path), out, provider_class=_AnswerUnreadable)
+    assert result.exit_code == 0 and result.counts[JobStatus.UNKNOWN] == 0
+    ledger = assert_batch_intact(sim, out, 3)
+    assert len(ledger["submissions"]) == 3
+
+
+def test_an_intent_stamped_a_day_ahead_does_not_make_reconciliation_sleep_a_day(sim, batch):
+    """Issue 15 item 11: the grace wait before listing is capped whatever the intent's time says."""
+    from batchgen.planner import Plan
+    from batchgen.reconcile import MAX_GRACE_WAIT, reconcile
+    from batchgen.state_events import Job, Submitting, Unknown
+
+    manifest_path, out = batch
+    job = load_manifest(manifest_path).jobs[0]
+    out.mkdir()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def go():
+        provider = WaveSpeedProvider("k", sim.base_url)
+        try:
+            with StateLog(out / "state.jsonl", clock=lambda: 1000.0 + 86400) as log:
+                log.open()
+                for event in (Job(job.key, id=job.id), Submitting(job.key, 1, "h", job.model, 1.2),
+                              Unknown(job.key, "lost")):
+                    log.append(event)
+                plan = Plan(unknown=[job])
+                options = RunOptions(out_dir=out)
+                await reconcile(plan, provider, log, options, sleep=sleep, clock=lambda: 1000.0)
+                return plan
+        finally:
+            await provider.close()
+
+    plan = asyncio.run(go())
+    assert waits == [MAX_GRACE_WAIT] and plan.submit == [job], "never created: listed nowhere, submitted again"

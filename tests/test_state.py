@@ -61,7 +61,7 @@ def test_torn_last_line_is_dropped_and_mended(tmp_path):
 
 def test_whole_last_line_without_newline_is_kept(tmp_path):
     path = tmp_path / "state.jsonl"
-    path.write_bytes(b'{"ev":"submitted","key":"k1","pid":"p"}')
+    path.write_bytes(b'{"ev":"submitting","key":"k1","attempt":1}\n{"ev":"submitted","key":"k1","pid":"p"}')
     with StateLog(path) as log:
         assert log.open().jobs["k1"].pid == "p"
         log.append({"ev": "failed", "key": "k1"})
@@ -159,7 +159,7 @@ def test_a_durable_append_waits_for_its_own_line_not_for_a_quiet_log(tmp_path, m
 
     async def caller(log: StateLog, i: int) -> None:
         await asyncio.sleep(i * 0.001)  # arrivals every 1 ms, faster than one fsync
-        before = path.stat().st_size
+        before = path.stat().st_size if path.exists() else 0
         done_before = len(started_at_size)
         await log.append_durable({"ev": "submitting", "key": f"k{i}"})
         finished = started_at_size[done_before:]

@@ -1,0 +1,166 @@
+"""Fetching a paid video: download to ``.part``, verify, set an older video aside, rename, sidecar.
+
+A download that breaks is fetched again (a cut body looks like a damaged file to the verifier);
+an expired output link is renewed by reading the result again. The state records ``downloaded``
+only after the rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .crashtest import kill_point
+from .download import part_path, safe_target, set_aside, write_sidecar
+from .errors import DiskFullError, ExpiredLinkError, PermanentError, TransientError
+from .jobs import JobSpec
+from .lifecycle import JobStatus
+from .providers.base import Download, Prediction, PredictionStatus, Provider
+from .retry import RETRY_DEFAULT, RetryPolicy, retrying
+from .state import JobRecord, StateLog, fsync_path
+from .state_events import Downloaded
+from .verifier import Verifier
+
+log = logging.getLogger("batchgen")
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class Fetcher:
+    def __init__(self, provider: Provider, state_log: StateLog, verifier: Verifier, options: Any,
+                 retry: RetryPolicy, *, sleep, rng, on_completed: Callable[[JobSpec, Prediction], None],
+                 on_downloading: Callable[[JobSpec], None]):
+        self.provider = provider
+        self.state_log = state_log
+        self.verifier = verifier
+        self.opt = options
+        self.retry = retry
+        self.sleep = sleep
+        self.rng = rng
+        self.on_completed = on_completed
+        self.on_downloading = on_downloading
+        self.slots = asyncio.Semaphore(options.download_concurrency)
+        self.root = options.out_dir.resolve()
+
+    def rec(self, job: JobSpec) -> JobRecord:
+        return self.state_log.state.record(job.key)
+
+    async def fetch(self, job: JobSpec) -> Downloaded:
+        """Put the job's paid video on disk; returns the state event recorded."""
+        target = safe_target(self.root, job.output, resolved=True)
+        part = part_path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.on_downloading(job)
+        try:
+            got = await retrying(lambda: self._once(job, part), self.retry, self._decide, sleep=self.sleep,
+                                 rng=self.rng, what=f"job {job.id}: download", attempts=self.retry.attempts + 1)
+        except PermanentError:
+            _remove(part)
+            raise
+        except OSError as exc:
+            _raise_if_disk_full(part, exc)
+            raise
+        return await self._place(job, target, part, got)
+
+    def _decide(self, exc: BaseException) -> Any:
+        if isinstance(exc, ExpiredLinkError):
+            return 0.0  # _once reads the result again for a fresh link
+        if isinstance(exc, TransientError):
+            return RETRY_DEFAULT if exc.retry_after is None else exc.retry_after
+        return None
+
+    async def _once(self, job: JobSpec, part: Path) -> Download:
+        rec = self.rec(job)
+        try:
+            # The slot bounds transfers only: verifying, backing off and placing happen outside it.
+            async with self.slots:
+                got = await self.provider.download(rec.outputs[0], part, max_bytes=self.opt.max_download_bytes)
+            kill_point("downloaded")
+            await self._check(job, part, scan_packets=not got.length_checked)
+            return got
+        except ExpiredLinkError:
+            await self._refresh(job, rec)
+            raise
+
+    async def _refresh(self, job: JobSpec, rec: JobRecord) -> None:
+        pred = await retrying(lambda: self.provider.result(rec.pid), self.retry, sleep=self.sleep, rng=self.rng,
+                              what=f"result {rec.pid}")
+        if pred.status is not PredictionStatus.COMPLETED or not pred.outputs:
+            raise PermanentError(f"result {rec.pid} is {pred.status.value} on re-read; cannot refresh its link",
+                                 job=job.id)
+        self.on_completed(job, pred)
+
+    async def _check(self, job: JobSpec, part: Path, *, scan_packets: bool) -> None:
+        """Verify a download in a worker process (see verifier.py)."""
+        try:
+            await self.verifier.verify(str(part), job.resolution, float(job.duration), job.params.get("aspect_ratio"),
+                                       self.opt.duration_tolerance, scan_packets)
+        except PermanentError as exc:
+            # A body cut inside the container looks like a broken file: fetch it again first.
+            raise TransientError(str(exc), job=job.id) from exc
+
+    def _owner(self, job: JobSpec, target: Path) -> JobRecord | None:
+        """Another job whose paid video sits at this target (an edited row's older take)."""
+        if not target.exists():
+            return None
+        return next((r for r in self.state_log.state.jobs.values()
+                     if r.key != job.key and r.status is JobStatus.DOWNLOADED and r.path == job.output), None)
+
+    async def _place(self, job: JobSpec, target: Path, part: Path, got: Download) -> Downloaded:
+        rec, owner = self.rec(job), self._owner(job, target)
+        # The fsync, renames and sidecar are a few ms of file-system work per job: off the event
+        # loop, in one hop to a thread rather than one each.
+        try:
+            aside = await asyncio.get_running_loop().run_in_executor(
+                None, _move_into_place, target, part, owner.key[:8] if owner else None, sidecar(job, rec, got))
+        except OSError as exc:
+            _remove(part)
+            _raise_if_disk_full(target, exc)
+            raise
+        if owner is not None and aside is not None:
+            rel = aside.relative_to(self.root).as_posix()
+            self.state_log.append(Downloaded(owner.key, rel, owner.bytes, owner.sha256, owner.model_used))
+            log.warning("kept the older video of %s as %s", owner.id, rel)
+        event = Downloaded(job.key, job.output, got.bytes, got.sha256, rec.model_used)
+        self.state_log.append(event)
+        return event
+
+
+def sidecar(job: JobSpec, rec: JobRecord, got: Download) -> dict[str, Any]:
+    return {
+        "id": job.id, "key": job.key, "prompt": job.prompt, "image": job.image, "model_asked": job.model,
+        "model_submitted": rec.submit_model or job.model, "model_used": rec.model_used or rec.submit_model or job.model,
+        "fell_back": rec.fell_back, "switched_to_fallback": rec.switched, "params": dict(job.params),
+        "take": job.take, "prediction_id": rec.pid, "inference_ms": rec.inference_ms, "cost_usd": rec.cost,
+        "bytes": got.bytes, "sha256": got.sha256, "manifest": str(job.where),
+    }
+
+
+def _raise_if_disk_full(path: Path, exc: OSError) -> None:
+    """A full disk halts the run and keeps the job completed: its paid video is fetched by the next run."""
+    if exc.errno in _DISK_FULL:
+        _remove(part_path(path) if not path.name.endswith(".part") else path)
+        raise DiskFullError(f"cannot write {path}: {exc.strerror}; free some space, then run the same "
+                            "command again to fetch the videos already paid for") from exc
+
+
+def _move_into_place(target: Path, part: Path, aside_tag: str | None, data: dict[str, Any]) -> Path | None:
+    """Make a verified .part durable and rename it into place (an older paid video there is set
+    aside first), then write its sidecar."""
+    fsync_path(part)
+    aside = set_aside(target, aside_tag) if aside_tag else None
+    os.replace(part, target)
+    kill_point("placed")
+    write_sidecar(target, data)
+    return aside
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+

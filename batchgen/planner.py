@@ -1,0 +1,106 @@
+"""Deciding what a run will do: a pure function of the specs, the folded state and the files present.
+
+``plan`` returns the plan and the state events it would write (new and edited jobs, superseded
+rows, videos found missing); nothing is written until the caller commits them, which ``batchgen
+run`` does only once the user has said yes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .jobs import JobSpec
+from .lifecycle import Action, JobStatus, next_action
+from .state import JobRecord, State
+from .state_events import Event, Job, Missing, Superseded
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    #: The list price of a job at its own model.
+    price: Callable[[JobSpec], float]
+    retry_failed: bool = False
+
+
+@dataclass
+class Plan:
+    """What this run will do, decided from the manifest and the state before any request."""
+
+    submit: list[JobSpec] = field(default_factory=list)
+    poll: list[JobSpec] = field(default_factory=list)
+    download: list[JobSpec] = field(default_factory=list)
+    unknown: list[JobSpec] = field(default_factory=list)
+    done: list[JobSpec] = field(default_factory=list)
+    failed: list[JobSpec] = field(default_factory=list)
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    missing_files: int = 0
+
+    def add(self, action: Action, job: JobSpec) -> None:
+        self._lists[action].append(job)
+
+    @property
+    def _lists(self) -> dict[Action, list[JobSpec]]:
+        return {Action.SUBMIT: self.submit, Action.POLL: self.poll, Action.DOWNLOAD: self.download,
+                Action.RECONCILE: self.unknown, Action.DONE: self.done, Action.FAILED: self.failed}
+
+
+def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
+         options: PlanOptions) -> tuple[Plan, list[Event]]:
+    """The plan, and the events that record it. ``files_present`` maps a downloaded job's path
+    (relative to the output folder) to its size on disk; a path absent or of another size is missing."""
+    result, events = Plan(), []
+    ids_before = {r.id: r.key for r in state.jobs.values() if r.id}
+    for job in specs:
+        rec = state.jobs.get(job.key)
+        if rec is None or not rec.id:
+            old_key = ids_before.get(job.id)
+            if old_key and old_key != job.key:
+                result.changed += 1
+                events.append(Superseded(old_key, by=job.key))
+            else:
+                result.new += 1
+        described = describe(job, rec, options.price(job))
+        if described is not None:
+            events.append(described)
+        action = next_action(rec, retry_failed=options.retry_failed)
+        if action is Action.DONE and files_present.get(rec.path) != rec.bytes:
+            result.missing_files += 1
+            events.append(Missing(job.key))
+            action = Action.DOWNLOAD if rec.pid else Action.SUBMIT
+        result.add(action, job)
+    keys, ids = {j.key for j in specs}, {j.id for j in specs}
+    result.removed = sum(1 for k, r in state.jobs.items() if k not in keys and r.id not in ids)
+    return result, events
+
+
+def describe(job: JobSpec, rec: JobRecord | None, price: float) -> Job | None:
+    """The ``job`` event when the state does not hold this job as the manifest has it now."""
+    desc: dict[str, Any] = {"id": job.id, "output": job.output, "model": job.model, "params": dict(job.params),
+                            "prompt": job.prompt, "image": job.image, "where": str(job.where)}
+    unpaid = rec is None or rec.status is JobStatus.NEW
+    if rec is not None and not rec.superseded_by and all(getattr(rec, k) == v for k, v in desc.items()) and (
+            not unpaid or rec.cost == price):
+        return None
+    # A paid job keeps the price it was submitted at.
+    return Job(job.key, **desc, cost=price if unpaid else None)
+
+
+def files_present(records: Iterable[JobRecord], out_dir: Path) -> dict[str, int]:
+    """Sizes on disk of the downloaded records' files (the planner's only view of the output folder)."""
+    sizes = {}
+    for rec in records:
+        if rec.status is JobStatus.DOWNLOADED and rec.path:
+            try:
+                sizes[rec.path] = (out_dir / rec.path).stat().st_size
+            except OSError:
+                continue
+    return sizes
+
+
+def cost_to_pay(result: Plan, price: Callable[[JobSpec], float]) -> float:
+    """Dollars this run would commit if every planned submit goes through."""
+    return round(sum(price(j) for j in result.submit), 2)

@@ -1,0 +1,157 @@
+"""Every planning decision, without I/O; and "n" at the spend prompt writes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from runner_helpers import make_images, run_cli, write_manifest
+
+from batchgen.cli import main
+from batchgen.jobs import JobSpec
+from batchgen.lifecycle import JobStatus
+from batchgen.planner import PlanOptions, plan
+from batchgen.state import State, apply, load
+from batchgen.state_events import (Completed, Downloaded, Failed, Job, Missing, Submitted, Submitting, Superseded,
+                                   Unknown, Unsent)
+from conftest import API_KEY
+
+MODEL = "openai/sora-2/image-to-video-pro"
+OPTIONS = PlanOptions(price=lambda job: 1.2)
+RETRY = PlanOptions(price=lambda job: 1.2, retry_failed=True)
+
+
+def _job(i: int, prompt: str = "p") -> JobSpec:
+    return JobSpec(id=f"job{i}", model=MODEL, prompt=prompt, image=f"img{i}.png", image_path=None, image_url=None,
+                   image_sha256=f"{i:064x}", params={"duration": 4, "resolution": "720p"}, take=1,
+                   output=f"job{i}.mp4")
+
+
+def _state(*histories: tuple[JobSpec, list]) -> State:
+    state = State()
+    for job, events in histories:
+        apply(state, Job(job.key, id=job.id, output=job.output, model=job.model, params=dict(job.params),
+                         prompt=job.prompt, image=job.image, where=str(job.where), cost=1.2))
+        for event in events:
+            apply(state, event)
+    return state
+
+
+def _paid(job: JobSpec, *more) -> tuple[JobSpec, list]:
+    return job, [Submitting(job.key, 1, "h", MODEL, 1.2), Submitted(job.key, "p-" + job.id), *more]
+
+
+def _downloaded(job: JobSpec) -> tuple[JobSpec, list]:
+    return _paid(job, Completed(job.key, "p-" + job.id, ("http://x/v.mp4",)),
+                 Downloaded(job.key, job.output, 10, "s"))
+
+
+def test_a_new_batch_submits_everything_and_records_each_job():
+    jobs = [_job(1), _job(2)]
+    result, events = plan(jobs, State(), {}, OPTIONS)
+    assert result.submit == jobs and result.new == 2
+    assert [type(e) for e in events] == [Job, Job] and events[0].cost == 1.2
+
+
+def test_a_recorded_unchanged_batch_writes_nothing():
+    jobs = [_job(1)]
+    result, events = plan(jobs, _state(_downloaded(jobs[0])), {"job1.mp4": 10}, OPTIONS)
+    assert result.done == jobs and events == [] and result.new == 0
+
+
+def test_an_edited_row_supersedes_the_old_job():
+    old, new = _job(1), _job(1, prompt="edited")
+    result, events = plan([new], _state(_downloaded(old)), {"job1.mp4": 10}, OPTIONS)
+    assert result.changed == 1 and result.submit == [new]
+    assert events[0] == Superseded(old.key, by=new.key) and isinstance(events[1], Job)
+
+
+def test_a_row_gone_from_the_manifest_is_counted_removed():
+    result, _ = plan([_job(1)], _state(_downloaded(_job(1)), _downloaded(_job(2))), {"job1.mp4": 10,
+                                                                                     "job2.mp4": 10}, OPTIONS)
+    assert result.removed == 1
+
+
+def test_a_missing_or_cut_video_is_fetched_again_from_its_paid_task():
+    job = _job(1)
+    for present in ({}, {"job1.mp4": 3}):
+        result, events = plan([job], _state(_downloaded(job)), present, OPTIONS)
+        assert result.download == [job] and result.missing_files == 1 and events == [Missing(job.key)]
+
+
+def test_failed_tasks_are_kept_unless_retry_failed():
+    job = _job(1)
+    state = _state(_paid(job, Failed(job.key, "task", "moderated", 1, 0.0)))
+    assert plan([job], state, {}, OPTIONS)[0].failed == [job]
+    assert plan([job], state, {}, RETRY)[0].submit == [job]
+
+
+def test_a_failed_job_whose_video_was_paid_is_downloaded_not_paid_again():
+    job = _job(1)
+    state = _state(_paid(job, Completed(job.key, "p-job1", ("http://x/v.mp4",)),
+                         Failed(job.key, "download", "broke", 1)))
+    assert plan([job], state, {}, RETRY)[0].download == [job]
+
+
+def test_a_job_whose_result_read_failed_is_polled_again():
+    job = _job(1)
+    for cls in ("poll", "internal"):  # issue 14 item 1: an internal error after paying never pays again
+        state = _state(_paid(job, Failed(job.key, cls, "broke", 1)))
+        assert plan([job], state, {}, RETRY)[0].poll == [job]
+
+
+def test_a_job_whose_submits_were_all_refused_is_still_to_do_on_a_plain_run():
+    """Issue 14 item 2: 'failed' after unbilled refusals (8 x 503) is not failed: the plain run submits it."""
+    job = _job(1)
+    state = _state((job, [Submitting(job.key, 1, "h", MODEL, 1.2), Unsent(job.key, "transient", "503"),
+                          Failed(job.key, "transient", "submit gave up after 8 tries", 1)]))
+    result, _ = plan([job], state, {}, OPTIONS)
+    assert result.submit == [job] and result.failed == []
+
+
+def test_an_unknown_job_is_reconciled():
+    job = _job(1)
+    state = _state((job, [Submitting(job.key, 1, "h", MODEL, 1.2), Unknown(job.key, "lost")]))
+    assert plan([job], state, {}, OPTIONS)[0].unknown == [job]
+
+
+def test_a_paid_job_keeps_the_price_it_was_submitted_at():
+    job = _job(1, prompt="p")
+    state = _state(_paid(job))
+    state.jobs[job.key].where = "moved.yaml:3"
+    _, events = plan([job], state, {}, PlanOptions(price=lambda j: 9.9))
+    assert len(events) == 1 and events[0].cost is None
+
+
+class _Answer(io.StringIO):
+    """A terminal on stdin that answers the spend prompt."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _run_answering(sim, manifest, out, answer: str, monkeypatch) -> int:
+    monkeypatch.setattr("sys.stdin", _Answer(answer + "\n"))
+    monkeypatch.setenv("WAVESPEED_API_KEY", API_KEY)
+    return main(["run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--confirm-above", "0",
+                 "--poll-min", "0.05"])
+
+
+def test_no_at_the_spend_prompt_leaves_the_state_absent_or_byte_identical(sim, tmp_path, monkeypatch):
+    make_images(tmp_path / "img", 3)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
+    out = tmp_path / "out"
+    assert _run_answering(sim, manifest, out, "n", monkeypatch) == 2
+    assert not (out / "state.jsonl").exists() and sim.ledger()["submissions"] == []
+
+    assert run_cli(sim, manifest, out) == 0
+    before = (out / "state.jsonl").read_bytes()
+    os.unlink(out / "shot00-4s-720p.mp4")  # a missing video: planning would write a 'missing' line
+    write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns again", "duration": 4}])
+    assert _run_answering(sim, manifest, out, "n", monkeypatch) == 2
+    assert (out / "state.jsonl").read_bytes() == before
+    assert len(sim.ledger()["submissions"]) == 3
+    assert _run_answering(sim, manifest, out, "y", monkeypatch) == 0
+    assert len(sim.ledger()["submissions"]) == 6
+    assert (out / "state.jsonl").read_bytes().startswith(before)
+    assert all(r.status is JobStatus.DOWNLOADED for r in load(out / "state.jsonl").jobs.values())
