@@ -30,7 +30,8 @@ from .planner import Plan, PlanOptions, files_present, plan
 from .providers.base import Provider
 from .reconcile import reconcile
 from .retry import RetryPolicy
-from .schedule import Pacer, PollPolicy, PollSchedule, Slots
+from .pacing import Pacer, Slots
+from .schedule import PollPolicy, PollSchedule
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
 from .poll import Poller

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from .pacing import Clock, Sleep
-from .pacing import Pacer, Slots  # noqa: F401 - re-exported: the runner imports them from here
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from batchgen.schedule import PollPolicy
 from batchgen.simulator import Faults
 from batchgen.simulator.replicate import ReplicateConfig, start
 from batchgen.state import StateLog, load
+from batchgen.verifier import Verifier
 from conftest import API_KEY
 
 
@@ -38,12 +39,15 @@ def test_the_runner_finishes_a_faulty_replicate_batch_paying_each_job_once(rende
         try:
             for _attempt in range(4):  # each run resumes the last, as a user would
                 provider = ReplicateProvider(API_KEY, sim.base_url)
+                verifier = Verifier()
                 try:
                     with StateLog(out / "state.jsonl") as log:
                         log.open()
                         options = RunOptions(out_dir=out, poll=PollPolicy(min_interval=0.05), unknown_grace=0.0)
-                        result = await Runner(manifest.jobs, provider, log, manifest.models, options).run()
+                        runner = Runner(manifest.jobs, provider, log, manifest.models, options, verifier=verifier)
+                        result = await runner.run()
                 finally:
+                    verifier.shutdown()
                     await provider.close()
                 if result.exit_code == 0:
                     break
