@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("state", type=Path)
     report.add_argument("--html", type=Path, help="where to write it (default: report.html beside the state)")
 
+    from .export import add_export_arguments
+    from .review import add_review_arguments
+    add_review_arguments(sub)
+    add_export_arguments(sub)
+
     simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
     from .simulator import add_arguments
     add_arguments(simulate)
@@ -90,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             return report_command(args)
         if args.command == "simulate":
             return simulate_command(args)
+        if args.command in ("review", "export"):
+            from .export import export_command
+            from .review import review_command
+            return {"review": review_command, "export": export_command}[args.command](args)
     except BatchgenError as exc:
         print(f"batchgen: {exc}", file=sys.stderr)
         return exc.exit_code
