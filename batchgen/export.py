@@ -84,7 +84,8 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
         entry = _export_one(rec, out_dir / rec.path, dest, name, result)
         if entry is not None:
             entries.append(entry)
-    _remove_stale(dest, {e["file"] for e in entries}, result)
+    # A video that could not be exported this time keeps its earlier copy: only unpicked ones go.
+    _remove_stale(dest, set(names), result)
     _write_index(dest, entries)
     return result
 
