@@ -1,13 +1,13 @@
 """Open ``batchgen review`` of a batch in headless Chromium and write a screenshot of the page.
 
-    python scripts/screenshot_review.py outputs/demo/state.jsonl [--png review.png] [--keys 'j2']
+    python scripts/screenshot_review.py outputs/demo/state.jsonl [--png review.png] [--keys KEYS]
 
 It starts the review server on 127.0.0.1 (a free port, a fresh token) in this process, drives
 Debian's ``chromium`` and ``chromium-driver`` through selenium (``pip install -e '.[dev]'``),
-optionally types keys into the page first (``--keys '1j2jrslower camera\n'`` picks take 1 of the
-first row, take 2 of the second, and marks the third for redo with a note),
-and stops the server. tests/test_review_browser.py imports ``start_chromium`` from here, so what a
-human looks at is what the test drives.
+optionally types keys into the page first (``--keys $'1j2jrslower camera\\n'`` picks take 1 of
+the first row, take 2 of the second, and marks the third for redo with a note), and stops the
+server. tests/test_review_browser.py imports ``start_chromium``, ``wait_ready`` and ``type_keys``
+from here, so what a human looks at is what the test drives.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             driver.get(review.url)
             wait_ready(driver)
-            _type(driver, args.keys)
+            type_keys(driver, args.keys)
             driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(png))
         finally:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _type(driver, keys: str) -> None:
+def type_keys(driver, keys: str) -> None:
     """Type ``keys`` as a reviewer would; a newline is Enter (it saves a redo note). Waits for each save."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
