@@ -50,7 +50,11 @@ class ExportResult:
 
 
 def add_export_arguments(subparsers: Any) -> None:
-    export = subparsers.add_parser("export", help="copy the picked videos (or --all) into a delivery folder")
+    export = subparsers.add_parser(
+        "export", help="copy the picked videos (or --all) into a delivery folder",
+        description="Hard-link (or copy) the takes picked in 'batchgen review', or every downloaded video with "
+                    "--all, into DIR with a poster JPEG each and index.csv + index.json. Run it again after "
+                    "changing picks: only what changed is touched. Exits 1 if a video is missing or altered.")
     export.add_argument("state", type=Path)
     export.add_argument("--to", type=Path, required=True, metavar="DIR", help="the delivery folder")
     export.add_argument("--all", action="store_true", help="every downloaded video, not only the picked takes")
@@ -76,6 +80,8 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
     state = load(state_path)
     chosen = _chosen(state, out_dir, everything)
     dest = Path(dest)
+    if dest.resolve() == out_dir:
+        raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
     dest.mkdir(parents=True, exist_ok=True)
     names = plan_names(chosen, dest, template)
     result = ExportResult()

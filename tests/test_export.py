@@ -138,3 +138,9 @@ def test_nothing_picked_says_how_to_pick_or_export_everything(make_sim, tmp_path
     assert main(["export", str(state_path), "--to", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "nothing picked" in err and "batchgen review" in err and "--all" in err
+
+
+def test_the_output_folder_itself_is_not_a_delivery_folder(picked, capsys):
+    assert main(["export", str(picked), "--to", str(picked.parent)]) == 2
+    assert "is the batch's own output folder" in capsys.readouterr().err
+    assert not (picked.parent / "index.json").exists()

@@ -42,7 +42,12 @@ _HEADERS = {"Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-
 
 
 def add_review_arguments(subparsers: Any) -> None:
-    review = subparsers.add_parser("review", help="a local page to pick takes, reject and mark redos")
+    review = subparsers.add_parser(
+        "review", help="a local page to pick takes, reject and mark redos",
+        description="Serve a page of the batch, one row per source image with its takes side by side, on this "
+                    "machine only (a token in the printed URL guards every request). Keys: arrows or j/k move, "
+                    "1-9 pick a take, x rejects, r marks a redo with a note, u clears. Picks are saved to "
+                    "<out>/picks.json as they are made; 'batchgen export' delivers them.")
     review.add_argument("state", type=Path)
     review.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     review.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
