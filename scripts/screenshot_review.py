@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state", type=Path, help="a batch's state.jsonl")
     parser.add_argument("--png", type=Path, help="where to write the screenshot (default: review.png beside it)")
     parser.add_argument("--keys", default="", help="keys to type into the page before the picture (a newline is Enter)")
-    parser.add_argument("--height", type=int, default=1200, help="window height in pixels (default 1200)")
+    parser.add_argument("--height", type=int, default=1400, help="window height in pixels (default 1400)")
     args = parser.parse_args(argv)
     reason = missing()
     if reason:

@@ -18,7 +18,7 @@ FILTERS = (("all", "all"), ("unreviewed", "not reviewed"), ("picked", "picked"),
            ("rejected", "rejected"), ("failed", "failed"))
 
 
-def render_shell(title: str) -> str:
+def render_shell(title: str, folder: str = "") -> str:
     buttons = "".join(f'<button type="button" data-filter="{key}" aria-pressed="{str(key == "all").lower()}">'
                       f'{label} <b data-count="{key}"></b></button>' for key, label in FILTERS)
     name = html.escape(title, quote=True)
@@ -26,7 +26,8 @@ def render_shell(title: str) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{name} · batchgen review</title><style>{_CSS}</style></head>'
             f'<body data-ready="0" data-saved="0"><header class="top"><div class="title"><h1>{name}</h1>'
-            f'<span class="sub">batchgen review · picks are saved as you make them</span></div>'
+            f'<span class="sub">batchgen review of {html.escape(folder, quote=True)} · picks are saved as you make them'
+            f'</span></div>'
             f'<nav class="filters">{buttons}</nav>'
             f'<p class="keys"><kbd>↑</kbd><kbd>↓</kbd> or <kbd>j</kbd><kbd>k</kbd> row · <kbd>1</kbd>–<kbd>9</kbd> '
             f'pick take · <kbd>x</kbd> reject · <kbd>r</kbd> redo + note · <kbd>u</kbd> undo</p>'
@@ -95,7 +96,7 @@ _JS = r"""
   }
   function money(x) { return '$' + Number(x).toFixed(2); }
   function details(t) {
-    var dl = el('dl'), used = t.used || 'no answer yet';
+    var dl = el('dl'), used = t.used || (t.status === 'failed' ? 'none: the job failed' : 'no answer yet');
     [['asked', t.asked], ['used', used + (t.used && t.used !== t.asked ? ' (fallback)' : '')],
      ['billed', money(t.billed) + (t.status === 'failed' && t.billed === 0 && t.price ? ' (failed, not billed)' : '') +
                 (t.seconds === null ? '' : ' · generated in ' + t.seconds.toFixed(1) + ' s')],

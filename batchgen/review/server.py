@@ -129,7 +129,7 @@ class Review:
         return response
 
     async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text=render_shell(self.out_dir.name), content_type="text/html")
+        return web.Response(text=render_shell(self.out_dir.name, str(self.out_dir)), content_type="text/html")
 
     async def _rows(self, request: web.Request) -> web.Response:
         failed_billed = provider_info("wavespeed").policy.failed_tasks_billed
