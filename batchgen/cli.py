@@ -9,7 +9,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BatchgenError, UsageError
+from .export import add_export_arguments, export_command
 from .manifest import load_manifest
+from .review import add_review_arguments, review_command
 from .user_config import user_model_table
 
 EXIT_OK, EXIT_USAGE = 0, 2  # 1 (some jobs failed) and 3 (halted) come from RunResult.exit_code
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("state", type=Path)
     report.add_argument("--html", type=Path, help="where to write it (default: report.html beside the state)")
 
+    add_review_arguments(sub)
+    add_export_arguments(sub)
+
     simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
     from .simulator import add_arguments
     add_arguments(simulate)
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return report_command(args)
         if args.command == "simulate":
             return simulate_command(args)
+        if args.command in ("review", "export"):
+            return {"review": review_command, "export": export_command}[args.command](args)
     except BatchgenError as exc:
         print(f"batchgen: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -189,3 +189,72 @@ def test_screenshot_script_writes_a_picture_of_the_page(batch, tmp_path):
         assert image.size == (1280, 900)
         colours = image.convert("RGB").getcolors(1 << 20)
     assert colours is not None and len(colours) > 200, "a blank page has a handful of colours"
+
+
+def _card(html: str, job_id: str) -> str:
+    start = html.index(f'id="job-{job_id}"')
+    return html[start:html.index("</article>", start)]
+
+
+def test_a_failed_unbilled_card_shows_nothing_billed_and_every_card_names_the_model_asked_and_used(batch):
+    _, out = batch
+    html = write_report(out / "state.jsonl").path.read_text()
+    failed = _card(html, "shot03-4s-720p")
+    assert "<dt>billed</dt><dd>$0.00</dd>" in failed
+    assert "<dt>asked</dt><dd>openai/sora-2/image-to-video-pro</dd>" in failed
+    done = _card(html, "shot00-4s-720p")
+    assert "<dt>billed</dt><dd>$1.20</dd>" in done
+    assert ("<dt>asked</dt><dd>openai/sora-2/image-to-video-pro</dd>"
+            "<dt>used</dt><dd>openai/sora-2/image-to-video-pro</dd>") in done
+
+
+def test_a_fallback_card_shows_the_model_asked_beside_the_one_used(make_sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "img", 1)
+    write_manifest(tmp_path, [{"image": "img/shot00.png", "prompt": "p", "duration": 4}])
+    sim = make_sim(faults=Faults(rate_fallback=1.0))
+    assert run_cli(sim, Path("batch.yaml"), tmp_path / "out") == 0
+    html = write_report(tmp_path / "out" / "state.jsonl").path.read_text()
+    card = _card(html, "shot00-4s-720p")
+    asked = re.search(r"<dt>asked</dt><dd>([^<]+)</dd>", card).group(1)
+    used = re.search(r'<dt>used</dt><dd>([^<]+) <span class="warn">fallback</span></dd>', card).group(1)
+    assert asked == "openai/sora-2/image-to-video-pro" and used != asked
+
+
+def test_a_rows_takes_sit_side_by_side_and_the_picks_show_read_only(make_sim, tmp_path, monkeypatch):
+    from test_review import build_takes_batch
+
+    from batchgen.picks import group_rows, make_pick, save_picks
+    from batchgen.state import load
+    monkeypatch.chdir(tmp_path)
+    state = build_takes_batch(make_sim, tmp_path)
+    rows = group_rows(load(state))
+    save_picks(state.parent, {rows[0].key: make_pick(rows[0], "picked", rows[0].takes[1].key),
+                              rows[2].key: make_pick(rows[2], "redo", note="slower <camera>")})
+    html = write_report(state).path.read_text()
+    sections = re.findall(r'<section class="row" data-pick="(\w*)"><h3>(.*?)</h3><div class="takes">(.*?)</div></section>',
+                          html)
+    assert [pick for pick, _, _ in sections] == ["picked", "", "redo"]
+    assert [re.findall(r'id="job-([^"]+)"', takes) for _, _, takes in sections] == [
+        [f"shot0{i}-4s-720p-take1", f"shot0{i}-4s-720p-take2"] for i in range(3)]
+    assert [t.count('class="badge picked"') for _, _, t in sections] == [1, 0, 0]
+    assert 'class="badge picked">picked</span>' in _card(html, "shot00-4s-720p-take2")
+    assert "img/shot02.png" in sections[2][1] and "slower &lt;camera&gt;" in sections[2][1]
+    assert "<script" not in html.split("<script>")[0] and html.count("<button") == 2, "read-only: no pick controls"
+
+
+def test_a_job_failed_before_any_task_was_billed_shows_zero_billed_beside_its_price(tmp_path):
+    """The state a run leaves after submits that never reached a billed task (503s): the price stays recorded."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with StateLog(out / "state.jsonl") as log:
+        log.open()
+        log.append({"ev": "job", "key": "k", "id": "mug", "output": "mug.mp4", "model": "openai/sora-2/image-to-video-pro",
+                    "params": {"duration": 12}, "prompt": "p", "image": "https://example.com/mug.png",
+                    "where": "m.yaml:3", "cost": 4.8})
+        log.append({"ev": "failed", "key": "k", "class": "unavailable", "message": "503 after 8 tries"})
+    html = write_report(out / "state.jsonl").path.read_text()
+    card = _card(html, "mug")
+    assert "<dt>billed</dt><dd>$0.00 <span" in card and "(price $4.80; failed tasks are not billed)" in card
+    assert "$4.80</dd>" not in card
+    assert '<dt>used</dt><dd><span class="muted">no answer yet</span></dd>' in card

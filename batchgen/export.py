@@ -1,0 +1,238 @@
+"""``batchgen export STATE --to DIR``: a clean delivery folder of the picked takes (or, with ``--all``,
+of every downloaded video), with a poster JPEG per video and an ``index.csv`` + ``index.json``.
+
+Videos are hard-linked from the output folder when DIR is on the same device (no space used),
+copied otherwise. Names come from ``--name``, a template over the manifest's ``output:``
+placeholders (``{id}``, ``{stem}``, ``{duration}``, ``{resolution}``, ``{take}``,
+``{model_name}``), cleaned like an output name and refused if they would land outside DIR.
+
+Export again and nothing changes that need not: a video already in place with the recorded
+size and hash (or the very same file) is left untouched, as are its poster and an identical
+index; a file exported earlier that is no longer picked is removed (only files listed in the
+previous index.json are ever removed). Every source video is checked against the size and
+sha256 the state recorded at download: a missing or altered one is reported with its job id
+and the command exits 1, after exporting the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import OutputPathError, StateError, UsageError
+from .jobs import JobStatus
+from .manifest import BUILTIN_PLACEHOLDERS
+from .manifest_fields import output_name, render
+from .picks import Row, group_rows, load_picks, picked_records
+from .probe import poster_frame, probe_video
+from .state import JobRecord, State, load
+
+INDEX_FIELDS = ("id", "file", "source_image", "prompt", "model_used", "duration", "resolution", "cost",
+                "prediction_id")
+POSTER_PX = 1280
+_CHUNK = 1 << 20
+
+
+@dataclass
+class ExportResult:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def add_export_arguments(subparsers: Any) -> None:
+    export = subparsers.add_parser(
+        "export", help="copy the picked videos (or --all) into a delivery folder",
+        description="Hard-link (or copy) the takes picked in 'batchgen review', or every downloaded video with "
+                    "--all, into DIR with a poster JPEG each and index.csv + index.json. Run it again after "
+                    "changing picks: only what changed is touched. Exits 1 if a video is missing or altered.")
+    export.add_argument("state", type=Path)
+    export.add_argument("--to", type=Path, required=True, metavar="DIR", help="the delivery folder")
+    export.add_argument("--all", action="store_true", help="every downloaded video, not only the picked takes")
+    export.add_argument("--name", default="{id}", metavar="TEMPLATE",
+                        help="file name template, with the manifest's output: placeholders (default '{id}')")
+
+
+def export_command(args: argparse.Namespace) -> int:
+    result = export(args.state, args.to, template=args.name, everything=args.all)
+    print(f"exported to {args.to}: {len(result.written)} written, {len(result.unchanged)} unchanged, "
+          f"{len(result.removed)} no longer picked and removed")
+    for problem in result.problems:
+        print(f"  {problem}")
+    return 1 if result.problems else 0
+
+
+def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: bool = False) -> ExportResult:
+    """Bring DIR in line with the picks (or every download); returns what changed and what could not be exported."""
+    state_path = Path(state_path)
+    if not state_path.is_file():
+        raise StateError(f"{state_path}: no such state file; it is created by 'batchgen run' in the output folder")
+    out_dir = state_path.resolve().parent
+    state = load(state_path)
+    chosen = _chosen(state, out_dir, everything)
+    dest = Path(dest)
+    if dest.resolve() == out_dir:
+        raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
+    dest.mkdir(parents=True, exist_ok=True)
+    names = plan_names(chosen, dest, template)
+    result = ExportResult()
+    entries = []
+    for (_, rec), name in zip(chosen, names):
+        entry = _export_one(rec, out_dir / rec.path, dest, name, result)
+        if entry is not None:
+            entries.append(entry)
+    # A video that could not be exported this time keeps its earlier copy: only unpicked ones go.
+    _remove_stale(dest, set(names), result)
+    _write_index(dest, entries)
+    return result
+
+
+def _chosen(state: State, out_dir: Path, everything: bool) -> list[tuple[Row, JobRecord]]:
+    if everything:
+        return [(row, rec) for row in group_rows(state) for rec in row.takes
+                if rec.status is JobStatus.DOWNLOADED and rec.path]
+    chosen = picked_records(load_picks(out_dir), state)
+    if not chosen:
+        raise UsageError(f"nothing picked in {out_dir / 'picks.json'}: pick takes with 'batchgen review "
+                         f"{out_dir / 'state.jsonl'}', or export every downloaded video with --all")
+    return chosen
+
+
+def name_context(row: Row, rec: JobRecord) -> dict[str, Any]:
+    """The manifest's output placeholders, rebuilt from what the state recorded."""
+    stem = PurePosixPath(rec.image.split("?", 1)[0]).stem
+    return {"stem": stem, "duration": rec.params.get("duration", ""),
+            "resolution": rec.params.get("resolution", ""), "take": row.take_number(rec), "id": rec.id,
+            "model_name": (rec.model_used or rec.submit_model or rec.model).rsplit("/", 1)[-1]}
+
+
+def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str) -> list[str]:
+    """Each video's file name inside ``dest``; UsageError for a bad template, OutputPathError for a name
+    outside ``dest`` or two videos under one name."""
+    root = dest.resolve()
+    names: dict[str, str] = {}
+    for row, rec in chosen:
+        ctx = name_context(row, rec)
+        try:
+            name = output_name(render("--name", template, ctx))
+        except ValueError as exc:
+            raise UsageError(f"export --name {template!r} for job {rec.id}: {exc}; placeholders: "
+                             f"{', '.join('{' + p + '}' for p in BUILTIN_PLACEHOLDERS)}") from exc
+        if not (root / name).resolve().is_relative_to(root):
+            raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, outside {dest} "
+                                  "(through a symbolic link); choose another folder or name", job=rec.id)
+        if name in names:
+            raise OutputPathError(f"export --name {template!r} gives jobs {names[name]} and {rec.id} the same "
+                                  f"file {name}; add {{take}} or {{id}} to the name", job=rec.id)
+        names[name] = rec.id
+    return list(names)
+
+
+def _export_one(rec: JobRecord, src: Path, dest: Path, name: str, result: ExportResult) -> dict[str, Any] | None:
+    problem = check_source(rec, src)
+    if problem:
+        result.problems.append(problem)
+        return None
+    target = dest / name
+    if _same(rec, src, target):
+        result.unchanged.append(name)
+    else:
+        _place(src, target)
+        result.written.append(name)
+    poster = target.with_suffix(".jpg")
+    if not poster.is_file() or poster.stat().st_mtime < target.stat().st_mtime:
+        poster_frame(target, poster, max_width=POSTER_PX)
+    info = probe_video(target, scan_packets=False)
+    return {"id": rec.id, "file": name, "source_image": rec.image, "prompt": rec.prompt,
+            "model_used": rec.model_used or rec.submit_model or rec.model, "duration": round(info.duration, 3),
+            "resolution": f"{info.width}x{info.height}", "cost": round(rec.cost, 2), "prediction_id": rec.pid}
+
+
+def check_source(rec: JobRecord, src: Path) -> str:
+    """'' when the downloaded file is still what was downloaded; otherwise what is wrong, with the job id."""
+    if not src.is_file():
+        return (f"job {rec.id}: {src} is missing; run 'batchgen run' on its manifest to download it again, "
+                "then export again")
+    size = src.stat().st_size
+    if size != rec.bytes or file_sha256(src) != rec.sha256:
+        return (f"job {rec.id}: {src} was altered since it was downloaded ({size} bytes, the state recorded "
+                f"{rec.bytes} and its sha256); restore it, or delete it and run 'batchgen run' to download it again")
+    return ""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same(rec: JobRecord, src: Path, target: Path) -> bool:
+    if not target.is_file():
+        return False
+    if os.path.samefile(src, target):
+        return True
+    return target.stat().st_size == rec.bytes and file_sha256(target) == rec.sha256
+
+
+def _place(src: Path, target: Path) -> None:
+    """Hard-link (same device) or copy ``src`` to ``target``, replacing it whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.export-tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, target)
+
+
+def _remove_stale(dest: Path, keep: set[str], result: ExportResult) -> None:
+    """Remove videos (and their posters) the previous export listed and this one does not."""
+    root = dest.resolve()
+    for name in sorted(set(_previous_files(dest)) - keep):
+        target = (dest / name)
+        if not target.resolve().is_relative_to(root):
+            continue
+        for path in (target, target.with_suffix(".jpg")):
+            path.unlink(missing_ok=True)
+        result.removed.append(name)
+
+
+def _previous_files(dest: Path) -> list[str]:
+    try:
+        data = json.loads((dest / "index.json").read_text(encoding="utf-8"))
+        return [str(v["file"]) for v in data["videos"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _write_index(dest: Path, entries: list[dict[str, Any]]) -> None:
+    _write_if_changed(dest / "index.json", json.dumps({"version": 1, "videos": entries}, indent=1,
+                                                      ensure_ascii=False) + "\n")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=INDEX_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(entries)
+    _write_if_changed(dest / "index.csv", text.getvalue())
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
