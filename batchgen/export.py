@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import OutputPathError, StateError, UsageError
-from .jobs import JobStatus
+from .lifecycle import JobStatus
 from .manifest import BUILTIN_PLACEHOLDERS
 from .manifest_fields import output_name, render
 from .picks import Row, group_rows, load_picks, picked_records

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
 
-from .lifecycle import JobStatus  # noqa: F401  (its old home; lifecycle.py owns it)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StateError
-from .jobs import JobStatus
+from .lifecycle import JobStatus
 from .state import JobRecord, State
 
 PICKS_FILE = "picks.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .jobs import JobStatus
+from .lifecycle import JobStatus
 from .picks import Row
 from .state import JobRecord, State, committed_spend, spend_of
 

@@ -110,7 +110,7 @@ def make_jobs(sc: Scenario, images: list[str]):
 
 
 async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
-    from batchgen.jobs import JobStatus
+    from batchgen.lifecycle import JobStatus
     from batchgen.models import ModelTable
     from batchgen.providers.wavespeed import WaveSpeedProvider
     from batchgen.runner import RunOptions, Runner

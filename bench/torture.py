@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.simulator import Faults, SimConfig, SimulatorThread
 from batchgen.state import load
 

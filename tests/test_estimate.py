@@ -9,7 +9,7 @@ from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.cli import main
 from batchgen.estimate import classify, estimate
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.manifest import load_manifest
 from batchgen.models import SEEDANCE, SORA_PRO, SORA_STD
 from batchgen.state import committed_spend

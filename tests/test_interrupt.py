@@ -10,7 +10,7 @@ import time
 
 from runner_helpers import assert_batch_intact, make_images, write_manifest
 
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.state import load
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchgen.errors import StateError
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.picks import (group_rows, load_picks, make_pick, picked_records, redo_rows, row_key, save_picks)
 from batchgen.state import StateLog, load
 
@@ -22,10 +22,14 @@ def _state(out: Path, jobs: list[tuple[str, str, str, str, str]]) -> Path:
         for key, job_id, where, image, last in jobs:
             log.append({"ev": "job", "key": key, "id": job_id, "output": f"{job_id}.mp4", "model": "m",
                         "params": {"duration": 4}, "prompt": "p", "image": image, "where": where, "cost": 1.2})
+            # A legal history: the state log refuses events that cannot follow each other.
+            log.append({"ev": "submitting", "key": key, "attempt": 1})
+            log.append({"ev": "submitted", "key": key, "pid": f"p-{key}"})
             if last == "downloaded":
+                log.append({"ev": "completed", "key": key, "pid": f"p-{key}", "outputs": ["https://example.com/v.mp4"]})
                 log.append({"ev": "downloaded", "key": key, "path": f"{job_id}.mp4", "bytes": 1, "sha256": "0"})
             elif last == "failed":
-                log.append({"ev": "failed", "key": key, "class": "task", "message": "no"})
+                log.append({"ev": "failed", "key": key, "class": "task", "message": "no", "cost": 0.0})
     return out / "state.jsonl"
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from batchgen.errors import StateError, StateLockedError
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.state import StateLog, load
 
 

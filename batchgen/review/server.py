@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import StateError, UsageError
-from ..jobs import JobStatus
+from ..lifecycle import JobStatus
 from ..picks import group_rows, load_picks, make_pick, save_picks
 from ..providers import provider_info
 from ..report import ASSETS, make_pictures, plan_cards

@@ -14,7 +14,7 @@ import pytest
 from conftest import API_KEY
 from runner_helpers import assert_batch_intact, make_images, run_cli, write_manifest
 
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.state import load
 
 PROMPT = "The {stem} turns slowly"

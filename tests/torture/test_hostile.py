@@ -12,7 +12,7 @@ from conftest import API_KEY, run
 from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.errors import PermanentError
-from batchgen.jobs import JobStatus
+from batchgen.lifecycle import JobStatus
 from batchgen.models import SORA_PRO
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.state import load
