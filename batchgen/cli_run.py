@@ -69,8 +69,8 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
             return UsageError.exit_code
         runner.commit(events)  # nothing is written before the user said yes
         main_task = asyncio.current_task()
-        install_interrupts(asyncio.get_running_loop(), lambda: runner.stop(
-            "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
+        install_interrupts(asyncio.get_running_loop(), lambda signal: runner.stop(
+            f"interrupted ({signal}): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
             main_task)
         try:
             result = await runner.run(plan)

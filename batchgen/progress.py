@@ -176,7 +176,9 @@ class Progress:
             self._start(event.plan)
             return
         if isinstance(event, ev.Stopping):
-            log.warning("stopping: %s", event.reason)
+            # A halt's reason ends the summary: on the console it is said once, there.
+            log.log(logging.INFO if event.halt else logging.WARNING, "%s: %s",
+                    "run halted" if event.halt else "stopping", event.reason)
         column = _COLUMN.get(type(event))
         if column is not None and isinstance(event, ev.JobEvent):
             self._move(event.job.key, column)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import Callable
 
 from .errors import UsageError
 
@@ -18,19 +19,21 @@ def api_key_from_env(variable: str) -> str:
     return key
 
 
-def install_interrupts(loop: asyncio.AbstractEventLoop, on_first, main_task: asyncio.Task) -> None:
-    """Ctrl-C once (or SIGTERM): stop submitting, let in-flight jobs finish. Twice: quit now."""
+def install_interrupts(loop: asyncio.AbstractEventLoop, on_first: Callable[[str], None],
+                       main_task: asyncio.Task) -> None:
+    """Ctrl-C once (or SIGTERM, as a service manager stops a job): stop submitting, let in-flight
+    jobs finish; ``on_first`` gets the signal's name so the stop says which one arrived. Twice: quit now."""
     pressed = {"n": 0}
 
-    def handler() -> None:
+    def handler(sig: signal.Signals) -> None:
         pressed["n"] += 1
         if pressed["n"] == 1:
-            on_first()
+            on_first("Ctrl-C" if sig is signal.SIGINT else sig.name)
         else:
             main_task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, handler)
+            loop.add_signal_handler(sig, handler, sig)
         except (NotImplementedError, RuntimeError):
             pass

@@ -130,7 +130,7 @@ class Runner:
         if not self.stopping:
             self.stopping = True
             self.schedule.drain()
-            self.emit(ev.Stopping(reason=reason or "interrupted"))
+            self.emit(ev.Stopping(reason=reason or "interrupted", halt=halt and bool(reason)))
 
     def price(self, job: JobSpec, model: str | None = None) -> float:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
@@ -202,7 +202,6 @@ class Runner:
             await self._advance(job, action, stage)
         except (FatalError, DiskFullError) as exc:
             self.stop(str(exc))
-            log.error("run halted: %s", exc)
         except TransientError as exc:
             # The job keeps its place (submitted or completed): the next run picks it up.
             self.emit(ev.Stalled(job=job, error=str(exc)))

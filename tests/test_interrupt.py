@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from runner_helpers import assert_batch_intact, make_images, write_manifest
+from runner_helpers import assert_batch_intact, make_images, run_cli, write_manifest
 
 from batchgen.lifecycle import JobStatus
 from batchgen.state import load
@@ -62,3 +62,28 @@ def test_two_ctrl_c_quit_at_once_and_the_next_run_resumes(make_sim, tmp_path):
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=90).returncode == 0
     ledger = assert_batch_intact(sim, out, 6)
     assert len(ledger["submissions"]) == 6
+
+
+def test_sigterm_stops_like_one_ctrl_c_and_is_named_as_sigterm(make_sim, tmp_path):
+    sim = make_sim(gen_base=1.0)
+    proc, cmd, env, out = _start(sim, tmp_path, submits=1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "interrupted (SIGTERM)" in err and "Ctrl-C" not in err.split("interrupted (SIGTERM)")[0]
+    assert "interrupted (SIGTERM)" in (out / "batchgen.log").read_text()
+    state = load(out / "state.jsonl")
+    submitted = len(sim.ledger()["submissions"])
+    assert [r.status for r in state.jobs.values()].count(JobStatus.DOWNLOADED) == submitted
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 0
+    assert_batch_intact(sim, out, 6)
+
+
+def test_a_halted_run_says_why_once(make_sim, tmp_path, capsys):
+    sim = make_sim(api_key="the-key")
+    make_images(tmp_path / "img", 2)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
+    assert run_cli(sim, manifest, tmp_path / "out", key="not-the-key") == 3
+    err = capsys.readouterr().err
+    assert err.count("invalid API key") == 1, err
+    assert "run halted: " in (tmp_path / "out" / "batchgen.log").read_text()
