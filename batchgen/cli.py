@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resubmit-unknown", action="store_true",
                      help="submit again jobs whose submit answer was lost (may pay twice)")
     run.add_argument("--max-cost", type=float, default=None, metavar="USD",
-                     help="never commit more than this many dollars in total (also 'max_cost:' in the manifest)")
+                     help="never commit more than this many dollars in total (also 'max_cost:' in the manifest); "
+                          "a run that would pass it is refused before paying")
+    run.add_argument("--partial", action="store_true",
+                     help="under --max-cost, submit as many jobs as fit (in manifest order) instead of refusing")
     run.add_argument("--confirm-above", type=float, default=5.0, metavar="USD",
                      help="ask before spending more than this (default 5)")
     run.add_argument("--yes", "-y", action="store_true", help="do not ask before spending (for scripts)")

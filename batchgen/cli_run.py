@@ -9,6 +9,7 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from .budget import check_cap
 from .errors import UsageError
 from .lifecycle import JobStatus
 from .manifest import load_manifest
@@ -63,8 +64,11 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, verifier=verifier,
                         observer=progress)
         plan, events = runner.prepare()
+        deferred = _apply_cap(args, manifest, plan, runner, options)
         to_pay = cost_to_pay(plan, runner.price)
         print(describe_plan(plan, to_pay, manifest, options), file=sys.stderr)
+        if deferred:
+            print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
         if not _confirmed(args, to_pay):
             return UsageError.exit_code
         runner.commit(events)  # nothing is written before the user said yes
@@ -76,6 +80,9 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
             result = await runner.run(plan)
         finally:
             progress.close()
+        if deferred and not result.halted:
+            result.halted = (f"budget: {deferred} job(s) did not fit under the cap and were not submitted; "
+                             "raise it and run again to finish")
         print(describe_result(result, runner, options), file=sys.stderr)
         return result.exit_code
 
@@ -96,6 +103,18 @@ async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
     provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
                             max_connections=max(16, 2 * options.concurrency))
     return provider, PollPolicy(min_interval=args.poll_min)
+
+
+def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) -> int:
+    """Refuse a run whose submits pass the cap before anything is paid (OverBudgetError), or with
+    --partial keep the submits that fit; returns how many were left for a later run."""
+    if options.max_cost is None:
+        return 0
+    cap_name = "--max-cost" if args.max_cost is not None else f"max_cost: in {manifest.path}"
+    wanted = len(plan.submit)
+    plan.submit = check_cap(plan.submit, runner.price, runner.state.committed, options.max_cost,
+                            cap_name=cap_name, partial=args.partial)
+    return wanted - len(plan.submit)
 
 
 def _confirmed(args, to_pay: float) -> bool:

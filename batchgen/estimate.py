@@ -241,8 +241,8 @@ def _cap_line(est: Estimate) -> str:
         subject = f"${need:.2f}"
     if need <= cap + 1e-9:
         return f"  max_cost ${cap:.2f}: {subject} fits"
-    return (f"  max_cost ${cap:.2f}: {subject} does not fit; the run will stop submitting at the cap "
-            "(raise max_cost or --max-cost to finish)")
+    return (f"  max_cost ${cap:.2f}: {subject} does not fit; the run will refuse to start (--partial runs "
+            "the jobs that fit; raise max_cost or --max-cost to finish)")
 
 
 def _fallback_lines(fb: Fallback, with_state: bool) -> list[str]:

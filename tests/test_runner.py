@@ -171,7 +171,7 @@ def test_transient_faults_and_account_cap_still_pay_once(make_sim, tmp_path):
 def test_budget_cap_stops_before_the_job_that_would_cross_it(sim, batch, capsys, concurrency):
     manifest, out = batch
     # With three slots all jobs could be in flight at once: the cap must count those in flight.
-    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", concurrency) == 3
+    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--partial", "--concurrency", concurrency) == 3
     assert len(sim.ledger()["submissions"]) == 2
     assert sim.ledger()["charged_total"] == 2.4
     assert "--max-cost" in capsys.readouterr().err
@@ -320,7 +320,7 @@ def test_a_picture_edited_after_the_manifest_was_read_is_never_sent_in_its_place
 
 def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(sim, batch):
     manifest_path, out = batch
-    assert run_cli(sim, manifest_path, out, "--max-cost", "2.5") == 3  # two of three jobs done
+    assert run_cli(sim, manifest_path, out, "--max-cost", "2.5", "--partial") == 3  # two of three jobs done
     manifest = load_manifest(manifest_path)
     job = manifest.jobs[0]
     seen_at_start = []
