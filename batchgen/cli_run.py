@@ -136,6 +136,10 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
     if plan.new < total or plan.removed:  # a resume: say what changed since the state was written
         lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
+    if plan.whitespace_kept:
+        n = plan.whitespace_kept
+        lines.append(f"  {n} job{'s differ' if n != 1 else ' differs'} from the state only by whitespace in "
+                     "their prompt: kept")
     lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
                  + (f" (cap --max-cost ${options.max_cost:.2f})" if options.max_cost is not None else ""))
     groups: dict[tuple[str, str], list] = {}
