@@ -63,6 +63,7 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         stack.callback(verifier.shutdown)
         runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, verifier=verifier,
                         observer=progress)
+        progress.expected = lambda job: runner.schedule.expected(job.model, job.duration)
         plan, events = runner.prepare()
         deferred = _apply_cap(args, manifest, plan, runner, options)
         to_pay = cost_to_pay(plan, runner.price)
