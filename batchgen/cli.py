@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-cost", type=float, default=None, metavar="USD",
                      help="never commit more than this many dollars in total (also 'max_cost:' in the manifest); "
                           "a run that would pass it is refused before paying")
+    run.add_argument("--redo", action="store_true",
+                     help="add one new take for each row marked redo in 'batchgen review' (its note fills {note})")
     run.add_argument("--partial", action="store_true",
                      help="under --max-cost, submit as many jobs as fit (in manifest order) instead of refusing")
     run.add_argument("--confirm-above", type=float, default=5.0, metavar="USD",

@@ -14,8 +14,10 @@ from .errors import UsageError
 from .lifecycle import JobStatus
 from .manifest import load_manifest
 from .planner import Plan, cost_to_pay
+from .picks import PICKS_FILE
 from .progress import Progress, setup_logging
 from .providers import provider_info
+from .redo import Redo, link_redo_takes, plan_redo
 from .run_env import api_key_from_env, install_interrupts
 from .runner import RunOptions, Runner, RunResult
 from .schedule import PollPolicy
@@ -58,11 +60,12 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         state_log = StateLog(state_path)
         state_log.open()
         stack.callback(state_log.close)
-        progress = Progress(len(manifest.jobs), quiet=args.quiet)
+        redo = _redo(args, manifest, state_log, options)
+        jobs = manifest.jobs + redo.jobs
+        progress = Progress(len(jobs), quiet=args.quiet)
         verifier = Verifier()
         stack.callback(verifier.shutdown)
-        runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, verifier=verifier,
-                        observer=progress)
+        runner = Runner(jobs, provider, state_log, manifest.models, options, verifier=verifier, observer=progress)
         progress.expected = lambda job: runner.schedule.expected(job.model, job.duration)
         plan, events = runner.prepare()
         deferred = _apply_cap(args, manifest, plan, runner, options)
@@ -73,19 +76,35 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         if not _confirmed(args, to_pay):
             return UsageError.exit_code
         runner.commit(events)  # nothing is written before the user said yes
-        main_task = asyncio.current_task()
-        install_interrupts(asyncio.get_running_loop(), lambda signal: runner.stop(
-            f"interrupted ({signal}): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
-            main_task)
-        try:
-            result = await runner.run(plan)
-        finally:
-            progress.close()
+        link_redo_takes(options.out_dir, redo.links)
+        result = await _execute(runner, plan, progress)
         if deferred and not result.halted:
             result.halted = (f"budget: {deferred} job(s) did not fit under the cap and were not submitted; "
                              "raise it and run again to finish")
         print(describe_result(result, runner, options), file=sys.stderr)
         return result.exit_code
+
+
+def _redo(args, manifest, state_log: StateLog, options: RunOptions) -> Redo:
+    """With --redo, one new take per row marked redo in the picks (or the take an earlier --redo made)."""
+    if not args.redo:
+        return Redo()
+    redo = plan_redo(options.out_dir, state_log.state,
+                     lambda notes: load_manifest(args.manifest, user_model_table(), notes=notes).jobs, manifest.jobs)
+    print(f"--redo: {len(redo.jobs)} take(s) for {redo.rows} row(s) marked redo in "
+          f"{options.out_dir / PICKS_FILE}", file=sys.stderr)
+    return redo
+
+
+async def _execute(runner: Runner, plan: Plan, progress: Progress) -> RunResult:
+    main_task = asyncio.current_task()
+    install_interrupts(asyncio.get_running_loop(), lambda signal: runner.stop(
+        f"interrupted ({signal}): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
+        main_task)
+    try:
+        return await runner.run(plan)
+    finally:
+        progress.close()
 
 
 async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
@@ -130,7 +149,7 @@ def _confirmed(args, to_pay: float) -> bool:
 
 
 def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> str:
-    total = len(manifest.jobs)
+    total = len(plan.jobs)
     lines = [f"{manifest.path}: {total} jobs: {len(plan.done)} done, {len(plan.submit)} to submit, "
              f"{len(plan.poll)} generating, {len(plan.download)} to download, {len(plan.unknown)} unknown, "
              f"{len(plan.failed)} failed (not retried)"]

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ManifestError, ModelTableError, Problem
 from .images import ImageCache, ImageInfo, image_info
@@ -26,7 +26,7 @@ from .manifest_read import Problems, RawManifest, RawRow, Value, decode, read_cs
 from .models import DEFAULT_MODEL, ModelSpec, ModelTable
 
 CORE_FIELDS = ("image", "prompt", "duration", "resolution", "model", "output", "id", "takes")
-BUILTIN_PLACEHOLDERS = ("stem", "duration", "resolution", "take", "id", "model_name")
+BUILTIN_PLACEHOLDERS = ("stem", "duration", "resolution", "take", "id", "model_name", "note")
 DEFAULT_OUTPUT = "{stem}-{duration}s-{resolution}"
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -44,9 +44,11 @@ class Manifest:
 
 
 def load_manifest(
-    path: str | os.PathLike, models: ModelTable | None = None, *, image_cache: ImageCache | None = None
+    path: str | os.PathLike, models: ModelTable | None = None, *, image_cache: ImageCache | None = None,
+    notes: Mapping[tuple[int, str], str] | None = None,
 ) -> Manifest:
-    """Read, expand and validate a manifest; ManifestError lists every problem found."""
+    """Read, expand and validate a manifest; ManifestError lists every problem found. ``{note}`` is
+    empty unless ``notes`` (by row line and image as written: a reviewer's redo notes) gives one."""
     path = Path(path)
     problems = Problems(str(path))
     table = models if models is not None else ModelTable()
@@ -69,6 +71,7 @@ def load_manifest(
     manifest = Manifest(path=path, jobs=[], models=table)
     _settings(raw, manifest, problems)
     expander = _Expander(path, manifest.models, problems, raw.vars, manifest.fallback_model, image_cache)
+    expander.notes = notes or {}
     candidates = [job for row in raw.rows for job in expander.row(row, raw.defaults)]
     _check_unique(candidates, problems)
     if problems.items:
@@ -138,6 +141,7 @@ class _Expander:
         self.top_vars = top_vars
         self.fallback_model = fallback_model
         self.cache = image_cache
+        self.notes: Mapping[tuple[int, str], str] = {}
         self.fields = job_fields(table)
         self._images: dict[str, ImageInfo | str] = {}
         self._refs: dict[str, list[tuple[str, str | None, str | None, str]] | str] = {}
@@ -221,7 +225,8 @@ class _Expander:
                 for resolution in resolutions:
                     for take in range(1, takes + 1):
                         ctx = {**context_vars, "stem": stem, "duration": duration, "resolution": resolution,
-                               "take": take, "model_name": model_id.rsplit("/", 1)[-1]}
+                               "take": take, "model_name": model_id.rsplit("/", 1)[-1],
+                               "note": self.notes.get((row.line, written), "")}
                         candidate = self._job(row, f, bad, ctx, written, abs_path, url, model_id,
                                               {"duration": duration, "resolution": resolution, **extras},
                                               prompt_t, output_t, id_t, suffix if many else "")
