@@ -18,7 +18,8 @@ import yaml
 
 from .errors import Problem
 
-TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "fallback_model", "fallback_after", "concurrency", "jobs")
+TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "max_jobs", "fallback_model", "fallback_after",
+                  "concurrency", "jobs")
 _NULL = "tag:yaml.org,2002:null"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -32,6 +33,8 @@ class Problems:
     def __init__(self, file: str):
         self.file = file
         self.items: list[Problem] = []
+        #: Things worth a look that do not stop the batch (a tiny image, a row costing $100+).
+        self.warnings: list[Problem] = []
         self._seen: set[tuple[int | None, str]] = set()
 
     def add(self, line: int | None, message: str, job: str | None = None) -> None:
@@ -39,6 +42,12 @@ class Problems:
             return
         self._seen.add((line, message))
         self.items.append(Problem(self.file, line, message, job))
+
+    def warn(self, line: int | None, message: str, job: str | None = None) -> None:
+        if (line, "warning: " + message) in self._seen:
+            return
+        self._seen.add((line, "warning: " + message))
+        self.warnings.append(Problem(self.file, line, message, job))
 
 
 @dataclass
@@ -64,9 +73,14 @@ class RawManifest:
     settings: dict[str, tuple[Any, int]] = field(default_factory=dict)
 
 
-def suggest(name: str, candidates: Iterable[str]) -> str:
+def closest(name: str, candidates: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    close = closest(name, candidates)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def decode(raw: bytes, problems: Problems) -> str | None:
@@ -119,7 +133,7 @@ def read_yaml(text: str, problems: Problems) -> RawManifest:
         elif key == "vars":
             out.vars = _vars(node, problems)
         else:
-            out.settings[key] = (_construct(node), _line(node))
+            _setting(out, key, node, problems)
     if jobs_node is None or _tag(jobs_node) == _NULL:
         problems.add(None if jobs_node is None else _line(jobs_node), "the manifest has no 'jobs:' list; add one job per item")
     elif not isinstance(jobs_node, yaml.SequenceNode):
@@ -146,6 +160,16 @@ def _tag(node: yaml.Node) -> str:
 
 def _construct(node: yaml.Node) -> Any:
     return yaml.SafeLoader("").construct_document(node)
+
+
+def _setting(out: RawManifest, key: str, node: yaml.Node, problems: Problems) -> None:
+    """A top-level setting as plain data; a tag the safe loader refuses ('!!python/object',
+    '!!int zz', '!!timestamp 2020-13-45') is a problem on its line, not a traceback."""
+    try:
+        out.settings[key] = (_construct(node), _line(node))
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        problems.add(_line(node), f"{key}: cannot be read ({str(exc).splitlines()[0]}); "
+                     "write a plain value without a '!!' tag")
 
 
 def _pairs(node: yaml.MappingNode, problems: Problems) -> list[tuple[str, yaml.Node]]:
