@@ -17,7 +17,7 @@ from .errors import ModelTableError
 from .images import ImageCache, ImageInfo, image_info, size_warning
 from .jobs import JobSpec, Location
 from .manifest_fields import (
-    FieldProblem, as_list, check_id, output_name, param_problems, placeholders, render, resolve_image, single,
+    as_list, check_id, output_name, param_problems, placeholders, render, resolve_image, single,
     whole_number,
 )
 from .manifest_read import Problems, RawRow, Value, closest

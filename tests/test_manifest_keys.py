@@ -69,3 +69,25 @@ def test_the_keys_of_a_fixed_manifest_never_change(tmp_path):
     path.write_text(dedent(MANIFEST).lstrip("\n"), encoding="utf-8")
     jobs = load_manifest(path).jobs
     assert {job.id: job.key for job in jobs} == PINNED
+
+
+CSV = ('image;prompt;duration;resolution;takes;colour\n'
+       'shots/a.bmp;"The {colour} {stem}, slow turn";4|8;;2;red\n'
+       'https://example.com/x.png;Pan left;12;1080p;;blue\n')
+
+PINNED_CSV = {
+    "a-4s-720p-take1": "a7a75bf8194fd4200d01",
+    "a-4s-720p-take2": "6472fed14a66eae223fd",
+    "a-8s-720p-take1": "5144596989d6f4d0b85b",
+    "a-8s-720p-take2": "85a2428fc79f7faeb446",
+    "x-12s-1080p": "9dbb6e4c11f2d0b806b1",
+}
+
+
+def test_the_keys_of_a_fixed_csv_manifest_never_change(tmp_path):
+    clear_memory_cache()
+    (tmp_path / "shots").mkdir()
+    (tmp_path / "shots" / "a.bmp").write_bytes(bmp(300, 260, (200, 80, 40)))
+    path = tmp_path / "m.csv"
+    path.write_text(CSV, encoding="utf-8")
+    assert {job.id: job.key for job in load_manifest(path).jobs} == PINNED_CSV
