@@ -110,8 +110,14 @@ async def _execute(runner: Runner, plan: Plan, progress: Progress) -> RunResult:
 async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
     if args.provider == "local":
         from .simulator import SimConfig, start
+        from .simulator.persist import FOLDER, Keeper
         config = SimConfig(seed=args.seed or 0, models=models)  # the local API knows the manifest's models too
-        running = await start(config)
+        # Its uploads and tasks live under the output folder, so a resumed or repaired run finds them.
+        keeper = Keeper(options.out_dir / FOLDER)
+        try:
+            running = await start(config, port=keeper.port(), keep=keeper)
+        except OSError:  # the earlier port is taken: old output links fail, the results are read again
+            running = await start(config, keep=keeper)
         stack.push_async_callback(running.close)
         print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
               file=sys.stderr)
