@@ -13,8 +13,8 @@ from .budget import check_cap
 from .errors import UsageError
 from .lifecycle import JobStatus
 from .manifest import load_manifest
-from .planner import Plan, cost_to_pay
 from .picks import PICKS_FILE
+from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
 from .providers import provider_info
 from .redo import Redo, link_redo_takes, plan_redo

@@ -4,6 +4,7 @@ nothing twice and finds every task it paid for."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import signal
@@ -14,7 +15,8 @@ import time
 from runner_helpers import make_images, write_manifest
 
 from batchgen.lifecycle import JobStatus
-from batchgen.simulator.persist import FOLDER
+from batchgen.simulator import SimConfig, start
+from batchgen.simulator.persist import FOLDER, Keeper
 from batchgen.state import load
 
 
@@ -64,3 +66,23 @@ def test_a_killed_local_run_resumes_and_a_deleted_video_is_fetched_again_without
     assert time.monotonic() - started < 30, "the video comes from the kept task, not retries against a dead port"
     assert hashlib.sha256((out / victim.path).read_bytes()).hexdigest() == victim.sha256
     assert len(_kept_tasks(out)[0]) == 6, "nothing was submitted again"
+
+
+def test_the_keeper_skips_a_torn_line_keeps_names_inside_and_remembers_the_port(tmp_path):
+    folder = tmp_path / FOLDER
+    keeper = Keeper(folder)
+    (folder / "uploads" / "abc").write_bytes(b"the image")
+    (tmp_path / "evil").write_bytes(b"outside")
+    (folder / "uploads.jsonl").write_text('{"id":"../../evil","content_type":"image/png"}\n'
+                                          '{"id":"abc","content_type":"image/png"}\n{"id":"de')
+
+    async def started() -> tuple[dict, str]:
+        running = await start(SimConfig(), keep=keeper)
+        try:
+            return dict(running.simulator.uploads.store.files), running.base_url
+        finally:
+            await running.close()
+
+    files, base_url = asyncio.run(started())
+    assert list(files) == ["abc"] and files["abc"].data == b"the image"
+    assert base_url.endswith(f":{keeper.port()}") and keeper.port() > 0
