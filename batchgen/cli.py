@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("state", type=Path)
     report.add_argument("--html", type=Path, help="where to write it (default: report.html beside the state)")
 
+    sub.add_parser("models", help="the model table: paths, durations, prices, retired models").add_argument(
+        "--json", action="store_true", help="machine-readable output")
+
     simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
     from .simulator import add_arguments
     add_arguments(simulate)
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from .report import report_command
             return report_command(args)
+        if args.command == "models":
+            from .model_list import models_command
+            return models_command(args)
         if args.command == "simulate":
             return simulate_command(args)
     except BatchgenError as exc:
