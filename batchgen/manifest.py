@@ -191,7 +191,7 @@ class _Expander:
                 if value is not None and name == "last_image":
                     value = self._last_image(value, f[name].line, bad)
                 if value is not None:
-                    extras[name] = value
+                    extras[name] = spec.typed(name, value)
 
         prompt_t = one("prompt")
         if "prompt" not in f:

@@ -76,6 +76,17 @@ class ModelSpec:
             ) from None
         return round(rate * duration, 2)
 
+    def typed(self, name: str, value: Any) -> Any:
+        """A manifest's text for an extra field as the JSON type the model takes ("true" -> True for a
+        bool field, "42" -> 42 for an int field); text that does not convert is kept for check() to report."""
+        kind = self.extra_fields.get(name)
+        if not isinstance(value, str) or kind not in FIELD_KINDS:
+            return value
+        text = value.strip().lower()
+        if kind == "bool":
+            return {"true": True, "false": False}.get(text, value)
+        return int(text) if text.lstrip("-").isdigit() else value
+
     def check(self, params: Mapping[str, Any]) -> list[str]:
         """Problems with a job's parameters for this model (empty when fine)."""
         problems: list[str] = []

@@ -76,7 +76,8 @@ class RunOptions:
     max_download_bytes: int = 4 << 30
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
-    listing_limit: int = 1000
+    #: Seconds added on both sides of the listing window (clock skew between us and the provider).
+    listing_margin: float = 600.0
     #: WaveSpeed keeps uploaded files 7 days (its docs); an older cached URL is uploaded again.
     upload_max_age: float = 6 * 86400.0
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
@@ -370,17 +371,32 @@ class Runner:
         log.warning("job %s failed (%s): %s", job.id, cls, message)
 
     # -- unknown submits ----------------------------------------------------------------
+    async def _list_window(self, unknown: list[JobSpec]) -> tuple[list | None, bool]:
+        """The provider's predictions of the unknown jobs' models over a window that surely holds their
+        submits (earliest intent to now, with clock-skew margins), and whether it was read completely."""
+        after = min((self.rec(j).submitted_at or 0) for j in unknown) - self.opt.listing_margin
+        listed: list = []
+        complete = True
+        try:
+            for model in sorted({j.model for j in unknown}):
+                listing = await self.provider.list_predictions(
+                    model=model, created_after=after, created_before=time.time() + self.opt.listing_margin)
+                if listing is None:
+                    return None, False
+                listed += listing.items
+                complete = complete and listing.complete
+        except BatchgenError as exc:
+            log.warning("cannot list recent predictions to reconcile unknown jobs: %s", exc)
+            return None, False
+        return listed, complete
+
     async def _reconcile(self, plan: Plan) -> None:
         """Match jobs whose submit answer was lost against the provider's recent tasks."""
         newest = max((self.rec(j).submitted_at or 0) for j in plan.unknown)
         wait = newest + self.opt.unknown_grace - time.time()
         if wait > 0:
             await self.sleep(wait)  # a request sent just before a crash may still be in the server's hands
-        try:
-            listed = await self.provider.list_recent(self.opt.listing_limit)
-        except BatchgenError as exc:
-            log.warning("cannot list recent predictions to reconcile unknown jobs: %s", exc)
-            listed = None
+        listed, complete = await self._list_window(plan.unknown)
         still = []
         if listed is not None:
             # Every task a job ever had, its earlier failed ones too, belongs to that attempt, never to a lost answer.
@@ -389,7 +405,8 @@ class Runner:
             for item in reversed(listed):  # oldest first, so takes pair up in submit order
                 if item.id not in known_pids:
                     free[item.body_hash].append(item.id)
-            complete = len(listed) < self.opt.listing_limit
+            # An unmatched item without its input may be a lost submit: never conclude "never created" then.
+            complete = complete and not free.get("")
             for job in plan.unknown:
                 rec = self.rec(job)
                 if free.get(rec.body_hash):

@@ -423,8 +423,8 @@ def test_shipped_manifests_load(name, count):
     assert all(j.image_sha256 or j.image_url for j in m.jobs)
 
 
-def test_demo_is_sora_pro_720p_with_4_and_8_seconds():
+def test_demo_is_seedance_720p_with_4_and_8_seconds():
     m = load_manifest(REPO / "manifests" / "demo.yaml")
-    assert {j.model for j in m.jobs} == {SORA_PRO}
+    assert {j.model for j in m.jobs} == {SEEDANCE}
     assert {j.resolution for j in m.jobs} == {"720p"}
     assert sorted({j.duration for j in m.jobs}) == [4, 8]

@@ -268,3 +268,10 @@ def test_a_model_added_by_a_models_file_runs_end_to_end_without_code_changes(mak
     est = json.loads(capsys.readouterr().out)
     assert est["split"]["paid"] == {"jobs": 2, "seconds": 20, "dollars": 4.40}
     assert est["unconfirmed"] == [{"model": ACME, "note": ""}]
+
+
+def test_typed_turns_manifest_text_into_the_fields_json_type():
+    seedance = ModelTable().get(SEEDANCE)
+    assert [seedance.typed("generate_audio", t) for t in ("true", "False", "maybe")] == [True, False, "maybe"]
+    assert [seedance.typed("seed", t) for t in ("42", "-3", "4.5")] == [42, -3, "4.5"]
+    assert seedance.typed("aspect_ratio", "9:16") == "9:16" and seedance.typed("seed", 7) == 7

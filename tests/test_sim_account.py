@@ -16,7 +16,9 @@ SORA_BODY = {"image": DATA_URI, "prompt": "slow orbit", "duration": 4, "resoluti
 ACME = "acme/motion-1/image-to-video"
 
 
-def test_models_catalog_lists_the_table_with_base_prices_and_price_quotes(sim):
+def test_models_catalog_lists_the_table_with_base_prices_and_price_quotes(make_sim):
+    sim = make_sim(retired_mode="refuse")
+
     async def body(api: Api, session):
         catalog = (await api.get("/api/v3/models"))[1]["data"]
         quote = await api.post("/api/v3/model/price", {"model_id": SEEDANCE,
@@ -36,7 +38,8 @@ def test_models_catalog_lists_the_table_with_base_prices_and_price_quotes(sim):
     assert sim.ledger()["submissions"] == [] and sim.ledger()["balance"] == 1_000_000
 
 
-def test_sora2_refuse_answers_not_found_unavailable_and_charges_nothing(sim):
+def test_sora2_refuse_answers_not_found_unavailable_and_charges_nothing(make_sim):
+    sim = make_sim(retired_mode="refuse")
     status, payload, _ = with_api(sim.base_url, lambda api, _s: api.submit(SORA_PRO, SORA_BODY))
     assert status == 404 and "not found" in payload["message"] and "unavailable" in payload["message"]
     assert SEEDANCE in payload["message"], "the message names the replacement"
