@@ -26,6 +26,13 @@ def d(tmp_path):
     return make_manifest_folder(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def sora_pro_default(monkeypatch):
+    """These cases (ids like a-4s-720p, Sora's durations) were written when Sora 2 Pro was the default
+    model; they test parsing, not the default, which test_models.py checks is Seedance 2.0."""
+    monkeypatch.setattr("batchgen.manifest.DEFAULT_MODEL", SORA_PRO)
+
+
 def make_manifest_folder(tmp_path):
     """A manifest folder with a few real images and some broken ones (shared with the run-level tests)."""
     Image.new("RGB", (64, 48), "red").save(tmp_path / "a.jpg")

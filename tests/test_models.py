@@ -275,3 +275,13 @@ def test_typed_turns_manifest_text_into_the_fields_json_type():
     assert [seedance.typed("generate_audio", t) for t in ("true", "False", "maybe")] == [True, False, "maybe"]
     assert [seedance.typed("seed", t) for t in ("42", "-3", "4.5")] == [42, -3, "4.5"]
     assert seedance.typed("aspect_ratio", "9:16") == "9:16" and seedance.typed("seed", 7) == 7
+
+
+def test_a_manifest_naming_no_model_runs_seedance_2_at_its_defaults(tmp_path):
+    from batchgen.manifest import load_manifest
+
+    make_images(tmp_path / "img", 1)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("jobs:\n  - image: img/shot00.png\n    prompt: p\n", encoding="utf-8")
+    [job] = load_manifest(manifest).jobs
+    assert (job.model, job.duration, job.resolution, job.id) == (SEEDANCE, 5, "720p", "shot00-5s-720p")
