@@ -3,11 +3,15 @@ and page_size validation; items without input unless asked; the /result-less ali
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from aiohttp import web
 
-from batchgen.models import SEEDANCE, SEEDANCE_FAST
+from batchgen.models import SEEDANCE, SEEDANCE_FAST, body_hash
+from batchgen.providers.wavespeed import WaveSpeedProvider
+from conftest import run
 from sim_helpers import SEEDANCE_BODY, Api, advance_clock, with_api
 
 RESULT_FIELDS = {"id", "model", "outputs", "urls", "status", "created_at", "error", "timings", "has_nsfw_contents"}
@@ -138,3 +142,64 @@ def test_predictions_and_outputs_are_deleted_after_seven_days(sim):
     assert still_read[0] == 200 and still_list["total"] == 1
     assert gone_read[0] == 404 and "7 days" in gone_read[1]["message"] and gone_list["total"] == 0
     assert output == 404
+
+
+# -- the WaveSpeed provider's listing read against it ------------------------------------------
+
+
+async def _provider_listing(base_url: str, submits: int, **window):
+    provider = WaveSpeedProvider("test-key", base_url)
+    try:
+        started = time.time()
+        bodies = [{**SEEDANCE_BODY, "prompt": f"p{i}"} for i in range(submits)]
+        ids = [(await provider.submit(SEEDANCE, body)).id for body in bodies]
+        listing = await provider.list_predictions(model=SEEDANCE, created_after=window.get("after", started - 5),
+                                                  created_before=time.time() + 5)
+        return bodies, ids, listing
+    finally:
+        await provider.close()
+
+
+def test_provider_pages_the_listing_to_total_and_reads_no_input_when_there_is_none(make_sim):
+    sim = make_sim(concurrency_cap=1, gen_base=30)  # the tasks wait in created: nothing is rendered
+    bodies, ids, listing = run(_provider_listing(sim.base_url, 105))
+    assert listing.complete and sorted(p.id for p in listing.items) == sorted(ids)
+    assert {(p.input, p.body_hash) for p in listing.items} == {(None, "")}
+    assert all(p.model == SEEDANCE and p.created_at for p in listing.items)
+    assert sim.ledger()["requests"]["list"] == 2, "two pages of at most 100"
+
+
+def test_provider_reads_input_and_its_hash_when_items_carry_it(make_sim):
+    sim = make_sim(listing_input=True)
+    bodies, ids, listing = run(_provider_listing(sim.base_url, 3))
+    by_id = {p.id: p for p in listing.items}
+    assert listing.complete and [by_id[i].body_hash for i in ids] == [body_hash(b) for b in bodies]
+    assert by_id[ids[0]].input == bodies[0]
+
+
+def test_provider_listing_is_incomplete_when_a_later_page_fails():
+    async def pages(request: web.Request) -> web.Response:
+        page = (await request.json())["page"]
+        if page > 1:
+            return web.json_response({"code": 400, "message": "bad page", "data": {}}, status=400)
+        items = [{"id": f"p{i}", "model": SEEDANCE, "status": "completed", "outputs": [],
+                  "created_at": "2026-12-04T05:00:00.000Z"} for i in range(100)]
+        return web.json_response({"code": 200, "message": "success",
+                                  "data": {"page": 1, "total": 250, "items": items}})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/api/v3/predictions", pages)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        provider = WaveSpeedProvider("k", f"http://127.0.0.1:{runner.addresses[0][1]}")
+        try:
+            return await provider.list_predictions(model=SEEDANCE, created_after=0, created_before=2e9)
+        finally:
+            await provider.close()
+            await runner.cleanup()
+
+    listing = run(main())
+    assert len(listing.items) == 100 and listing.complete is False
+    assert listing.items[0].created_at == datetime(2026, 12, 4, 5, tzinfo=timezone.utc).timestamp()
