@@ -35,6 +35,7 @@ def model_rows(table: ModelTable) -> list[dict[str, Any]]:
             "resolutions": ", ".join(spec.resolutions) if spec.sends_resolution else "none to choose",
             "price": _price(spec),
             "confirmed": spec.confirmed,
+            "min_read_interval": spec.min_read_interval,
             "retired": None if retired is None else {"date": retired.date, "message": retired.message,
                                                      "replacement": retired.replacement},
             "note": spec.note,
@@ -49,7 +50,8 @@ def render_models(rows: list[dict[str, Any]]) -> str:
         retired = row["retired"]
         lines.append(f"{row['model']}  ({row['origin']})")
         lines.append(f"    durations: {row['durations']}; resolutions: {row['resolutions']}")
-        lines.append(f"    price: {row['price']}" + ("" if row["confirmed"] else " (unconfirmed)"))
+        lines.append(f"    price: {row['price']}" + ("" if row["confirmed"] else " (unconfirmed)")
+                     + f"; results read at most every {row['min_read_interval']:g} s")
         if retired:
             lines.append(f"    RETIRED since {retired['date']}: {retired['message']}; "
                          f"use {retired['replacement']} instead")

@@ -135,7 +135,8 @@ def test_models_command_lists_built_in_and_user_models(tmp_path, monkeypatch, ca
     monkeypatch.setenv("BATCHGEN_MODELS", str(_models_file(tmp_path / "models.yaml", USER_MODELS)))
     assert main(["models"]) == 0
     text = capsys.readouterr().out
-    assert f"{ACME}  (user)\n    durations: 5, 10; resolutions: 720p\n    price: $0.22/s (unconfirmed)" in text
+    assert (f"{ACME}  (user)\n    durations: 5, 10; resolutions: 720p\n    price: $0.22/s (unconfirmed); "
+            "results read at most every 5 s") in text
     assert f"{SORA_STD}  (built-in, changed by the user)" in text
     assert f"{SEEDANCE_FAST}  (built-in)\n    durations: 4-15 (whole seconds); resolutions: 480p, 720p" in text
     assert text.count("RETIRED since 2026-09-24") == 2 and f"use {SEEDANCE} instead" in text
@@ -144,6 +145,7 @@ def test_models_command_lists_built_in_and_user_models(tmp_path, monkeypatch, ca
     assert rows[SORA_PRO]["retired"]["replacement"] == SEEDANCE and rows[SORA_PRO]["confirmed"]
     assert rows[SEEDANCE]["retired"] is None and rows[SEEDANCE]["price"].startswith("$0.12/s at 480p")
     assert rows[SORA_STD]["resolutions"] == "none to choose" and rows[ACME]["origin"] == "user"
+    assert rows[SEEDANCE]["min_read_interval"] == 5.0
 
 
 def test_extended_overrides_one_field_and_keeps_the_rest():
