@@ -13,7 +13,7 @@ from conftest import image_bytes, run
 from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.cli import main
-from batchgen.errors import FatalError
+from batchgen.errors import FatalError, UsageError
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.simulator import Faults
 
@@ -132,6 +132,6 @@ def test_refused_key_is_not_echoed_in_errors(make_sim, tmp_path, capsys):
 
 
 def test_provider_refuses_a_base_url_that_is_not_http(other):
-    with pytest.raises(FatalError) as info:
+    with pytest.raises(UsageError) as info:  # a bad flag (exit 2), as issue 14 item 1 asks
         WaveSpeedProvider(KEY, "file:///etc")
     assert KEY not in str(info.value)
