@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 MIN_KEY_LENGTH = 8
 MASK = "***"
-# Characters that can continue a token holding a key: letters, digits and the punctuation
-# keys and their URL or base64 forms are made of.
-_TOKEN = frozenset(string.ascii_letters + string.digits + "_.~+/=%-")
+# Characters that glue a key into a longer word: letters, digits, "_" and "-" (the key itself
+# may hold any character; it is matched exactly).
+_TOKEN = frozenset(string.ascii_letters + string.digits + "_-")
 
 
 class Redactor:
@@ -43,16 +43,23 @@ class Redactor:
 def _spans(text: str, form: str) -> list[tuple[int, int]]:
     """Where ``form`` occurs, each widened to the whole token it is glued into. A plain scan
     (no regex with two open-ended runs) so a long text costs linear time."""
-    spans, at = [], text.find(form)
+    spans: list[tuple[int, int]] = []
+    at = text.find(form)
     while at >= 0:
-        start, end = at, at + len(form)
-        while start and text[start - 1] in _TOKEN:
-            start -= 1
+        end = at + len(form)
+        if spans and at <= spans[-1][1]:
+            start, before = spans.pop()  # glued to the occurrence before: one token
+            end = max(end, before)
+        else:
+            start = at
+            while start and text[start - 1] in _TOKEN:
+                start -= 1
         while end < len(text) and text[end] in _TOKEN:
             end += 1
         spans.append((start, end))
-        at = text.find(form, end)
+        at = text.find(form, at + 1)
     return spans
+
 
 def redact(text: str, key: str | None) -> str:
     """``text`` with ``key`` masked (see the module's rules)."""
