@@ -91,8 +91,10 @@ class WaveSpeedProvider:
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._listing = listing
         # A total bound per API call: a trickling answer cannot stretch it as a per-read timeout allows.
-        self._timeout = aiohttp.ClientTimeout(total=read_timeout, connect=connect_timeout)
-        self._download_timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        # The connect bound is the TCP (and TLS) connect only, never a wait for a pooled connection,
+        # so a connect timeout means "nothing was sent" (and counts towards an unreachable host).
+        self._timeout = aiohttp.ClientTimeout(total=read_timeout, sock_connect=connect_timeout)
+        self._download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         self._floor = (download_min_rate, download_window)
         self._reached = False
         self._unreached = 0
@@ -233,7 +235,7 @@ class WaveSpeedProvider:
             form.add_field("file", data, filename=filename, content_type=content_type)
             # The API's total bound plus time for the bytes themselves, so a large image on a slow line fits.
             timeout = aiohttp.ClientTimeout(total=self._timeout.total + len(data) / UPLOAD_MIN_RATE,
-                                            connect=self._timeout.connect)
+                                            sock_connect=self._timeout.sock_connect)
             payload = await self._api("POST", "/api/v3/media/upload/binary", kind=kind, data=form, timeout=timeout)
             try:
                 return upload_url(payload)
