@@ -60,7 +60,7 @@ def call(server, method: str, *args, **options):
     Answer(502, "<html>bad gateway</html>", headers={"Content-Type": "text/html"}),
     Answer(504, {"code": 504, "message": "gateway timeout"}),
     Answer(302, b"", headers={"Location": "/elsewhere"}),
-], ids=["500", "502", "504", "303-like redirect"])
+], ids=["500", "502", "504", "redirect"])
 def test_a_5xx_after_sending_a_submit_is_ambiguous(server, answer):
     server.script(answer)
     exc = call(server, "submit", MODEL, BODY)
@@ -208,6 +208,15 @@ def test_a_slowloris_download_fails_as_transient(server, tmp_path):
     exc = _download(server, tmp_path, download_window=1.0)
     assert type(exc) is TransientError and "under the floor" in str(exc), exc
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.slow
+def test_a_slowloris_download_fails_within_a_minute_with_the_default_floor(server, tmp_path):
+    server.script(Answer(200, b"\0" * 100, headers={"Content-Type": "video/mp4"}, trickle=5.0))
+    started = time.monotonic()
+    exc = _download(server, tmp_path)
+    assert type(exc) is TransientError and "under the floor" in str(exc), exc
+    assert time.monotonic() - started < 65
 
 
 def test_a_steady_large_download_is_not_cut(server, tmp_path):

@@ -153,7 +153,7 @@ class WaveSpeedProvider:
     def _unreachable(self, kind: str, exc: aiohttp.ClientError) -> ProviderError:
         """Transient, except a few failures in a row before any answer ever came: then the
         address is wrong or the network is down, and retrying for minutes helps nobody."""
-        reason = getattr(exc, "os_error", None) or exc or type(exc).__name__
+        reason = getattr(exc, "os_error", None) or exc
         if not self._reached:
             self._unreached += 1
             if self._unreached >= UNREACHABLE_AFTER:
