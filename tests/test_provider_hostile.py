@@ -155,9 +155,10 @@ def test_an_unknown_status_is_transient_then_permanent_after_the_limit(server):
     assert type(errors[19]) is PermanentError and "'succeeded'" in str(errors[19])
 
 
-def test_a_status_that_goes_back_from_completed_is_transient(server):
+@pytest.mark.parametrize("back", ["processing", "created", "failed"])
+def test_a_status_that_goes_back_from_completed_is_transient(server, back):
     done = task("completed", outputs=["https://cdn.example/v.mp4"])
-    server.script(Answer(200, done), Answer(200, task("processing")), Answer(200, done))
+    server.script(Answer(200, done), Answer(200, task(back, error="glitch")), Answer(200, done))
 
     async def body():
         provider = WaveSpeedProvider(KEY, server.base_url)

@@ -212,7 +212,8 @@ class WaveSpeedProvider:
             raise TransientError(f"result {pid}: the answer is about another task ({pred.id}); reading it again later")
         if pred.status is PredictionStatus.COMPLETED and not pred.outputs:
             raise self._odd_answer(pid, "the task is completed but names no output URL")
-        if pred.status in (PredictionStatus.CREATED, PredictionStatus.PROCESSING) and pid in self._completed:
+        if pred.status is not PredictionStatus.COMPLETED and pid in self._completed:
+            # Completed is final: a later "processing" or "failed" is a glitch, not a lost paid video.
             raise self._odd_answer(pid, f"the task went back from completed to {pred.status.value}")
         if pred.status is PredictionStatus.COMPLETED:
             self._completed.add(pid)
