@@ -99,7 +99,7 @@ def test_a_connection_cut_mid_answer_is_ambiguous(server):
 def test_a_submit_answer_slower_than_the_total_timeout_is_ambiguous(server):
     server.script(Answer(200, task(), trickle=0.3))  # each byte on time, the whole far too late
     started = time.monotonic()
-    exc = call(server, "submit", MODEL, BODY, read_timeout=1.0)
+    exc = call(server, "submit", MODEL, BODY, api_timeout=1.0)
     assert isinstance(exc, AmbiguousSubmitError), exc
     assert time.monotonic() - started < 5
 

@@ -78,8 +78,10 @@ class WaveSpeedProvider:
     policy = POLICY
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, *, connect_timeout: float = 10.0,
-                 read_timeout: float = 60.0, max_connections: int = 64, listing: bool = True,
+                 api_timeout: float = 60.0, max_connections: int = 64, listing: bool = True,
                  download_min_rate: float = DOWNLOAD_MIN_RATE, download_window: float = DOWNLOAD_WINDOW):
+        """``api_timeout`` bounds each API call whole (an upload gets more per byte); a download
+        is bounded by its head arriving within it, then by the throughput floor."""
         if not api_key:
             raise UsageError(f"no API key: set the {POLICY.key_variable} environment variable")
         self._redact = Redactor(api_key)
@@ -93,8 +95,8 @@ class WaveSpeedProvider:
         # A total bound per API call: a trickling answer cannot stretch it as a per-read timeout allows.
         # The connect bound is the TCP (and TLS) connect only, never a wait for a pooled connection,
         # so a connect timeout means "nothing was sent" (and counts towards an unreachable host).
-        self._timeout = aiohttp.ClientTimeout(total=read_timeout, sock_connect=connect_timeout)
-        self._download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._timeout = aiohttp.ClientTimeout(total=api_timeout, sock_connect=connect_timeout)
+        self._download_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=api_timeout)
         self._floor = (download_min_rate, download_window)
         self._reached = False
         self._unreached = 0
