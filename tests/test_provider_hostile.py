@@ -282,6 +282,18 @@ def test_an_unreachable_base_url_is_fatal_after_a_few_tries():
     assert "check --base-url" in str(last)
 
 
+def test_a_host_that_never_connected_for_the_time_limit_is_fatal_at_once():
+    # A blackholed host costs a connect timeout per try: the time limit, not the count, ends it.
+    async def body():
+        provider = WaveSpeedProvider(KEY, f"http://127.0.0.1:{_closed_port()}", unreachable_seconds=0.0)
+        try:
+            return await _raised(provider.submit(MODEL, BODY))
+        finally:
+            await provider.close()
+
+    assert type(run(body())) is FatalError
+
+
 def test_connection_failures_stay_transient_once_the_api_answered(server):
     server.script(Answer(200, task()))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,8 +61,10 @@ USER_AGENT = "batchgen/0.1"
 MAX_ANSWER_BYTES = 4 << 20
 #: Consecutive self-contradicting result answers for one task before it is given up.
 ODD_ANSWER_LIMIT = 20
-#: Connection failures in a row, before any answer ever came, that mean "wrong address".
+#: Connection failures in a row, or seconds of nothing but them, before any answer ever came,
+#: that mean "wrong address or no network" (a blackholed host takes a connect timeout per try).
 UNREACHABLE_AFTER = 3
+UNREACHABLE_SECONDS = 10.0
 #: A download must bring at least this many bytes per second over each window (16 KiB/s:
 #: a 1 GB video on a slow line passes, a trickle of a byte every few seconds does not).
 DOWNLOAD_MIN_RATE = 16 << 10
@@ -79,7 +82,8 @@ class WaveSpeedProvider:
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, *, connect_timeout: float = 10.0,
                  api_timeout: float = 60.0, max_connections: int = 64, listing: bool = True,
-                 download_min_rate: float = DOWNLOAD_MIN_RATE, download_window: float = DOWNLOAD_WINDOW):
+                 download_min_rate: float = DOWNLOAD_MIN_RATE, download_window: float = DOWNLOAD_WINDOW,
+                 unreachable_seconds: float = UNREACHABLE_SECONDS):
         """``api_timeout`` bounds each API call whole (an upload gets more per byte); a download
         is bounded by its head arriving within it, then by the throughput floor."""
         if not api_key:
@@ -100,6 +104,8 @@ class WaveSpeedProvider:
         self._floor = (download_min_rate, download_window)
         self._reached = False
         self._unreached = 0
+        self._unreachable_seconds = unreachable_seconds
+        self._first_try: float | None = None
         self._odd: Counter[str] = Counter()
         self._completed: set[str] = set()
         self._session = aiohttp.ClientSession(
@@ -137,6 +143,8 @@ class WaveSpeedProvider:
                 raise self._unreadable(f"{kind}: {exc}", exc, submit=submit) from exc
 
     async def _exchange(self, method: str, path: str, *, kind: str, submit: bool, **kwargs: Any) -> tuple:
+        if self._first_try is None:
+            self._first_try = time.monotonic()
         try:
             async with self._session.request(method, f"{self.base_url}{path}", headers=self._auth,
                                              allow_redirects=False, **kwargs) as resp:
@@ -158,7 +166,8 @@ class WaveSpeedProvider:
         reason = getattr(exc, "os_error", None) or exc
         if not self._reached:
             self._unreached += 1
-            if self._unreached >= UNREACHABLE_AFTER:
+            waited = time.monotonic() - (self._first_try or 0.0)
+            if self._unreached >= UNREACHABLE_AFTER or waited >= self._unreachable_seconds:
                 return FatalError(f"cannot reach {self.base_url}: {reason}; check --base-url / your network",
                                   url=self.base_url)
         return TransientError(f"{kind}: cannot connect to {self.base_url}: {reason}", url=self.base_url)
