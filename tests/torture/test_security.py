@@ -132,6 +132,6 @@ def test_refused_key_is_not_echoed_in_errors(make_sim, tmp_path, capsys):
 
 
 def test_provider_refuses_a_base_url_that_is_not_http(other):
-    with pytest.raises(UsageError) as info:  # a bad flag (exit 2), as issue 14 item 1 asks
+    with pytest.raises(UsageError) as info:
         WaveSpeedProvider(KEY, "file:///etc")
     assert KEY not in str(info.value)
