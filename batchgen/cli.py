@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review_arguments(sub)
     add_export_arguments(sub)
+    sub.add_parser("models", help="the model table: paths, durations, prices, retired models").add_argument(
+        "--json", action="store_true", help="machine-readable output")
 
     simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
     from .simulator import add_arguments
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from .report import report_command
             return report_command(args)
+        if args.command == "models":
+            from .model_list import models_command
+            return models_command(args)
         if args.command == "simulate":
             return simulate_command(args)
         if args.command in ("review", "export"):

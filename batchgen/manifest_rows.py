@@ -257,7 +257,7 @@ class Expander:
             if value is not None and name == "last_image":
                 value = self._last_image(value, f[name].line, bad)
             if value is not None:
-                extras[name] = value
+                extras[name] = spec.typed(name, value)
         return extras
 
     def _prompt(self, f: dict[str, Value], row: RawRow, bad, suggested: set[str]) -> str | None:

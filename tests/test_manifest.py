@@ -26,6 +26,13 @@ def d(tmp_path):
     return make_manifest_folder(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def sora_pro_default(monkeypatch):
+    """These cases (ids like a-4s-720p, Sora's durations) were written when Sora 2 Pro was the default
+    model; they test parsing, not the default, which test_models.py checks is Seedance 2.0."""
+    monkeypatch.setattr("batchgen.manifest_rows.DEFAULT_MODEL", SORA_PRO)
+
+
 def make_manifest_folder(tmp_path):
     """A manifest folder with a few real images and some broken ones (shared with the run-level tests)."""
     Image.new("RGB", (64, 48), "red").save(tmp_path / "a.jpg")
@@ -424,8 +431,8 @@ def test_shipped_manifests_load(name, count):
     assert all(j.image_sha256 or j.image_url for j in m.jobs)
 
 
-def test_demo_is_sora_pro_720p_with_4_and_8_seconds():
+def test_demo_is_seedance_720p_with_4_and_8_seconds():
     m = load_manifest(REPO / "manifests" / "demo.yaml")
-    assert {j.model for j in m.jobs} == {SORA_PRO}
+    assert {j.model for j in m.jobs} == {SEEDANCE}
     assert {j.resolution for j in m.jobs} == {"720p"}
     assert sorted({j.duration for j in m.jobs}) == [4, 8]

@@ -48,7 +48,7 @@ def test_a_row_with_four_problems_gets_all_four_in_one_round(d):
         jobs:
           - image: missing.jpg
             prompt: "The {colour} mug"
-            duration: 5
+            duration: 3
             resolution: 4k
     """)
     messages = sorted((p.line, p.message.split(" ", 1)[0]) for p in found)

@@ -19,8 +19,10 @@ def bmp(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     return header + info + pixels
 
 
+# Both pinned manifests name Sora 2 Pro, the default model of the release that computed the keys.
 MANIFEST = """
     defaults:
+      model: openai/sora-2/image-to-video-pro
       duration: 8
       resolution: 720p
     vars:
@@ -71,9 +73,9 @@ def test_the_keys_of_a_fixed_manifest_never_change(tmp_path):
     assert {job.id: job.key for job in jobs} == PINNED
 
 
-CSV = ('image;prompt;duration;resolution;takes;colour\n'
-       'shots/a.bmp;"The {colour} {stem}, slow turn";4|8;;2;red\n'
-       'https://example.com/x.png;Pan left;12;1080p;;blue\n')
+CSV = ('image;prompt;duration;resolution;takes;colour;model\n'
+       'shots/a.bmp;"The {colour} {stem}, slow turn";4|8;;2;red;openai/sora-2/image-to-video-pro\n'
+       'https://example.com/x.png;Pan left;12;1080p;;blue;openai/sora-2/image-to-video-pro\n')
 
 PINNED_CSV = {
     "a-4s-720p-take1": "a7a75bf8194fd4200d01",
