@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import time
 from runner_helpers import make_images, write_manifest
 
 from batchgen.lifecycle import JobStatus
+from batchgen.models import SEEDANCE
 from batchgen.simulator import SimConfig, start
 from batchgen.simulator.persist import FOLDER, Keeper
 from batchgen.state import load
@@ -34,7 +36,7 @@ def _submitted(out) -> int:
 
 def test_a_killed_local_run_resumes_and_a_deleted_video_is_fetched_again_without_paying_twice(tmp_path):
     make_images(tmp_path / "img", 6)
-    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "model": SEEDANCE}])
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(out), "--provider", "local",
            "--yes", "--concurrency", "3", "-q"]
@@ -47,10 +49,16 @@ def test_a_killed_local_run_resumes_and_a_deleted_video_is_fetched_again_without
     proc.wait()
     assert not any(r.status is JobStatus.DOWNLOADED for r in load(out / "state.jsonl").jobs.values())
 
-    final = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if final.returncode == 1:  # a submit cut by the kill is settled from the listing first
+    old_port = Keeper(out / FOLDER).port()
+    with socket.socket() as taken:  # the port it used is busy now: the tasks answer on the new one
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the killed server's TIME_WAIT
+        taken.bind(("127.0.0.1", old_port))
+        taken.listen()
         final = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if final.returncode == 1:  # a submit cut by the kill is settled from the listing first
+            final = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr
+    assert f":{old_port} " not in final.stderr and "using the local simulator at" in final.stderr
     accepted, ended = _kept_tasks(out)
     state = load(out / "state.jsonl")
     assert len(accepted) == 6 and len(state.jobs) == 6, "one paid task per job, across the kill"

@@ -27,6 +27,7 @@ import random
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from .tasks import Task
 from .uploads import StoredFile
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 FOLDER = ".local-simulator"
 #: Task fields not written: bytes go to their own file, the event is live, and monotonic times mean
-#: nothing to another process (the generation time is kept as ``gen_seconds`` instead).
+#: nothing to another process (a task generated again takes its ``gen`` seconds from when it gets a slot).
 _NOT_KEPT = frozenset({"video", "finished", "accepted_at", "start_at", "finish_at"})
 
 
@@ -70,13 +71,13 @@ class Keeper:
         _write_new(self.folder / "sim.json", json.dumps({"version": 1, "port": port}).encode())
         store = sim.uploads.store
         store.files = _WriteThrough({**self._uploads(), **store.files}, self._kept_upload)
-        restored = self._tasks(sim)
+        restored = self._tasks(sim, port)
         # Fresh ids: the seeded generator would hand out the earlier runs' task ids again.
         sim.rng = random.Random(f"{sim.config.seed}:resumed:{len(restored)}")
         sim.tasks = _WriteThrough(restored, lambda _id, task: self._accepted(sim, task))
         for task in restored.values():
             if not task.done:
-                sim._active[task.key_id] += 1  # the spawned job's end takes it off again
+                sim.active[task.key_id] += 1  # the spawned job's end takes it off again
                 sim._spawn(task)
                 self._watch(sim, task)
 
@@ -96,7 +97,7 @@ class Keeper:
     # -- tasks ------------------------------------------------------------------------------
     def _accepted(self, sim: "Simulator", task: Task) -> None:
         line = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.name not in _NOT_KEPT}
-        _append(self.folder / "tasks.jsonl", {"ev": "task", **line, "gen_seconds": _gen_seconds(task)})
+        _append(self.folder / "tasks.jsonl", {"ev": "task", **line})
         self._watch(sim, task)
 
     def _watch(self, sim: "Simulator", task: Task) -> None:
@@ -112,13 +113,13 @@ class Keeper:
         _append(self.folder / "tasks.jsonl", {"ev": "ended", "id": task.id, "error": task.error,
                                               "video_sha256": task.video_sha256, "inference_ms": task.inference_ms})
 
-    def _tasks(self, sim: "Simulator") -> dict[str, Task]:
+    def _tasks(self, sim: "Simulator", port: int) -> dict[str, Task]:
         accepted, ended = {}, {}
         for line in _lines(self.folder / "tasks.jsonl"):
             (accepted if line.get("ev") == "task" else ended)[str(line.get("id"))] = line
         tasks = {}
         for task_id, line in accepted.items():
-            task = _task(line)
+            task = _task(line, port)
             end = ended.get(task_id)
             video = self.folder / "videos" / f"{task_id}.mp4"
             if end is not None and (end.get("error") or video.is_file()):
@@ -131,18 +132,16 @@ class Keeper:
         return tasks
 
 
-def _gen_seconds(task: Task) -> float:
-    span = task.finish_at - task.accepted_at
-    return span if span == span and span != float("inf") else 0.0
-
-
-def _task(line: dict[str, Any]) -> Task:
-    """A task as it was accepted; its clock starts again now."""
-    now, gen = time.monotonic(), float(line.get("gen_seconds") or 0.0)
+def _task(line: dict[str, Any], port: int) -> Task:
+    """A task as it was accepted, its clock started again now; its links name this run's port (an
+    earlier run may have listened on another)."""
     known = {f.name for f in dataclasses.fields(Task)}
     fields = {k: v for k, v in line.items() if k in known and k not in _NOT_KEPT}
-    clock = {"accepted_at": now, "start_at": now + min(0.5, 0.1 * gen), "finish_at": now + gen}
-    return Task(**fields, **{k: v for k, v in clock.items() if k in known})
+    task = Task(**fields, accepted_at=time.monotonic())
+    if task.origin:
+        parts = urlsplit(task.origin)
+        task.origin = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}")) if parts.hostname else task.origin
+    return task
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
