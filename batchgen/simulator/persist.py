@@ -62,16 +62,17 @@ class Keeper:
     def port(self) -> int:
         """The port the last run listened on (0: none yet, pick a free one)."""
         try:
-            return int(json.loads((self.folder / "sim.json").read_text(encoding="utf-8"))["port"])
+            port = int(json.loads((self.folder / "sim.json").read_text(encoding="utf-8"))["port"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
+        return port if 0 < port < 65536 else 0
 
     def attach(self, sim: "Simulator", port: int) -> None:
         """Give ``sim`` what earlier runs kept, then keep what it does from now on."""
         _write_new(self.folder / "sim.json", json.dumps({"version": 1, "port": port}).encode())
         store = sim.uploads.store
         store.files = _WriteThrough({**self._uploads(), **store.files}, self._kept_upload)
-        restored = self._tasks(sim, port)
+        restored = self._tasks(port)
         # Fresh ids: the seeded generator would hand out the earlier runs' task ids again.
         sim.rng = random.Random(f"{sim.config.seed}:resumed:{len(restored)}")
         sim.tasks = _WriteThrough(restored, lambda _id, task: self._accepted(sim, task))
@@ -113,7 +114,7 @@ class Keeper:
         _append(self.folder / "tasks.jsonl", {"ev": "ended", "id": task.id, "error": task.error,
                                               "video_sha256": task.video_sha256, "inference_ms": task.inference_ms})
 
-    def _tasks(self, sim: "Simulator", port: int) -> dict[str, Task]:
+    def _tasks(self, port: int) -> dict[str, Task]:
         accepted, ended = {}, {}
         for line in _lines(self.folder / "tasks.jsonl"):
             (accepted if line.get("ev") == "task" else ended)[str(line.get("id"))] = line
