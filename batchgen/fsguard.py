@@ -10,6 +10,7 @@ asked before it fails) is finished or turned into an error, never counted as don
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from pathlib import Path
@@ -109,3 +110,11 @@ def append_whole(fd: int, data: bytes) -> None:
         os.ftruncate(fd, start)
         os.fsync(fd)
         raise
+
+
+class NoFollowFileHandler(logging.FileHandler):
+    """A log file handler that appends to a regular file and refuses a link planted at its name."""
+
+    def _open(self):
+        fd = open_nofollow(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)

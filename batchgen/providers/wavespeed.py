@@ -29,6 +29,7 @@ from ..errors import (
     RateLimitedError,
     TransientError,
 )
+from ..fsguard import create_fresh
 from ..models import ModelSpec, body_hash
 from .base import Download, ListedPrediction, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 
@@ -287,7 +288,8 @@ class WaveSpeedProvider:
                 expected = resp.content_length
                 if expected is not None and expected > max_bytes:
                     raise PermanentError(f"download: the file is {expected:,} bytes, over the {max_bytes:,}-byte cap")
-                async with aiofiles.open(dest, "wb") as fh:
+                # A fresh file, never a link planted at the .part's name (it would write the video elsewhere).
+                async with aiofiles.open(create_fresh(dest), "wb") as fh:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         written += len(chunk)
                         if written > max_bytes:
