@@ -288,7 +288,6 @@ class WaveSpeedProvider:
                 expected = resp.content_length
                 if expected is not None and expected > max_bytes:
                     raise PermanentError(f"download: the file is {expected:,} bytes, over the {max_bytes:,}-byte cap")
-                # A fresh file, never a link planted at the .part's name (it would write the video elsewhere).
                 async with aiofiles.open(create_fresh(dest), "wb") as fh:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         written += len(chunk)
