@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -118,3 +119,10 @@ class NoFollowFileHandler(logging.FileHandler):
     def _open(self):
         fd = open_nofollow(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A full disk is reported by the run itself (it halts with DiskFullError); a logging traceback
+        # on stderr for every line that no longer fits would bury that message.
+        exc = sys.exc_info()[1]
+        if not (isinstance(exc, OSError) and exc.errno in DISK_FULL):
+            super().handleError(record)

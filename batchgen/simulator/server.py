@@ -222,6 +222,9 @@ class Simulator:
         if self._roll("drop-after", self.config.faults.rate_drop_after):
             raise _Dropped
         data = task.data(self._result_url(request, task), None)
+        hostile = self.hostile.submit_answer(data)
+        if hostile is not None:
+            return hostile
         if received.get("enable_sync_mode") is True:
             data = await self._hold(request, task)
         return envelope(200, "success", data)
