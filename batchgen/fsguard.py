@@ -118,7 +118,7 @@ class NoFollowFileHandler(logging.FileHandler):
 
     def _open(self):
         fd = open_nofollow(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+        return _FdText(fd, self.encoding or "utf-8", self.errors or "strict")
 
     def handleError(self, record: logging.LogRecord) -> None:
         # A full disk is reported by the run itself (it halts with DiskFullError); a logging traceback
@@ -126,3 +126,20 @@ class NoFollowFileHandler(logging.FileHandler):
         exc = sys.exc_info()[1]
         if not (isinstance(exc, OSError) and exc.errno in DISK_FULL):
             super().handleError(record)
+
+
+class _FdText:
+    """A text stream straight onto a descriptor: nothing is buffered, so a line the full disk refused
+    is dropped with its error instead of failing again at every later flush and at close."""
+
+    def __init__(self, fd: int, encoding: str, errors: str):
+        self.fd, self.encoding, self.errors = fd, encoding, errors
+
+    def write(self, text: str) -> None:
+        write_fully(self.fd, text.encode(self.encoding, self.errors))
+
+    def flush(self) -> None:
+        """Every write is already with the kernel."""
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import pytest
+from test_state_disk import small_tmpfs
 
 from batchgen.download import set_aside, write_sidecar
 from batchgen.errors import OutputPathError
+from batchgen.progress import setup_logging
 
 
 @pytest.fixture
@@ -40,4 +45,22 @@ def test_write_sidecar_replaces_a_stale_temporary_and_refuses_a_planted_one(tmp_
     (tmp_path / "clip.json.tmp").symlink_to(outside)
     with pytest.raises(OutputPathError, match="clip.json.tmp is a symbolic link"):
         write_sidecar(target, {"id": "b"})
+    assert outside.read_text() == "keep me\n"
+
+
+def test_the_log_file_stays_quiet_on_a_full_disk_and_refuses_a_link(tmp_path, outside, capsys):
+    with small_tmpfs() as disk:
+        setup_logging(disk / "batchgen.log", 0, stream=io.StringIO())
+        try:
+            with open(disk / "filler", "wb", buffering=0) as fh, pytest.raises(OSError):
+                while True:
+                    fh.write(bytes(4096))
+            for n in range(50):
+                logging.getLogger("batchgen").info("line %d %s", n, "x" * 200)
+        finally:
+            setup_logging(None, 0, stream=io.StringIO())
+    assert "Logging error" not in capsys.readouterr().err
+    (tmp_path / "batchgen.log").symlink_to(outside)
+    with pytest.raises(OutputPathError, match="batchgen.log is a symbolic link"):
+        setup_logging(tmp_path / "batchgen.log", 0, stream=io.StringIO())
     assert outside.read_text() == "keep me\n"
