@@ -58,5 +58,7 @@ def test_a_link_at_a_video_file_is_refused_and_nothing_is_written_outside(sim, p
     video = out / f"{VIDEO}.mp4"
     assert not video.exists() or not video.is_symlink() or video == link
     assert len(sim.ledger()["submissions"]) == 1
+    placed = (out / f"{VIDEO}.mp4").is_file() and not (out / f"{VIDEO}.mp4").is_symlink()
+    assert not placed or name.endswith(".json.tmp"), "no video is moved in before a link is refused"
     rec = next(iter(load(out / "state.jsonl").jobs.values()))
     assert rec.status is not JobStatus.DOWNLOADED
