@@ -2,6 +2,8 @@
 
     python bench/torture.py --jobs 200 --kills 50            # the full size; prints the table
     python bench/torture.py --jobs 40 --kills 10 --no-listing
+    python bench/torture.py --phase disk --jobs 24             # a disk that fills; see torture_phases.py
+    python bench/torture.py --phase hostile --jobs 20          # hostile server answers
 
 The simulator (in a thread of this process) injects 10 % transient HTTP errors, 429 bursts, 5 %
 truncated downloads, 2 % lost submit answers, 5 % task failures, slow answers, and output URLs that
@@ -372,7 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-listing", action="store_true", help="the simulator offers no prediction listing")
     parser.add_argument("--workdir", type=Path, help="keep everything here instead of a temporary folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--phase", choices=("kills", "disk", "hostile"), default="kills")
     args = parser.parse_args(argv)
+    if args.phase != "kills":
+        import torture_phases  # it builds on this module: imported only when asked for
+        return torture_phases.main(["--phase", args.phase, "--jobs", str(args.jobs), "--seed", str(args.seed),
+                                    *(["--workdir", str(args.workdir)] if args.workdir else [])])
     # SIGTERM unwinds like Ctrl-C, so the runner subprocess in flight is killed too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     outcome = run_torture(Settings(jobs=args.jobs, kills=args.kills, seed=args.seed, listing=not args.no_listing,
