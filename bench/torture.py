@@ -76,6 +76,8 @@ class Settings:
     seed: int = 1
     images: int = 8
     listing: bool = True
+    #: Whether listing items carry their request input (API.md: unconfirmed; the documented example has none).
+    listing_input: bool = True
     concurrency: int = 8
     url_ttl: float = 3.0
     min_delay: float = 0.4
@@ -116,6 +118,7 @@ def faulty_config(settings: Settings) -> SimConfig:
     return SimConfig(
         seed=settings.seed, gen_base=0.2, gen_per_second=0.0, gen_jitter=0.3, url_ttl=settings.url_ttl,
         retry_after=0.2, enable_listing=settings.listing, render_cache_dir=settings.render_cache,
+        listing_input=settings.listing_input,
         faults=Faults(rate_5xx=0.10, rate_429_burst=0.03, burst_len=3, rate_truncate=0.05, rate_drop_after=0.02,
                       rate_fail=0.05, rate_slow=0.05, slow_seconds=0.5),
     )

@@ -62,8 +62,10 @@ def _settings(p: PhaseSettings) -> Settings:
 
 
 def _clean_config(p: PhaseSettings, render_cache: str) -> SimConfig:
+    # Listing items carry their input, so lost submits are matched exactly: this phase is about hostile
+    # answers, not about matching by output (the main torture covers that).
     return SimConfig(seed=p.seed, gen_base=p.gen_seconds, gen_per_second=0.0, gen_jitter=0.3, retry_after=0.2,
-                     render_cache_dir=render_cache)
+                     render_cache_dir=render_cache, listing_input=True)
 
 
 def money_checks(t: Torture, sim: SimulatorThread) -> None:
