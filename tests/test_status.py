@@ -69,7 +69,8 @@ def test_summary_has_counts_spend_failures_unknowns_fallbacks_and_the_next_run(s
     assert s["unknown"] == [{"id": "id-lost", "key": "lost", "where": "shots.yaml:14",
                              "error": "connection reset after the POST was sent"}]
     assert s["fallbacks"] == [{"id": "id-fallback", "key": "fallback", "where": "shots.yaml:11",
-                               "model_asked": SORA, "model_used": SEED}]
+                               "model_asked": SORA, "model_submitted": SORA, "model_used": SEED,
+                               "switched": False, "answered_by_other": True}]
     assert s["next_run"] == {"submit": 1, "poll": 1, "download": 1, "skip_failed": 2, "unknown": 1}
 
 
@@ -81,10 +82,11 @@ def test_cli_json_is_the_summary_and_text_names_each_problem_job(state_path, cap
     text = capsys.readouterr().out
     assert "8 jobs over 1 run(s)" in text
     assert "new 1, unknown 1, submitted 1, completed 1, downloaded 2, failed 2" in text
-    assert "$6.00 committed ($2.40 downloaded, $3.60 in flight or unknown)" in text
+    assert ("$6.00 committed ($2.40 downloaded, $3.60 in flight: 3 jobs billed or maybe billed, not yet on disk)"
+            in text)
     assert "failed  id-taskfail (shots.yaml:12) [task]: content policy" in text
     assert "unknown id-lost (shots.yaml:14): connection reset" in text
-    assert f"fallback id-fallback: asked {SORA}, got {SEED}" in text
+    assert f"fallback id-fallback: asked {SORA}, got {SEED} (answered by another model)" in text
     assert "next run: submit 1, poll 1, download 1; 2 failed kept" in text
 
 
