@@ -63,7 +63,7 @@ def _attention_lines(summary: dict[str, Any]) -> list[str]:
                      "or check its dashboard and use --resubmit-unknown")
     unfinished = [j for j in summary["job_list"] if not j["superseded_by"] and j["next_action"] in _UNFINISHED]
     for job in unfinished[:_LISTED]:
-        lines.append(f"  {job['status']:<8}{job['id']} ({job['where']}): {_UNFINISHED[job['next_action']]}")
+        lines.append(f"  {job['status']:<8} {job['id']} ({job['where']}): {_UNFINISHED[job['next_action']]}")
     if len(unfinished) > _LISTED:
         lines.append(f"  ... and {plural(len(unfinished) - _LISTED, 'more unfinished job')} (status --json lists all)")
     return lines
