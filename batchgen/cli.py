@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line naming the option, pointing at --help; exit 2 as argparse does."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}; see '{self.prog} --help'\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
