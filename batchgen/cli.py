@@ -21,16 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .cli_common import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_USAGE, api_key_from_env, install_interrupts
+from .cli_common import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_USAGE
 from .cli_render import render_estimate, render_status, render_validate, validate_warnings
 from .cli_types import at_least_one, dollars, http_url, positive_dollars, positive_seconds
 from .errors import BatchgenError, UsageError
 from .estimate import estimate_files
 from .manifest import load_manifest
+from .run_env import api_key_from_env, install_interrupts
 from .status import read_state, summarize
 from .user_config import user_model_table
 
-# cli_run.py still imports these three from here; they live in cli_common.py (no import cycle once it does too).
+# cli_run.py still imports three names from here; they live in cli_common.py and run_env.py (its next version imports them there).
 __all__ = ["EXIT_OK", "EXIT_USAGE", "api_key_from_env", "build_parser", "install_interrupts", "main"]
 
 

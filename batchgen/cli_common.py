@@ -1,67 +1,7 @@
-"""What every command's wiring shares: exit codes, the API key from the environment, and signals.
-
-Kept apart from cli.py so the commands' modules can import it without importing the parser
-(cli.py imports them; they must not import it back).
-"""
+"""Exit codes every command shares (cli.py and the run wiring), apart from cli.py so nothing imports the parser."""
 
 from __future__ import annotations
-
-import asyncio
-import inspect
-import logging
-import os
-import signal
-from typing import Callable
-
-from .errors import UsageError
 
 EXIT_OK, EXIT_USAGE = 0, 2  # 1 (some jobs failed) and 3 (halted) come from RunResult.exit_code
 #: A shell reports a process killed by SIGPIPE as 128 + 13; batchgen exits with the same when its reader left.
 EXIT_BROKEN_PIPE = 141
-
-log = logging.getLogger("batchgen")
-
-
-def api_key_from_env(variable: str) -> str:
-    """The provider's key from its own environment variable (never from a file or a flag)."""
-    key = os.environ.get(variable, "").strip()
-    if not key:
-        raise UsageError(f"no API key: set the {variable} environment variable "
-                         "(or rehearse for free with --provider local)")
-    return key
-
-
-def install_interrupts(loop: asyncio.AbstractEventLoop, on_first: Callable[..., None],
-                       main_task: asyncio.Task) -> None:
-    """Ctrl-C or SIGTERM once: stop submitting, let in-flight jobs finish. A second one: quit now.
-
-    ``on_first`` receives the signal's name ("SIGINT" or "SIGTERM") when it takes an argument; a
-    callback without parameters is called without it. Either way the signal is logged by name.
-    """
-    pressed = {"n": 0}
-    with_name = _takes_an_argument(on_first)
-
-    def handler(name: str) -> None:
-        pressed["n"] += 1
-        if pressed["n"] == 1:
-            log.warning("%s received: no new submits; jobs in flight finish (send it again to quit now)", name)
-            on_first(name) if with_name else on_first()
-        else:
-            log.warning("%s received again: quitting now; the state is consistent", name)
-            main_task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, handler, sig.name)
-        except (NotImplementedError, RuntimeError):
-            pass
-
-
-def _takes_an_argument(callback: Callable[..., None]) -> bool:
-    try:
-        params = inspect.signature(callback).parameters.values()
-    except (TypeError, ValueError):  # a builtin without a signature: assume the new, one-argument form
-        return True
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                  inspect.Parameter.VAR_POSITIONAL)
-    return any(p.kind in positional for p in params)

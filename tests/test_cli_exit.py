@@ -14,7 +14,7 @@ import pytest
 from runner_helpers import make_images, write_manifest
 
 from batchgen import cli
-from batchgen.cli_common import install_interrupts
+from batchgen.run_env import install_interrupts
 from batchgen.jobs import JobStatus
 from batchgen.state import StateLog, load
 
