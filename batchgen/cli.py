@@ -31,7 +31,7 @@ from .run_env import api_key_from_env, install_interrupts
 from .status import read_state, summarize
 from .user_config import user_model_table
 
-# cli_run.py still imports three names from here; they live in cli_common.py and run_env.py (its next version imports them there).
+# cli_run.py still imports three names from here; they live in cli_common.py and run_env.py.
 __all__ = ["EXIT_OK", "EXIT_USAGE", "api_key_from_env", "build_parser", "install_interrupts", "main"]
 
 
