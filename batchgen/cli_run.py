@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .budget import check_cap
 from .errors import UsageError
+from .fsguard import create_fresh
 from .lifecycle import JobStatus
 from .manifest import load_manifest
 from .picks import PICKS_FILE
@@ -37,7 +38,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".batchgen-write-test"
-        probe.write_bytes(b"")
+        os.close(create_fresh(probe))  # a link planted at the probe's name is refused, not truncated
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from exc
@@ -57,7 +58,8 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
     async with AsyncExitStack() as stack:
         provider, options.poll = await _provider(args, stack, options, manifest.models)
         stack.push_async_callback(provider.close)
-        state_log = StateLog(state_path)
+        # The key too: a server that echoes it in an error must not get it into the state (or the report).
+        state_log = StateLog(state_path, secrets=[os.environ.get(provider_info(args.provider).policy.key_variable)])
         state_log.open()
         stack.callback(state_log.close)
         redo = _redo(args, manifest, state_log, options)
@@ -98,9 +100,9 @@ def _redo(args, manifest, state_log: StateLog, options: RunOptions) -> Redo:
 
 async def _execute(runner: Runner, plan: Plan, progress: Progress) -> RunResult:
     main_task = asyncio.current_task()
-    install_interrupts(asyncio.get_running_loop(), lambda signal: runner.stop(
-        f"interrupted ({signal}): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
-        main_task)
+    # install_interrupts tells the user (by the signal's name); the stop itself goes to the log file.
+    install_interrupts(asyncio.get_running_loop(), lambda name: runner.stop(f"interrupted ({name})", halt=False),
+                       main_task)
     try:
         return await runner.run(plan)
     finally:

@@ -21,6 +21,7 @@ from typing import Callable, TextIO
 from tqdm import tqdm
 
 from . import events as ev
+from .fsguard import NoFollowFileHandler
 from .jobs import JobSpec
 
 log = logging.getLogger("batchgen")
@@ -83,7 +84,7 @@ def setup_logging(log_file: Path | None, verbosity: int, stream: TextIO | None =
     root.addHandler(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh = NoFollowFileHandler(log_file, encoding="utf-8")
         fh.setLevel(logging.INFO)
         fh.addFilter(mask)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -214,9 +215,9 @@ class Progress:
             return
         if isinstance(event, ev.Stopping):
             self._stop()
-            # A halt's reason ends the summary: on the console it is said once, there.
-            log.log(logging.INFO if event.halt else logging.WARNING, "%s: %s",
-                    "run halted" if event.halt else "stopping", event.reason)
+            # Said once on the console elsewhere: a halt's reason ends the summary, a signal is announced
+            # when it arrives (run_env); the log file keeps both.
+            log.info("%s: %s", "run halted" if event.halt else "stopping", event.reason)
         column = _COLUMN.get(type(event))
         if column is not None and isinstance(event, ev.JobEvent):
             self._move(event.job.key, column)

@@ -10,6 +10,7 @@ without a separator) the whole glued token is masked, so no part of the key surv
 from __future__ import annotations
 
 import string
+from typing import Any, Iterable
 from urllib.parse import quote
 
 MIN_KEY_LENGTH = 8
@@ -25,6 +26,10 @@ class Redactor:
     def __init__(self, key: str | None):
         key = (key or "").strip()
         self._forms = sorted({key, quote(key, safe="")}, key=len, reverse=True) if len(key) >= MIN_KEY_LENGTH else []
+
+    def __bool__(self) -> bool:
+        """False for a key too short to mask (nothing would ever be masked)."""
+        return bool(self._forms)
 
     def __call__(self, text: str) -> str:
         spans = sorted(span for form in self._forms for span in _spans(text, form))
@@ -66,4 +71,23 @@ def redact(text: str, key: str | None) -> str:
     return Redactor(key)(text)
 
 
-__all__ = ["MASK", "MIN_KEY_LENGTH", "Redactor", "redact"]
+def redactors(keys: Iterable[str | None]) -> tuple[Redactor, ...]:
+    """One Redactor per key worth masking."""
+    return tuple(r for r in map(Redactor, keys) if r)
+
+
+def mask_all(value: Any, masks: tuple[Redactor, ...]) -> Any:
+    """``value`` with every key masked in every string inside it (dicts and lists are walked): for
+    records about to be stored, such as a state line whose error message echoes the key."""
+    if isinstance(value, str):
+        for mask in masks:
+            value = mask(value)
+        return value
+    if isinstance(value, dict):
+        return {k: mask_all(v, masks) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_all(v, masks) for v in value]
+    return value
+
+
+__all__ = ["MASK", "MIN_KEY_LENGTH", "Redactor", "mask_all", "redact", "redactors"]

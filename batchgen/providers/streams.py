@@ -15,6 +15,7 @@ import aiofiles
 import aiohttp
 
 from ..errors import ExpiredLinkError, PermanentError, TransientError
+from ..fsguard import create_fresh
 from .base import Download
 from .wire import parse_retry_after
 
@@ -83,7 +84,8 @@ class Meter:
 async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, meter: Meter) -> None:
     """Write the body to ``dest`` as it arrives, never holding more than one chunk."""
     loop = asyncio.get_running_loop()
-    async with aiofiles.open(dest, "wb") as fh:
+    # A link planted at the .part's name is refused, never followed out of the output folder.
+    async with aiofiles.open(create_fresh(dest), "wb") as fh:
         while True:
             window = asyncio.timeout_at(meter.deadline)
             try:
