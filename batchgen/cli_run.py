@@ -59,7 +59,7 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         provider, options.poll = await _provider(args, stack, options, manifest.models)
         stack.push_async_callback(provider.close)
         # The key too: a server that echoes it in an error must not get it into the state (or the report).
-        state_log = StateLog(state_path, secrets=[os.environ.get(provider_info(args.provider).policy.key_variable)])
+        state_log = StateLog(state_path, secrets=[os.environ.get(provider.policy.key_variable)])
         state_log.open()
         stack.callback(state_log.close)
         redo = _redo(args, manifest, state_log, options)
