@@ -35,6 +35,7 @@ class SimulatorBase:
 
     #: Route names that are API calls: the subclass's ``_gate`` (auth, per-request faults) runs for them.
     api_kinds: frozenset[str] = frozenset()
+    config: Any
     rng: random.Random
     ledger: Ledger
 
@@ -96,6 +97,12 @@ class SimulatorBase:
         if hit:
             self.ledger.faults[name] += 1
         return hit
+
+    def _roll_5xx(self, advice: str) -> None:
+        """The seeded server-error fault: answer 500, 502 or 503 without doing anything."""
+        if self.roll("5xx", self.config.faults.rate_5xx):
+            code = self.rng.choice((500, 502, 503))
+            raise ApiError(code, f"upstream error (simulated HTTP {code}); {advice}")
 
     # -- request pipeline ------------------------------------------------------------------
 

@@ -135,9 +135,7 @@ class Simulator(SimulatorBase):
             raise Dropped
         if self.roll("slow", faults.rate_slow):
             await asyncio.sleep(faults.slow_seconds)
-        if self.roll("5xx", faults.rate_5xx):
-            code = self.rng.choice((500, 502, 503))
-            raise ApiError(code, f"upstream error (simulated HTTP {code}); the request was not processed, retry later")
+        self._roll_5xx("the request was not processed, retry later")
 
     # -- submit ----------------------------------------------------------------------------
 

@@ -104,9 +104,7 @@ class ReplicateSimulator(SimulatorBase):
             request, self.config.api_key, ("bearer", "token"),
             missing="You did not pass an authentication token: send 'Authorization: Bearer $REPLICATE_API_TOKEN'",
             invalid="You did not pass a valid authentication token; check REPLICATE_API_TOKEN")
-        if self.roll("5xx", self.config.faults.rate_5xx):
-            code = self.rng.choice((500, 502, 503))
-            raise ApiError(code, f"upstream error (simulated HTTP {code}); retry later")
+        self._roll_5xx("retry later")
 
     def _throttle(self, key_id: str) -> None:
         """429 with Retry-After: the create rate per token, and the seeded burst fault."""
