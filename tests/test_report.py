@@ -245,36 +245,30 @@ def test_a_rows_takes_sit_side_by_side_and_the_picks_show_read_only(make_sim, tm
     assert "<script" not in html.split("<script>")[0] and html.count("<button") == 2, "read-only: no pick controls"
 
 
-def test_a_job_failed_before_any_task_was_billed_shows_zero_billed_beside_its_price(tmp_path):
-    """The state a run leaves after submits that never reached a billed task (503s): the price stays recorded."""
-    out = tmp_path / "out"
+def _mug_state(out: Path, *events: dict) -> Path:
+    """A state with one $4.80 job (a remote image, so no pictures), then ``events``."""
     out.mkdir()
     with StateLog(out / "state.jsonl") as log:
         log.open()
         log.append({"ev": "job", "key": "k", "id": "mug", "output": "mug.mp4", "model": "openai/sora-2/image-to-video-pro",
                     "params": {"duration": 12}, "prompt": "p", "image": "https://example.com/mug.png",
                     "where": "m.yaml:3", "cost": 4.8})
-        log.append({"ev": "failed", "key": "k", "class": "unavailable", "message": "503 after 8 tries"})
-    html = write_report(out / "state.jsonl").path.read_text()
+        for event in events:
+            log.append(event)
+    return out / "state.jsonl"
+
+
+def test_a_job_failed_before_any_task_was_billed_shows_zero_billed_beside_its_price(tmp_path):
+    """The state a run leaves after submits that never reached a billed task (503s): the price stays recorded."""
+    state = _mug_state(tmp_path / "out", {"ev": "failed", "key": "k", "class": "unavailable",
+                                           "message": "503 after 8 tries"})
+    html = write_report(state).path.read_text()
     card = _card(html, "mug")
     assert "<dt>billed</dt><dd>$0.00 <span" in card and "(price $4.80; this failure was not billed)" in card
     assert "$4.80</dd>" not in card
     assert '<dt>used</dt><dd><span class="muted">no answer yet</span></dd>' in card
 
 
-def _failed_task_state(out: Path, failure_cost: float) -> Path:
-    """One job whose task failed after it was submitted, its failure recording what it cost."""
-    out.mkdir()
-    with StateLog(out / "state.jsonl") as log:
-        log.open()
-        log.append({"ev": "job", "key": "k", "id": "mug", "output": "mug.mp4", "model": "openai/sora-2/image-to-video-pro",
-                    "params": {"duration": 12}, "prompt": "p", "image": "https://example.com/mug.png",
-                    "where": "m.yaml:3", "cost": 4.8})
-        log.append({"ev": "submitting", "key": "k", "attempt": 1, "model": "openai/sora-2/image-to-video-pro",
-                    "cost": 4.8})
-        log.append({"ev": "submitted", "key": "k", "pid": "p-1"})
-        log.append({"ev": "failed", "key": "k", "class": "task", "message": "moderated", "cost": failure_cost})
-    return out / "state.jsonl"
 
 
 @pytest.mark.parametrize("failure_cost, shown", [(4.8, "<dt>billed</dt><dd>$4.80</dd>"),
@@ -283,7 +277,11 @@ def test_a_failed_tasks_billed_amount_is_what_its_own_record_says(tmp_path, fail
     """Not one provider's policy for every job: a provider that bills failures recorded the price."""
     from test_review import _served
 
-    state = _failed_task_state(tmp_path / "out", failure_cost)
+    state = _mug_state(tmp_path / "out",
+                       {"ev": "submitting", "key": "k", "attempt": 1, "model": "openai/sora-2/image-to-video-pro",
+                        "cost": 4.8},
+                       {"ev": "submitted", "key": "k", "pid": "p-1"},
+                       {"ev": "failed", "key": "k", "class": "task", "message": "moderated", "cost": failure_cost})
     assert shown in _card(write_report(state).path.read_text(), "mug")
 
     async def rows(review, base, session):

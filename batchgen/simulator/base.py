@@ -33,8 +33,12 @@ class Dropped(Exception):
 class SimulatorBase:
     """Jobs, client, render pool and request pipeline; subclasses set ``api_kinds`` and the hooks below."""
 
-    #: Route names that are API calls: the subclass's ``_gate`` (auth, per-request faults) runs for them.
+    #: Route names that are API calls: the key check and ``_request_faults`` run for them.
     api_kinds: frozenset[str] = frozenset()
+    #: Where the gate leaves the digest of the caller's key for the handlers.
+    key_id_key: web.RequestKey[str]
+    #: Accepted Authorization schemes, and the 401 messages for a missing and a refused key, in this wire's words.
+    auth: tuple[tuple[str, ...], str, str]
     config: Any
     rng: random.Random
     ledger: Ledger
@@ -47,8 +51,8 @@ class SimulatorBase:
 
     # -- hooks -------------------------------------------------------------------------------
 
-    async def _gate(self, request: web.Request) -> None:
-        """Auth and the faults any API request may meet."""
+    async def _request_faults(self) -> None:
+        """The faults any API request may meet once its key is accepted."""
 
     def _answer(self, exc: ApiError) -> web.Response:
         """How this wire spells an error (also used for internal errors, as HTTP 500)."""
@@ -98,6 +102,18 @@ class SimulatorBase:
             self.ledger.faults[name] += 1
         return hit
 
+    def _key_id(self, request: web.Request) -> str:
+        """A digest of the request's key, or 401. Only a digest is kept, so no key ever lands in memory
+        dumps, listings or the ledger."""
+        schemes, missing, invalid = self.auth
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        key = key.strip()
+        if scheme.lower() not in schemes or not key:
+            raise ApiError(401, missing)
+        if self.config.api_key is not None and not hmac.compare_digest(key, self.config.api_key):
+            raise ApiError(401, invalid)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
     def _roll_5xx(self, advice: str) -> None:
         """The seeded server-error fault: answer 500, 502 or 503 without doing anything."""
         if self.roll("5xx", self.config.faults.rate_5xx):
@@ -113,7 +129,8 @@ class SimulatorBase:
         self.ledger.requests[kind] += 1
         try:
             if kind in self.api_kinds:
-                await self._gate(request)
+                request[self.key_id_key] = self._key_id(request)
+                await self._request_faults()
             response = await handler(request)
         except Dropped:
             if request.transport is not None:
@@ -137,16 +154,3 @@ class SimulatorBase:
         return response
 
 
-def bearer_key_id(request: web.Request, expected: str | None, schemes: tuple[str, ...],
-                  missing: str, invalid: str) -> str:
-    """A digest of the request's bearer key, or 401 with ``missing``/``invalid``.
-
-    Only a digest is kept, so no key ever lands in memory dumps, listings or the ledger.
-    """
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() not in schemes or not key:
-        raise ApiError(401, missing)
-    if expected is not None and not hmac.compare_digest(key, expected):
-        raise ApiError(401, invalid)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -20,7 +20,7 @@ from aiohttp import web
 from ..models import ModelSpec
 from .account import AccountHandlers, quote
 from .admission import Admission
-from .base import Dropped, SimulatorBase, bearer_key_id
+from .base import Dropped, SimulatorBase
 from .config import SimConfig
 from .hooks import Hooks
 from .hostile import Hostile
@@ -44,6 +44,8 @@ class Simulator(SimulatorBase):
 
     key_id_key = KEY_ID
     api_kinds = API_KINDS
+    auth = (("bearer",), "missing API key: send the header 'Authorization: Bearer <key>' (set WAVESPEED_API_KEY)",
+            "invalid API key: this key is not accepted; check WAVESPEED_API_KEY")
 
     def __init__(self, config: SimConfig | None = None, clock: SimClock | None = None):
         self.config = config or SimConfig()
@@ -124,12 +126,8 @@ class Simulator(SimulatorBase):
         status = 404 if exc.status == 405 else exc.status
         return envelope(status, f"{request.method} {request.path}: {'Not Found' if status == 404 else exc.reason}")
 
-    async def _gate(self, request: web.Request) -> None:
-        """Auth and the faults any API request may meet (the per-minute limit counts submits only)."""
-        request[KEY_ID] = bearer_key_id(
-            request, self.config.api_key, ("bearer",),
-            missing="missing API key: send the header 'Authorization: Bearer <key>' (set WAVESPEED_API_KEY)",
-            invalid="invalid API key: this key is not accepted; check WAVESPEED_API_KEY")
+    async def _request_faults(self) -> None:
+        """Dropped, slow or 5xx: the faults any API request may meet (the per-minute limit counts submits only)."""
         faults = self.config.faults
         if self.roll("drop-before", faults.rate_drop_before):
             raise Dropped

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from ...models import body_hash
-from ..base import Dropped, SimulatorBase, bearer_key_id
+from ..base import Dropped, SimulatorBase
 from ..ledger import Ledger
 from ..tasks import Task, fetch_image, iso_at, run_task
 from ..wire import ApiError, json_object, retry_after_headers
@@ -38,6 +38,9 @@ class ReplicateSimulator(SimulatorBase):
     """All state of the Replicate simulator; ``app()`` is the aiohttp application that serves it."""
 
     api_kinds = API_KINDS
+    key_id_key = KEY_ID
+    auth = (("bearer", "token"), "You did not pass an authentication token: send 'Authorization: Bearer "
+            "$REPLICATE_API_TOKEN'", "You did not pass a valid authentication token; check REPLICATE_API_TOKEN")
 
     def __init__(self, config: ReplicateConfig | None = None):
         self.config = config or ReplicateConfig()
@@ -98,12 +101,8 @@ class ReplicateSimulator(SimulatorBase):
     def _no_route(self, request: web.Request, exc: web.HTTPException) -> web.Response:
         return problem(exc.status, exc.reason, f"{request.method} {request.path}: {exc.reason}")
 
-    async def _gate(self, request: web.Request) -> None:
-        """Auth and the server-error fault any API request may meet."""
-        request[KEY_ID] = bearer_key_id(
-            request, self.config.api_key, ("bearer", "token"),
-            missing="You did not pass an authentication token: send 'Authorization: Bearer $REPLICATE_API_TOKEN'",
-            invalid="You did not pass a valid authentication token; check REPLICATE_API_TOKEN")
+    async def _request_faults(self) -> None:
+        """The server-error fault any API request may meet."""
         self._roll_5xx("retry later")
 
     def _throttle(self, key_id: str) -> None:
