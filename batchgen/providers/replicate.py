@@ -34,7 +34,7 @@ from .base import Download, ListedPrediction, Listing, Prediction, PredictionSta
 from .http import checked_base_url, connection_failed, standard_body
 from .streams import DownloadLimits, download_output
 from .wavespeed import USER_AGENT
-from .wire import parse_retry_after
+from .wire import parse_retry_after, snippet
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 POLICY = ProviderPolicy(
@@ -107,7 +107,7 @@ def _outputs(output: Any) -> tuple[str, ...]:
 def parse_prediction(payload: Any, where: str) -> Prediction:
     """A prediction object as a Prediction; OutputExpiredError when a success's outputs were removed."""
     if not isinstance(payload, dict) or not payload.get("id"):
-        raise PermanentError(f"{where}: the answer is not a prediction: {_snippet(payload)}")
+        raise PermanentError(f"{where}: the answer is not a prediction: {snippet(payload)}")
     raw = str(payload.get("status") or "starting").lower()
     status = PredictionStatus.FAILED if raw in _FAILED else _STATUS.get(raw, PredictionStatus.PROCESSING)
     if status is PredictionStatus.COMPLETED and payload.get("data_removed") is True:
@@ -151,11 +151,6 @@ def _message(payload: Any, body: bytes, status: int) -> str:
         if text:
             return str(text)
     return body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
-
-
-def _snippet(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ReplicateProvider:
@@ -213,7 +208,7 @@ class ReplicateProvider:
             if not isinstance(payload, dict):
                 if submit:
                     raise AmbiguousSubmitError(f"{kind}: HTTP {status} but the answer is unreadable: "
-                                               f"{_snippet(body[:200].decode('utf-8', 'replace'))}")
+                                               f"{snippet(body[:200].decode('utf-8', 'replace'))}")
                 raise PermanentError(f"{kind}: HTTP {status} but the answer is not JSON")
             return payload
         message = _message(payload, body, status)
@@ -277,7 +272,7 @@ class ReplicateProvider:
         payload = await self._api("GET", f"{self.base_url}/v1/webhooks/default/secret", kind="webhook secret")
         key = payload.get("key")
         if not isinstance(key, str) or not key.startswith("whsec_"):
-            raise PermanentError(f"webhook secret: the answer has no whsec_ key: {_snippet(payload)}")
+            raise PermanentError(f"webhook secret: the answer has no whsec_ key: {snippet(payload)}")
         return key
 
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
@@ -289,7 +284,7 @@ class ReplicateProvider:
         urls = payload.get("urls") if isinstance(payload.get("urls"), dict) else {}
         url = urls.get("get")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-            raise PermanentError(f"upload {filename}: the answer has no urls.get: {_snippet(payload)}")
+            raise PermanentError(f"upload {filename}: the answer has no urls.get: {snippet(payload)}")
         return url
 
     # -- the listing ------------------------------------------------------------------
@@ -302,7 +297,7 @@ class ReplicateProvider:
             payload = await self._api("GET", url, kind="list")
             results = payload.get("results")
             if not isinstance(results, list):
-                raise PermanentError(f"list: the answer has no results list: {_snippet(payload)}")
+                raise PermanentError(f"list: the answer has no results list: {snippet(payload)}")
             url = payload.get("next") if isinstance(payload.get("next"), str) else None
             yield [item for item in map(parse_listed, results) if item is not None], url is None
 
