@@ -11,7 +11,8 @@ import math
 from urllib.parse import urlsplit
 
 
-def _number(text: str, kind: type) -> float:
+def _number(text: str, kind: type, low: float, *, above: bool, wanted: str) -> float:
+    """``text`` as a finite ``kind`` that is at least ``low`` (more than it when ``above``)."""
     try:
         value = kind(text)
     except ValueError as exc:
@@ -19,39 +20,29 @@ def _number(text: str, kind: type) -> float:
             from exc
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    if value < low or (above and value == low):
+        raise argparse.ArgumentTypeError(f"must be {wanted} (got {text})")
     return value
 
 
 def positive_seconds(text: str) -> float:
     """A wait in seconds: finite and above 0."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (got {text})")
-    return value
+    return _number(text, float, 0, above=True, wanted="more than 0 seconds")
 
 
 def at_least_one(text: str) -> int:
     """A count of things at once: a whole number, 1 or more."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {text})")
-    return value
+    return int(_number(text, int, 1, above=False, wanted="at least 1"))
 
 
 def positive_dollars(text: str) -> float:
     """A budget in dollars: finite and above 0 (a NaN cap would let everything through)."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than $0 (got {text})")
-    return value
+    return _number(text, float, 0, above=True, wanted="more than $0")
 
 
 def dollars(text: str) -> float:
     """An amount in dollars: finite, 0 or more."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be $0 or more (got {text})")
-    return value
+    return _number(text, float, 0, above=False, wanted="$0 or more")
 
 
 def http_url(text: str) -> str:

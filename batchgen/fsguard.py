@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-
+from typing import BinaryIO, Callable
 
 from .errors import DiskFullError, LocalError, OutputPathError
 
@@ -59,6 +59,16 @@ def create_fresh(path: Path, mode: int = 0o644) -> int:
     except FileNotFoundError:
         pass
     return open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+
+
+def replace_whole(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
+    """Write ``path`` through a fresh ``NAME.part`` beside it, created with O_NOFOLLOW (a link planted at
+    that name is refused, not written through), then renamed over ``path``, which replaces a link
+    there rather than following it: a reader sees the old file or the whole new one."""
+    partial = path.with_name(path.name + ".part")
+    with os.fdopen(create_fresh(partial, mode), "wb") as out:
+        write(out)
+    os.replace(partial, path)
 
 
 def write_fully(fd: int, data: bytes) -> None:

@@ -14,6 +14,7 @@ import av
 from PIL import Image
 
 from batchgen.errors import PermanentError
+from batchgen.fsguard import replace_whole
 
 __all__ = ["VideoInfo", "check_video", "poster_frame", "probe_video"]
 
@@ -151,11 +152,8 @@ def poster_frame(path: str | os.PathLike, out_path: str | os.PathLike, max_width
     if image.width > max_width:
         scaled_height = max(1, round(image.height * max_width / image.width))
         image = image.resize((max_width, scaled_height), Image.Resampling.LANCZOS)
-    out = Path(out_path)
-    partial = out.with_name(out.name + ".part")
-    image.save(partial, format="JPEG", quality=85)
     # The report may be reading the folder while we write; it should see an old poster or a whole new one.
-    os.replace(partial, out)
+    replace_whole(Path(out_path), lambda out: image.save(out, format="JPEG", quality=85))
 
 
 def _frame_at(container, video, at: float) -> Image.Image:

@@ -30,10 +30,10 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BatchgenError, StateError
+from .fsguard import refuse_link, replace_whole
 from .lifecycle import JobStatus
 from .probe import poster_frame
 from .picks import group_rows, latest_records, load_picks
-from .providers import provider_info
 from .report_page import Card, render_page
 from .state import JobRecord, State, load
 
@@ -75,12 +75,7 @@ def write_report(state_path: Path, html_path: Path | None = None, *, cwd: Path |
     state = load(state_path)
     out_dir = Path(state_path).resolve().parent
     html_path = Path(html_path or out_dir / "report.html").resolve()
-    assets = out_dir / ASSETS
-    try:
-        assets.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StateError(f"cannot create {assets} for the report's pictures ({exc.strerror}); "
-                         "check the folder's permissions") from exc
+    assets = assets_dir(out_dir)
     cards, pictures = plan_cards(state, out_dir, assets, cwd or Path.cwd())
     made, reused, problems = make_pictures(pictures)
     page_dir = html_path.parent
@@ -100,13 +95,23 @@ def write_report(state_path: Path, html_path: Path | None = None, *, cwd: Path |
     except StateError as exc:
         picks = {}
         problems[out_dir / "picks.json"] = str(exc)
-    failed_billed = provider_info("wavespeed").policy.failed_tasks_billed
-    page = render_page(state, cards, out_dir.name, picks, failed_billed=failed_billed)
+    page = render_page(state, cards, out_dir.name, picks)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = html_path.with_name(html_path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, html_path)
+    replace_whole(html_path, lambda out: out.write(page.encode("utf-8")))
     return ReportResult(html_path, len(cards), made, reused, list(problems.values()))
+
+
+def assets_dir(out_dir: Path) -> Path:
+    """``<out>/.report/``, made if missing; a link planted in its place is refused (OutputPathError), so
+    the pictures cannot be written outside the output folder."""
+    assets = out_dir / ASSETS
+    refuse_link(assets)
+    try:
+        assets.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"cannot create {assets} for the report's pictures ({exc.strerror}); "
+                         "check the folder's permissions") from exc
+    return assets
 
 
 def plan_cards(state: State, out_dir: Path, assets: Path, cwd: Path) -> tuple[list[Card], list[_Picture]]:
@@ -201,9 +206,7 @@ def make_thumbnail(src: Path, dst: Path, size: int = THUMB_PX) -> None:
             rgba = image.convert("RGBA")
             background.paste(rgba, mask=rgba.getchannel("A"))
             image = background
-        partial = dst.with_name(dst.name + ".part")
-        image.save(partial, format="JPEG", quality=82)
-    os.replace(partial, dst)
+        replace_whole(dst, lambda out: image.save(out, format="JPEG", quality=82))
 
 
 def _rel(path: Path, page_dir: Path) -> str:

@@ -44,11 +44,9 @@ class Card:
     earlier: list[str] = field(default_factory=list)
 
 
-def billed(rec: JobRecord, failed_billed: bool = False) -> float:
-    """Dollars this job was charged (or will be, once in flight): a failed task costs nothing
-    unless the provider bills failures."""
-    if rec.status is JobStatus.FAILED and not failed_billed:
-        return 0.0
+def billed(rec: JobRecord) -> float:
+    """Dollars this job was charged (or will be, once in flight), as its own record says: a task's
+    failure records what it cost under its provider's policy (0.0 when failures are not billed)."""
     return spend_of(rec)
 
 
@@ -117,15 +115,15 @@ def _media(card: Card, label: str) -> str:
     return f'<div class="novideo">{_e(note)}</div>'
 
 
-def _details(card: Card, failed_billed: bool) -> str:
+def _details(card: Card) -> str:
     rec = card.rec
     asked, used = model_line(rec)
     used_html = _e(used) if used else '<span class="muted">no answer yet</span>'
     if used and used != asked:
         used_html += ' <span class="warn">fallback</span>'
-    cost = f"${billed(rec, failed_billed):.2f}"
-    if rec.status is JobStatus.FAILED and not failed_billed and rec.cost:
-        cost += f' <span class="muted">(price ${rec.cost:.2f}; failed tasks are not billed)</span>'
+    cost = f"${billed(rec):.2f}"
+    if rec.status is JobStatus.FAILED and not billed(rec) and rec.cost:
+        cost += f' <span class="muted">(price ${rec.cost:.2f}; this failure was not billed)</span>'
     params = ", ".join(f"{_e(k)}={_e(v)}" for k, v in rec.params.items())
     rows = [("asked", _e(asked)), ("used", used_html), ("params", params), ("billed", cost),
             ("generation", _e(_generation(rec))), ("manifest", _e(rec.where)), ("prediction", _e(rec.pid)),
@@ -134,7 +132,7 @@ def _details(card: Card, failed_billed: bool) -> str:
     return "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows if v)
 
 
-def render_card(card: Card, picked: bool = False, failed_billed: bool = False) -> str:
+def render_card(card: Card, picked: bool = False) -> str:
     rec = card.rec
     label = LABELS[rec.status]
     slug = label.replace(" ", "-")
@@ -151,10 +149,10 @@ def render_card(card: Card, picked: bool = False, failed_billed: bool = False) -
             f'<div class="body"><header><h2><span class="take">take {card.take}</span> {_e(rec.id)}</h2>'
             f'<span class="badges">{mark}<span class="badge {slug}">{_e(label)}</span></span></header>'
             f'<div class="prompt">{source}<p>{_e(rec.prompt)}</p></div>{error}'
-            f'<dl>{_details(card, failed_billed)}</dl></div></article>')
+            f'<dl>{_details(card)}</dl></div></article>')
 
 
-def render_row(cards: list[Card], pick: dict[str, Any], failed_billed: bool) -> str:
+def render_row(cards: list[Card], pick: dict[str, Any]) -> str:
     """One manifest row: its heading (source image, manifest line, the reviewer's verdict) and its takes side by side."""
     row = cards[0].row
     status = str(pick.get("status", ""))
@@ -162,7 +160,7 @@ def render_row(cards: list[Card], pick: dict[str, Any], failed_billed: bool) -> 
     if pick.get("note"):
         verdict += f' <span class="note">{_e(pick["note"])}</span>'
     title = f'{_e(row.image)} <span class="muted">{_e(row.where)}</span>' if row else ""
-    takes = "".join(render_card(c, pick.get("take") == c.rec.key, failed_billed) for c in cards)
+    takes = "".join(render_card(c, pick.get("take") == c.rec.key) for c in cards)
     return (f'<section class="row" data-pick="{_e(status)}"><h3>{title} {verdict}</h3>'
             f'<div class="takes">{takes}</div></section>')
 
@@ -174,8 +172,7 @@ def _by_row(cards: list[Card]) -> list[list[Card]]:
     return list(groups.values())
 
 
-def render_page(state: State, cards: list[Card], title: str, picks: dict[str, dict[str, Any]] | None = None,
-                *, failed_billed: bool = False) -> str:
+def render_page(state: State, cards: list[Card], title: str, picks: dict[str, dict[str, Any]] | None = None) -> str:
     picks = picks or {}
     t = totals(state, cards)
     counts: dict[str, int] = {}
@@ -189,7 +186,7 @@ def render_page(state: State, cards: list[Card], title: str, picks: dict[str, di
                ("minutes of video", f"{t['minutes']:.1f}"), ("dollars", f"${t['dollars']:.2f}"),
                ("wall time", _wall(t["wall"]))]
     header = "".join(f'<div class="figure"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in figures)
-    rows = "".join(render_row(group, picks.get(group[0].row.key, {}) if group[0].row else {}, failed_billed)
+    rows = "".join(render_row(group, picks.get(group[0].row.key, {}) if group[0].row else {})
                    for group in _by_row(cards))
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

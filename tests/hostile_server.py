@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from threaded_server import ThreadedServer
 
 _FILL = b"x" * (1 << 16)
 
@@ -48,45 +48,22 @@ class Answer:
         return json.dumps(self.body).encode()
 
 
-class HostileServer:
+class HostileServer(ThreadedServer):
+    handler_cancellation = True
+
     def __init__(self) -> None:
+        super().__init__(name="hostile-server")
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.sent = 0
         self._answers: deque[Answer] = deque([Answer(404, {"code": 404, "message": "no script"})])
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="hostile-server", daemon=True)
 
     def script(self, *answers: Answer) -> None:
         self._answers = deque(answers)
 
-    def __enter__(self) -> "HostileServer":
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the hostile server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.run_until_complete(self._runner.cleanup())
-            self._loop.close()
-
-    async def _start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs, dict(request.headers), await request.read()))

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from conftest import run
 from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.cli import main
+from batchgen.errors import OutputPathError
 from batchgen.report import write_report
 from batchgen.simulator import Faults
 from batchgen.state import StateLog
@@ -243,18 +245,67 @@ def test_a_rows_takes_sit_side_by_side_and_the_picks_show_read_only(make_sim, tm
     assert "<script" not in html.split("<script>")[0] and html.count("<button") == 2, "read-only: no pick controls"
 
 
-def test_a_job_failed_before_any_task_was_billed_shows_zero_billed_beside_its_price(tmp_path):
-    """The state a run leaves after submits that never reached a billed task (503s): the price stays recorded."""
-    out = tmp_path / "out"
+def _mug_state(out: Path, *events: dict) -> Path:
+    """A state with one $4.80 job (a remote image, so no pictures), then ``events``."""
     out.mkdir()
     with StateLog(out / "state.jsonl") as log:
         log.open()
         log.append({"ev": "job", "key": "k", "id": "mug", "output": "mug.mp4", "model": "openai/sora-2/image-to-video-pro",
                     "params": {"duration": 12}, "prompt": "p", "image": "https://example.com/mug.png",
                     "where": "m.yaml:3", "cost": 4.8})
-        log.append({"ev": "failed", "key": "k", "class": "unavailable", "message": "503 after 8 tries"})
-    html = write_report(out / "state.jsonl").path.read_text()
+        for event in events:
+            log.append(event)
+    return out / "state.jsonl"
+
+
+def test_a_job_failed_before_any_task_was_billed_shows_zero_billed_beside_its_price(tmp_path):
+    """The state a run leaves after submits that never reached a billed task (503s): the price stays recorded."""
+    state = _mug_state(tmp_path / "out", {"ev": "failed", "key": "k", "class": "unavailable",
+                                           "message": "503 after 8 tries"})
+    html = write_report(state).path.read_text()
     card = _card(html, "mug")
-    assert "<dt>billed</dt><dd>$0.00 <span" in card and "(price $4.80; failed tasks are not billed)" in card
+    assert "<dt>billed</dt><dd>$0.00 <span" in card and "(price $4.80; this failure was not billed)" in card
     assert "$4.80</dd>" not in card
     assert '<dt>used</dt><dd><span class="muted">no answer yet</span></dd>' in card
+
+
+
+
+@pytest.mark.parametrize("failure_cost, shown", [(4.8, "<dt>billed</dt><dd>$4.80</dd>"),
+                                                 (0.0, "<dt>billed</dt><dd>$0.00</dd>")])
+def test_a_failed_tasks_billed_amount_is_what_its_own_record_says(tmp_path, failure_cost, shown):
+    """Not one provider's policy for every job: a provider that bills failures recorded the price."""
+    from test_review import _served
+
+    state = _mug_state(tmp_path / "out",
+                       {"ev": "submitting", "key": "k", "attempt": 1, "model": "openai/sora-2/image-to-video-pro",
+                        "cost": 4.8},
+                       {"ev": "submitted", "key": "k", "pid": "p-1"},
+                       {"ev": "failed", "key": "k", "class": "task", "message": "moderated", "cost": failure_cost})
+    assert shown in _card(write_report(state).path.read_text(), "mug")
+
+    async def rows(review, base, session):
+        return (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+    assert run(_served(state, rows))[0]["takes"][0]["billed"] == failure_cost
+
+
+def test_a_link_planted_for_the_report_pictures_is_never_written_through(batch, tmp_path):
+    """Issue 15 item 7: <out>/.report/ and the files in it are created without following links."""
+    _, out = batch
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / ".report").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(OutputPathError, match=r"\.report is a symbolic link"):
+        write_report(out / "state.jsonl")
+    assert list(outside.iterdir()) == []
+    (out / ".report").unlink()
+    write_report(out / "state.jsonl")
+    poster = next((out / ".report").glob("poster-*.jpg"))
+    victim = outside / "victim.txt"
+    victim.write_text("untouched")
+    poster.unlink()
+    (poster.parent / (poster.name + ".part")).symlink_to(victim)
+    result = write_report(out / "state.jsonl")
+    assert victim.read_text() == "untouched"
+    assert any("symbolic link" in problem for problem in result.problems)
+    assert not poster.exists()

@@ -9,11 +9,12 @@ each prediction's ``input``, so such a submit is then found exactly by ``body_ha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,13 +27,14 @@ from ..errors import (
     PermanentError,
     RateLimitedError,
     TransientError,
-    UsageError,
 )
-from ..models import ModelSpec, body_hash
+from ..models import SEEDANCE as WAVESPEED_SEEDANCE
+from ..models import ModelSpec, ModelTable, body_hash
 from .base import Download, ListedPrediction, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
+from .http import checked_base_url, connection_failed, standard_body
 from .streams import DownloadLimits, download_output
 from .wavespeed import USER_AGENT
-from .wire import parse_retry_after
+from .wire import parse_retry_after, snippet
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 POLICY = ProviderPolicy(
@@ -56,14 +58,12 @@ POLICY = ProviderPolicy(
 
 #: Seedance 2.0 as Replicate names it (docs/replicate.md): one model for text and image to video.
 SEEDANCE = "bytedance/seedance-2.0"
+#: The same model as WaveSpeed's Seedance 2.0 row (durations, resolutions and, unconfirmed, its prices);
+#: only the name and the extra fields of Replicate's schema differ.
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec(
+    dataclasses.replace(
+        ModelTable().get(WAVESPEED_SEEDANCE),
         id=SEEDANCE,
-        durations=tuple(range(4, 16)),
-        default_duration=5,
-        resolutions=("480p", "720p", "1080p"),
-        default_resolution="720p",
-        price_per_second={"480p": 0.12, "720p": 0.24, "1080p": 0.54},
         extra_fields={
             "aspect_ratio": ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9", "adaptive"),
             "last_frame_image": (),
@@ -80,6 +80,8 @@ _FAILED = {"failed", "canceled", "aborted"}
 _STATUS = {"starting": PredictionStatus.CREATED, "processing": PredictionStatus.PROCESSING,
            "succeeded": PredictionStatus.COMPLETED}
 _MODEL_REFUSALS = ("unavailable", "disabled", "not found", "does not exist", "retired", "no longer")
+_MAYBE_CREATED = ("; the prediction may have been created, so it is not sent again automatically; the listing is "
+                  "searched for its input")
 #: Listing pages read at most per call: 100 items each (docs), so 5,000 recent predictions.
 MAX_PAGES = 50
 
@@ -105,7 +107,7 @@ def _outputs(output: Any) -> tuple[str, ...]:
 def parse_prediction(payload: Any, where: str) -> Prediction:
     """A prediction object as a Prediction; OutputExpiredError when a success's outputs were removed."""
     if not isinstance(payload, dict) or not payload.get("id"):
-        raise PermanentError(f"{where}: the answer is not a prediction: {_snippet(payload)}")
+        raise PermanentError(f"{where}: the answer is not a prediction: {snippet(payload)}")
     raw = str(payload.get("status") or "starting").lower()
     status = PredictionStatus.FAILED if raw in _FAILED else _STATUS.get(raw, PredictionStatus.PROCESSING)
     if status is PredictionStatus.COMPLETED and payload.get("data_removed") is True:
@@ -151,11 +153,6 @@ def _message(payload: Any, body: bytes, status: int) -> str:
     return body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
 
 
-def _snippet(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 class ReplicateProvider:
     """A Replicate client; one aiohttp session shared by all jobs."""
 
@@ -164,12 +161,8 @@ class ReplicateProvider:
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, *, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0, max_connections: int = 64, webhook: str | None = None,
                  webhook_events: tuple[str, ...] = ("completed",)):
-        if not api_key:
-            raise UsageError(f"no API token: set the {POLICY.key_variable} environment variable")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url(POLICY, api_key, base_url, key_noun="API token")
         parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"the base URL {base_url!r} is not an http(s) URL; give one like {DEFAULT_BASE_URL}")
         self._origin = (parts.scheme, parts.netloc)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._webhook = webhook
@@ -204,12 +197,7 @@ class ReplicateProvider:
             # The TCP connection never opened: nothing was sent, so even a submit may retry.
             raise TransientError(f"{kind}: cannot connect to {self.base_url}: {exc.os_error or exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            message = f"{kind}: the connection failed ({type(exc).__name__}: {exc or 'no answer'})"
-            if submit:
-                raise AmbiguousSubmitError(
-                    message + "; the prediction may have been created, so it is not sent again automatically; "
-                    "the listing is searched for its input") from exc
-            raise TransientError(message) from exc
+            raise connection_failed(kind, exc, submit=submit, maybe_created=_MAYBE_CREATED) from exc
 
     def _classify(self, status: int, headers: Any, body: bytes, kind: str, submit: bool) -> Any:
         try:
@@ -220,7 +208,7 @@ class ReplicateProvider:
             if not isinstance(payload, dict):
                 if submit:
                     raise AmbiguousSubmitError(f"{kind}: HTTP {status} but the answer is unreadable: "
-                                               f"{_snippet(body[:200].decode('utf-8', 'replace'))}")
+                                               f"{snippet(body[:200].decode('utf-8', 'replace'))}")
                 raise PermanentError(f"{kind}: HTTP {status} but the answer is not JSON")
             return payload
         message = _message(payload, body, status)
@@ -228,8 +216,7 @@ class ReplicateProvider:
         self._raise_refusal(status, headers, message, where, kind)
         if submit:
             # A 5xx (or any odd answer) after the request was sent proves nothing: it may exist.
-            raise AmbiguousSubmitError(where + "; the prediction may have been created, so it is not sent again "
-                                       "automatically; the listing is searched for its input", status=status)
+            raise AmbiguousSubmitError(where + _MAYBE_CREATED, status=status)
         if status >= 500 or status in (408, 425):
             raise TransientError(where, status=status, retry_after=parse_retry_after(headers))
         raise PermanentError(where, status=status)
@@ -253,21 +240,8 @@ class ReplicateProvider:
         if 400 <= status < 500:
             raise PermanentError(where, status=status)
 
-    @staticmethod
-    def build_body(spec: ModelSpec, image_url: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The prediction ``input``: image, prompt, duration, the resolution when the model has a choice,
-        and the model's extra fields when given (Replicate's schema names them, e.g. last_frame_image)."""
-        body: dict[str, Any] = {
-            "image": image_url,
-            "prompt": prompt,
-            "duration": int(params.get("duration", spec.default_duration)),
-        }
-        if spec.sends_resolution:
-            body["resolution"] = params.get("resolution", spec.default_resolution)
-        for name in spec.extra_fields:
-            if params.get(name) is not None:
-                body[name] = params[name]
-        return body
+    #: The prediction ``input``; Replicate's schema names the extra fields (e.g. last_frame_image).
+    build_body = staticmethod(standard_body)
 
     async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
         if not _MODEL_NAME.match(model):
@@ -298,7 +272,7 @@ class ReplicateProvider:
         payload = await self._api("GET", f"{self.base_url}/v1/webhooks/default/secret", kind="webhook secret")
         key = payload.get("key")
         if not isinstance(key, str) or not key.startswith("whsec_"):
-            raise PermanentError(f"webhook secret: the answer has no whsec_ key: {_snippet(payload)}")
+            raise PermanentError(f"webhook secret: the answer has no whsec_ key: {snippet(payload)}")
         return key
 
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
@@ -310,7 +284,7 @@ class ReplicateProvider:
         urls = payload.get("urls") if isinstance(payload.get("urls"), dict) else {}
         url = urls.get("get")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-            raise PermanentError(f"upload {filename}: the answer has no urls.get: {_snippet(payload)}")
+            raise PermanentError(f"upload {filename}: the answer has no urls.get: {snippet(payload)}")
         return url
 
     # -- the listing ------------------------------------------------------------------
@@ -323,7 +297,7 @@ class ReplicateProvider:
             payload = await self._api("GET", url, kind="list")
             results = payload.get("results")
             if not isinstance(results, list):
-                raise PermanentError(f"list: the answer has no results list: {_snippet(payload)}")
+                raise PermanentError(f"list: the answer has no results list: {snippet(payload)}")
             url = payload.get("next") if isinstance(payload.get("next"), str) else None
             yield [item for item in map(parse_listed, results) if item is not None], url is None
 

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
@@ -33,11 +33,11 @@ from ..errors import (
     PermanentError,
     ProviderError,
     TransientError,
-    UsageError,
 )
-from ..models import ModelSpec, body_hash
+from ..models import body_hash
 from ..redact import Redactor
 from .base import Download, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
+from .http import checked_base_url, connection_failed, standard_body
 from .streams import DOWNLOAD_MIN_RATE, DOWNLOAD_WINDOW, DownloadLimits, download_output, read_capped
 from .wire import (BadAnswer, UnknownStatus, answer_payload, iso_time, listed_prediction, listing_page,
                    parse_prediction, parse_retry_after, upload_url)
@@ -81,14 +81,8 @@ class WaveSpeedProvider:
                  unreachable_seconds: float = UNREACHABLE_SECONDS):
         """``api_timeout`` bounds each API call whole (an upload gets more per byte); a download
         is bounded by its head arriving within it, then by the throughput floor."""
-        if not api_key:
-            raise UsageError(f"no API key: set the {POLICY.key_variable} environment variable")
         self._redact = Redactor(api_key)
-        self.base_url = base_url.rstrip("/")
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(self._redact(f"the base URL {base_url!r} is not an http(s) URL; give one like "
-                                          "https://api.example.com"))
+        self.base_url = checked_base_url(POLICY, api_key, base_url, redact=self._redact)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._listing = listing
         # A total bound per API call: a trickling answer cannot stretch it as a per-read timeout allows.
@@ -148,10 +142,7 @@ class WaveSpeedProvider:
             # The TCP connection never opened: nothing was sent, so even a submit may retry.
             raise self._unreachable(kind, exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            message = f"{kind}: the connection failed ({type(exc).__name__}: {exc or 'no answer'})"
-            if submit:
-                raise AmbiguousSubmitError(message + _MAYBE_CREATED) from exc
-            raise TransientError(message) from exc
+            raise connection_failed(kind, exc, submit=submit, maybe_created=_MAYBE_CREATED) from exc
         self._reached, self._unreached = True, 0
         return answer
 
@@ -175,21 +166,7 @@ class WaveSpeedProvider:
             return AmbiguousSubmitError(message + _MAYBE_CREATED, prediction_id=exc.prediction_id)
         return TransientError(message + "; reading it again later")
 
-    @staticmethod
-    def build_body(spec: ModelSpec, image_url: str, prompt: str, params: Any) -> dict[str, Any]:
-        """The submit body WaveSpeed's model endpoints take: image, prompt, duration, the
-        resolution when the model has a choice, and the model's extra fields when given."""
-        body: dict[str, Any] = {
-            "image": image_url,
-            "prompt": prompt,
-            "duration": int(params.get("duration", spec.default_duration)),
-        }
-        if spec.sends_resolution:
-            body["resolution"] = params.get("resolution", spec.default_resolution)
-        for name in spec.extra_fields:
-            if params.get(name) is not None:
-                body[name] = params[name]
-        return body
+    build_body = staticmethod(standard_body)
 
     async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
         kind = f"submit {model}"

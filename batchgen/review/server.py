@@ -31,8 +31,7 @@ from aiohttp import web
 from ..errors import StateError, UsageError
 from ..lifecycle import JobStatus
 from ..picks import group_rows, load_picks, make_pick, save_picks
-from ..providers import provider_info
-from ..report import ASSETS, make_pictures, plan_cards
+from ..report import assets_dir, make_pictures, plan_cards
 from ..report_page import LABELS, Card, billed, model_line
 from ..state import load
 from .page import render_shell
@@ -97,9 +96,7 @@ class Review:
                              web.post("/api/pick", self._pick), web.get("/files/{path:.+}", self._file)])
 
     def _pictures(self, state) -> list[str]:
-        assets = self.out_dir / ASSETS
-        assets.mkdir(exist_ok=True)
-        cards, pictures = plan_cards(state, self.out_dir, assets, Path.cwd())
+        cards, pictures = plan_cards(state, self.out_dir, assets_dir(self.out_dir), Path.cwd())
         _, _, problems = make_pictures(pictures)
         self.cards = {c.rec.key: c for c in cards}
         for card in cards:
@@ -132,8 +129,7 @@ class Review:
         return web.Response(text=render_shell(self.out_dir.name, str(self.out_dir)), content_type="text/html")
 
     async def _rows(self, request: web.Request) -> web.Response:
-        failed_billed = provider_info("wavespeed").policy.failed_tasks_billed
-        rows = [row_json(row, self.cards, self.picks.get(row.key), failed_billed) for row in self.rows]
+        rows = [row_json(row, self.cards, self.picks.get(row.key)) for row in self.rows]
         return web.json_response({"title": self.out_dir.name, "rows": rows, "problems": self.problems})
 
     async def _pick(self, request: web.Request) -> web.Response:
@@ -172,20 +168,20 @@ def confined(root: Path, rel: str) -> Path | None:
     return target if target.is_relative_to(base) and target.is_file() else None
 
 
-def row_json(row, cards: dict[str, Card], pick: dict[str, Any] | None, failed_billed: bool) -> dict[str, Any]:
+def row_json(row, cards: dict[str, Card], pick: dict[str, Any] | None) -> dict[str, Any]:
     first = cards[row.takes[0].key]
     return {"key": row.key, "image": row.image, "where": row.where, "thumb": first.thumb,
             "thumb_note": first.thumb_note, "prompt": row.takes[0].prompt, "pick": pick,
             "failed": any(r.status is JobStatus.FAILED for r in row.takes),
-            "takes": [take_json(row, rec, cards[rec.key], failed_billed) for rec in row.takes]}
+            "takes": [take_json(row, rec, cards[rec.key]) for rec in row.takes]}
 
 
-def take_json(row, rec, card: Card, failed_billed: bool) -> dict[str, Any]:
+def take_json(row, rec, card: Card) -> dict[str, Any]:
     asked, used = model_line(rec)
     seconds = rec.inference_ms / 1000 if rec.inference_ms else None
     return {"key": rec.key, "id": rec.id, "take": row.take_number(rec), "status": LABELS[rec.status],
             "pickable": rec.status is JobStatus.DOWNLOADED and bool(card.video), "asked": asked, "used": used,
-            "billed": billed(rec, failed_billed), "price": rec.cost, "seconds": seconds,
+            "billed": billed(rec), "price": rec.cost, "seconds": seconds,
             "video": rec.path if card.video else "", "poster": card.poster, "prompt": rec.prompt,
             "params": rec.params, "error": rec.error if rec.status is not JobStatus.DOWNLOADED else "",
             "note": card.video_note}

@@ -141,7 +141,8 @@ def _rate(text: str) -> float:
     return value
 
 
-def _fault_changes(value: Any) -> dict[str, Any]:
+def fault_changes(value: Any) -> dict[str, Any]:
+    """A ``faults`` mapping (Faults field names or CLI short names) -> Faults field updates; ValueError if odd."""
     if not isinstance(value, Mapping):
         raise ValueError("'faults' must be an object of fault name -> rate")
     changes: dict[str, Any] = {}
@@ -170,7 +171,7 @@ def apply_changes(config: SimConfig, changes: Mapping[str, Any]) -> None:
     fault_updates: dict[str, Any] = {}
     for key, value in changes.items():
         if key == "faults":
-            fault_updates.update(_fault_changes(value))
+            fault_updates.update(fault_changes(value))
         elif key == "unavailable_models":
             fault_updates[key] = set(value or ())
         elif key in _RUNTIME_FIELDS:
@@ -247,8 +248,8 @@ def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
                              "serve (works as before the retirement)")
 
 
-def config_from_args(args: argparse.Namespace) -> SimConfig:
-    """A SimConfig from parsed ``batchgen simulate`` flags; ValueError says which flag is wrong."""
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """The Faults the ``--fault NAME=RATE`` and ``--unavailable MODEL`` flags ask for; ValueError names the flag."""
     faults = Faults(unavailable_models=set(args.unavailable or ()))
     for item in args.fault or ():
         name, sep, rate = item.partition("=")
@@ -260,6 +261,12 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             setattr(faults, FAULT_FLAGS[name], _rate(rate))
         except ValueError as exc:
             raise ValueError(f"--fault {item!r}: {exc}") from exc
+    return faults
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """A SimConfig from parsed ``batchgen simulate`` flags; ValueError says which flag is wrong."""
+    faults = faults_from_args(args)
     for flag, value in (("--gen-base", args.gen_base), ("--gen-per-second", args.gen_per_second)):
         if value < 0:
             raise ValueError(f"{flag} must not be negative, got {value}")

@@ -30,36 +30,45 @@ class RunningSimulator:
         await self._runner.cleanup()
 
 
+async def listen(simulator: Any, host: str, port: int) -> RunningSimulator:
+    """Serve ``simulator.app()`` on ``host:port`` (port 0 picks a free one) in the running event loop."""
+    runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    shown_host = f"[{host}]" if ":" in host else host
+    return RunningSimulator(simulator, runner, f"http://{shown_host}:{runner.addresses[0][1]}")
+
+
+async def announce_until_cancelled(running: RunningSimulator, banner: Callable[[str], tuple[str, ...]]) -> None:
+    """Print ``banner(base_url)``'s lines, then serve until cancelled (Ctrl-C under asyncio.run)."""
+    try:
+        for line in banner(running.base_url):
+            print(line, flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await running.close()
+
+
 async def start(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
                 keep: "Keeper | None" = None) -> RunningSimulator:
     """Listen on ``host:port`` (port 0 picks a free one) in the running event loop; with ``keep``,
     remember uploads and tasks across processes (persist.py: the local provider's resume)."""
-    simulator = Simulator(config)
-    runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    bound_port = runner.addresses[0][1]
+    running = await listen(Simulator(config), host, port)
     if keep is not None:
-        keep.attach(simulator, bound_port)
-    shown_host = f"[{host}]" if ":" in host else host
-    return RunningSimulator(simulator, runner, f"http://{shown_host}:{bound_port}")
+        keep.attach(running.simulator, running._runner.addresses[0][1])
+    return running
 
 
 async def serve_forever(config: SimConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run until cancelled (Ctrl-C under asyncio.run), announcing where the simulator listens."""
-    running = await start(config, host, port)
-    try:
-        print(f"batchgen simulator listening on {running.base_url}", flush=True)
-        print("This is a local SIMULATOR of the WaveSpeed API: nothing is generated or billed for real. "
-              f"Point batchgen at it with --base-url {running.base_url}. Ctrl-C stops it.", flush=True)
-        await asyncio.Event().wait()
-    finally:
-        await running.close()
+    await announce_until_cancelled(await start(config, host, port), lambda url: (
+        f"batchgen simulator listening on {url}",
+        "This is a local SIMULATOR of the WaveSpeed API: nothing is generated or billed for real. "
+        f"Point batchgen at it with --base-url {url}. Ctrl-C stops it."))
 
 
 class SimulatorThread:

@@ -10,33 +10,27 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
-import json
-import logging
 import random
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-import aiohttp
 from aiohttp import web
 
 from ..models import ModelSpec
 from .account import AccountHandlers, quote
 from .admission import Admission
+from .base import Dropped, SimulatorBase
 from .config import SimConfig
 from .hooks import Hooks
 from .hostile import Hostile
 from .ledger import Ledger
 from .limits import SimClock, Slots, SubmitWindow
 from .listing import ListingHandler
-from .render import RenderCache
 from .tasks import FAILED, Task, decode_data_uri, fetch_image, run_task
 from .uploads import UploadHandlers
 from .webhook_out import WebhookSender
-from .wire import ApiError, envelope
-
-log = logging.getLogger("batchgen.simulator")
+from .wire import ApiError, envelope, json_object
 
 #: Route names that are WaveSpeed API calls: bearer auth and the per-request faults apply.
 API_KINDS = frozenset({"submit", "result", "result_alias", "list", "upload_binary", "upload_alias", "upload_ticket",
@@ -45,24 +39,20 @@ API_KINDS = frozenset({"submit", "result", "result_alias", "list", "upload_binar
 KEY_ID = web.RequestKey("key_id", str)
 
 
-class _Dropped(Exception):
-    """Close this request's connection without an answer."""
-
-
-class Simulator:
+class Simulator(SimulatorBase):
     """All simulator state; ``app()`` is the aiohttp application that serves it."""
 
     key_id_key = KEY_ID
+    api_kinds = API_KINDS
+    auth = (("bearer",), "missing API key: send the header 'Authorization: Bearer <key>' (set WAVESPEED_API_KEY)",
+            "invalid API key: this key is not accepted; check WAVESPEED_API_KEY")
 
     def __init__(self, config: SimConfig | None = None, clock: SimClock | None = None):
         self.config = config or SimConfig()
+        super().__init__(self.config, "sim-render")
         self.clock = clock or SimClock()
-        self.cache = RenderCache(max_items=self.config.render_cache_items, directory=self.config.render_cache_dir)
         self.uploads = UploadHandlers(self)
         self.hostile = Hostile()
-        self._executor = ThreadPoolExecutor(max_workers=self.config.render_workers, thread_name_prefix="sim-render")
-        self._session: aiohttp.ClientSession | None = None
-        self._jobs: set[asyncio.Task] = set()
         self._secret = hashlib.sha256(f"batchgen-simulator:{self.config.seed}".encode()).digest()
         self.webhooks = WebhookSender(self._secret, self._client, self.clock.time)
         self._clear()
@@ -83,24 +73,6 @@ class Simulator:
         await self._cancel_jobs()
         self._clear()
 
-    async def close(self) -> None:
-        await self._cancel_jobs()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _cancel_jobs(self) -> None:
-        jobs = list(self._jobs)
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
     def ledger_snapshot(self) -> dict[str, Any]:
         snapshot = self.ledger.snapshot(self.tasks.values(), self.config.charge_failed)
         snapshot["balance"] = round(self.balance, 2)
@@ -114,15 +86,7 @@ class Simulator:
     def origin(request: web.Request) -> str:
         return f"{request.scheme}://{request.host}"
 
-    @staticmethod
-    async def json_body(request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "the request body is not valid JSON; send a JSON object") from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
-        return body
+    json_body = staticmethod(json_object)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware],
@@ -154,66 +118,22 @@ class Simulator:
 
     # -- request pipeline ------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        started = time.monotonic()
-        kind = request.match_info.route.name or "unmatched"
-        self.ledger.requests[kind] += 1
-        try:
-            if kind in API_KINDS:
-                await self._gate(request)
-            response = await handler(request)
-        except _Dropped:
-            if request.transport is not None:
-                request.transport.close()
-            log.debug("%s %s -> connection dropped", request.method, request.path)
-            return web.Response()
-        except ApiError as exc:
-            response = envelope(exc.status, exc.message, headers=exc.headers)
-        except web.HTTPException as exc:
-            response = _unknown_route(request, exc)
-        except ConnectionResetError:
-            # The client went away mid-request (a killed runner): nothing to answer, nothing to report.
-            log.debug("%s %s -> client disconnected", request.method, request.path)
-            return web.Response()
-        except Exception as exc:  # noqa: BLE001 - the server must answer, not crash
-            log.exception("simulator error on %s %s", request.method, request.path)
-            response = envelope(500, f"internal simulator error: {type(exc).__name__}: {exc}")
-        self.ledger.responses[response.status] += 1
-        log.debug("%s %s -> %s (%.0f ms)", request.method, request.path, response.status,
-                  (time.monotonic() - started) * 1000)
-        return response
+    def _answer(self, exc: ApiError) -> web.Response:
+        return envelope(exc.status, exc.message, headers=exc.headers)
 
-    async def _gate(self, request: web.Request) -> None:
-        """Auth and the faults any API request may meet (the per-minute limit counts submits only)."""
-        request[KEY_ID] = self._key_id(request)
+    def _no_route(self, request: web.Request, exc: web.HTTPException) -> web.Response:
+        """No such route (or method) answers 404 like an unknown path, e.g. v1's ``GET /api/v3/predictions``."""
+        status = 404 if exc.status == 405 else exc.status
+        return envelope(status, f"{request.method} {request.path}: {'Not Found' if status == 404 else exc.reason}")
+
+    async def _request_faults(self) -> None:
+        """Dropped, slow or 5xx: the faults any API request may meet (the per-minute limit counts submits only)."""
         faults = self.config.faults
         if self.roll("drop-before", faults.rate_drop_before):
-            raise _Dropped
+            raise Dropped
         if self.roll("slow", faults.rate_slow):
             await asyncio.sleep(faults.slow_seconds)
-        if self.roll("5xx", faults.rate_5xx):
-            code = self.rng.choice((500, 502, 503))
-            raise ApiError(code, f"upstream error (simulated HTTP {code}); the request was not processed, retry later")
-
-    def _key_id(self, request: web.Request) -> str:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>' "
-                                "(set WAVESPEED_API_KEY)")
-        if self.config.api_key is not None and not hmac.compare_digest(key, self.config.api_key):
-            raise ApiError(401, "invalid API key: this key is not accepted; check WAVESPEED_API_KEY")
-        # Only a digest is kept, so no key ever lands in memory dumps, listings or the ledger.
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def roll(self, name: str, rate: float) -> bool:
-        if rate <= 0:
-            return False
-        hit = self.rng.random() < rate
-        if hit:
-            self.ledger.faults[name] += 1
-        return hit
+        self._roll_5xx("the request was not processed, retry later")
 
     # -- submit ----------------------------------------------------------------------------
 
@@ -224,7 +144,7 @@ class Simulator:
         body = {k: v for k, v in received.items() if k != "enable_sync_mode"}
         task = self._accept(request, spec, body)
         if self.roll("drop-after", self.config.faults.rate_drop_after):
-            raise _Dropped
+            raise Dropped
         data = self.task_data(task)
         hostile = self.hostile.submit_answer(data)
         if hostile is not None:
@@ -250,18 +170,15 @@ class Simulator:
         return task
 
     def _spawn(self, task: Task) -> None:
-        job = asyncio.get_running_loop().create_task(self._life(task))
-        self._jobs.add(job)
         active = self.active
 
         def finished(done: asyncio.Task) -> None:
-            self._jobs.discard(done)
             # A reset swaps in a new counter; only the one this task was counted in is decremented.
             active[task.key_id] -= 1
             if not done.cancelled() and active is self.active:
                 self._ended(task)
 
-        job.add_done_callback(finished)
+        self._background(self._life(task)).add_done_callback(finished)
 
     async def _life(self, task: Task) -> None:
         """Wait for a slot (queued in ``created``), then generate; the slot is freed however it ends."""
@@ -279,9 +196,7 @@ class Simulator:
         if task.status() == FAILED and not self.config.charge_failed:
             self.balance += task.price
         if task.webhook:
-            job = asyncio.get_running_loop().create_task(self._notify(task))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
+            self._background(self._notify(task))
 
     async def _notify(self, task: Task) -> None:
         cfg = self.config
@@ -294,12 +209,6 @@ class Simulator:
 
     async def _get_image(self, url: str) -> bytes:
         return await fetch_image(url, self.uploads.store.lookup_path, self._client())
-
-    async def _render(self, image: bytes, width: int, height: int, duration: int, motion: int, seed: int) -> bytes:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self.cache.get_or_render, image, width, height, duration, motion, seed
-        )
 
     async def _hold(self, task: Task) -> dict[str, Any]:
         """Sync mode: answer when the task ends, or say the sync wait timed out (data.code 5004)."""
@@ -356,12 +265,6 @@ class Simulator:
         faults = dataclasses.asdict(cfg.faults)
         faults["unavailable_models"] = sorted(faults["unavailable_models"])
         return {**plain, "api_key_required": cfg.api_key is not None, "models": cfg.models.ids(), "faults": faults}
-
-
-def _unknown_route(request: web.Request, exc: web.HTTPException) -> web.Response:
-    """No such route (or method) answers 404 like an unknown path, e.g. v1's ``GET /api/v3/predictions``."""
-    status = 404 if exc.status == 405 else exc.status
-    return envelope(status, f"{request.method} {request.path}: {'Not Found' if status == 404 else exc.reason}")
 
 
 def _check_image(image: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -21,6 +22,17 @@ class ApiError(Exception):
 def envelope(code: int, message: str, data: Any = None, headers: dict[str, str] | None = None) -> web.Response:
     body = {"code": code, "message": message, "data": data if data is not None else {}}
     return web.json_response(body, status=code, headers=headers)
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object (400 otherwise)."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "the request body is not valid JSON; send a JSON object") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
 
 
 def retry_after_headers(seconds: float) -> dict[str, str]:

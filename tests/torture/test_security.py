@@ -3,14 +3,12 @@ to the configured base URL, never to output or image URLs on another origin (127
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import aiohttp
 import pytest
 from aiohttp import web
 from conftest import image_bytes, run
 from runner_helpers import make_images, run_cli, write_manifest
+from threaded_server import ThreadedServer
 
 from batchgen.cli import main
 from batchgen.errors import FatalError, UsageError
@@ -20,46 +18,26 @@ from batchgen.simulator import Faults
 KEY = "sk-live-SECRET-4f9a0c1d2e3b"
 
 
-class OtherOrigin:
+class OtherOrigin(ThreadedServer):
     """A second web server on 127.0.0.2 that records every request's headers; it serves one image and
     passes output downloads through to the simulator, so output URLs can point at another origin."""
 
     def __init__(self, upstream: str):
+        super().__init__(host="127.0.0.2", name="other-origin")
         self.upstream = upstream
         self.seen: list[tuple[str, dict[str, str]]] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, daemon=True)
 
-    def __enter__(self) -> "OtherOrigin":
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.run_until_complete(self._session.close())
-            self._loop.run_until_complete(self._runner.cleanup())
-            self._loop.close()
-
-    async def _start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/img/pic.png", self._image)
         app.router.add_get("/_sim/outputs/{tail:.*}", self._output)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.2", 0).start()
-        self.base_url = f"http://127.0.0.2:{self._runner.addresses[0][1]}"
+        return app
+
+    async def on_start(self) -> None:
         self._session = aiohttp.ClientSession()
+
+    async def on_stop(self) -> None:
+        await self._session.close()
 
     async def _image(self, request: web.Request) -> web.Response:
         self.seen.append((request.path, dict(request.headers)))

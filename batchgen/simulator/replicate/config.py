@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ...models import ModelTable
 from ...providers.replicate import MODELS
-from ..config import FAULT_FLAGS, Faults
+from ..config import FAULT_FLAGS, Faults, fault_changes, faults_from_args
 
 __all__ = ["ReplicateConfig", "add_arguments", "apply_changes", "config_from_args"]
 
@@ -60,12 +60,8 @@ def apply_changes(config: ReplicateConfig, changes: Mapping[str, Any]) -> None:
     for key, value in changes.items():
         if key == "unavailable_models":
             faults[key] = {str(m) for m in value or ()}
-        elif key == "faults" and isinstance(value, Mapping):
-            for name, rate in value.items():
-                attr = FAULT_FLAGS.get(name, name)
-                if attr not in FAULT_FLAGS.values():
-                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULT_FLAGS))}")
-                faults[attr] = _rate(rate)
+        elif key == "faults":
+            faults.update(fault_changes(value))
         elif key in _RUNTIME:
             updates[key] = value
         else:
@@ -74,13 +70,6 @@ def apply_changes(config: ReplicateConfig, changes: Mapping[str, Any]) -> None:
         setattr(config, key, value)
     for key, value in faults.items():
         setattr(config.faults, key, value)
-
-
-def _rate(value: Any) -> float:
-    rate = float(value)
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"a fault rate must be between 0 and 1, got {rate}")
-    return rate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,12 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ReplicateConfig:
     """A ReplicateConfig from parsed flags; ValueError says which flag is wrong."""
-    faults = Faults(unavailable_models=set(args.unavailable or ()))
-    for item in args.fault or ():
-        name, sep, rate = item.partition("=")
-        if not sep or name not in FAULT_FLAGS:
-            raise ValueError(f"--fault {item!r}: expected NAME=RATE with NAME one of {', '.join(FAULT_FLAGS)}")
-        setattr(faults, FAULT_FLAGS[name], _rate(rate))
+    faults = faults_from_args(args)
     # Under `batchgen simulate --provider replicate` the WaveSpeed flags carry over: --url-ttl (how long an
     # output URL works) is the output TTL, --rpm the create rate.
     output_ttl = getattr(args, "output_ttl", None) or getattr(args, "url_ttl", None) or 3600.0

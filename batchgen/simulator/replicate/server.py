@@ -11,47 +11,41 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import logging
 import math
 import random
 import time
 from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from ...models import body_hash
+from ..base import Dropped, SimulatorBase
 from ..ledger import Ledger
-from ..render import RenderCache
 from ..tasks import Task, fetch_image, iso_at, run_task
-from ..wire import ApiError, retry_after_headers
+from ..wire import ApiError, json_object, retry_after_headers
 from .config import ReplicateConfig, apply_changes
 from .files import FileStore, file_id
-from .wire import (TERMINAL, TITLES, Run, check_create, cursor_from, encode_cursor, iso, json_object, prediction_json,
-                   prefer_wait, problem, signed_delivery)
-
-log = logging.getLogger("batchgen.simulator.replicate")
+from .wire import (TERMINAL, TITLES, Run, check_create, cursor_from, encode_cursor, iso, prediction_json, prefer_wait,
+                   problem, signed_delivery)
 
 API_KINDS = frozenset({"create", "get", "cancel", "list", "secret", "files"})
 KEY_ID = web.RequestKey("replicate_key_id", str)
 
 
-class _Dropped(Exception):
-    """Close this request's connection without an answer."""
-
-
-class ReplicateSimulator:
+class ReplicateSimulator(SimulatorBase):
     """All state of the Replicate simulator; ``app()`` is the aiohttp application that serves it."""
+
+    api_kinds = API_KINDS
+    key_id_key = KEY_ID
+    auth = (("bearer", "token"), "You did not pass an authentication token: send 'Authorization: Bearer "
+            "$REPLICATE_API_TOKEN'", "You did not pass a valid authentication token; check REPLICATE_API_TOKEN")
 
     def __init__(self, config: ReplicateConfig | None = None):
         self.config = config or ReplicateConfig()
         cfg = self.config
-        self.cache = RenderCache(max_items=cfg.render_cache_items, directory=cfg.render_cache_dir)
-        self._executor = ThreadPoolExecutor(max_workers=cfg.render_workers, thread_name_prefix="repl-render")
-        self._session: aiohttp.ClientSession | None = None
-        self._jobs: set[asyncio.Task] = set()
+        super().__init__(cfg, "repl-render")
         digest = hashlib.sha256(f"batchgen-replicate-simulator:{cfg.seed}".encode()).digest()
         self._url_key = digest
         self.webhook_secret = "whsec_" + base64.b64encode(digest[:24]).decode()
@@ -73,19 +67,6 @@ class ReplicateSimulator:
     async def reset(self) -> None:
         await self._cancel_jobs()
         self._clear()
-
-    async def close(self) -> None:
-        await self._cancel_jobs()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _cancel_jobs(self) -> None:
-        jobs = list(self._jobs)
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
 
     def ledger_snapshot(self) -> dict[str, Any]:
         """The WaveSpeed simulator's ledger shape, plus Replicate's removed outputs and webhook deliveries."""
@@ -114,50 +95,15 @@ class ReplicateSimulator:
 
     # -- request pipeline ------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        kind = request.match_info.route.name or "unmatched"
-        self.ledger.requests[kind] += 1
-        try:
-            if kind in API_KINDS:
-                self._gate(request)
-            response = await handler(request)
-        except _Dropped:
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response()
-        except ApiError as exc:
-            response = problem(exc.status, TITLES.get(exc.status, "Error"), exc.message, exc.headers)
-        except web.HTTPException as exc:
-            response = problem(exc.status, exc.reason, f"{request.method} {request.path}: {exc.reason}")
-        except ConnectionResetError:
-            return web.Response()
-        except Exception as exc:  # noqa: BLE001 - the server must answer, not crash
-            log.exception("simulator error on %s %s", request.method, request.path)
-            response = problem(500, "Internal server error", f"internal simulator error: {type(exc).__name__}: {exc}")
-        self.ledger.responses[response.status] += 1
-        return response
+    def _answer(self, exc: ApiError) -> web.Response:
+        return problem(exc.status, TITLES.get(exc.status, "Error"), exc.message, exc.headers)
 
-    def _gate(self, request: web.Request) -> None:
-        """Auth and the server-error fault any API request may meet."""
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() not in ("bearer", "token") or not key:
-            raise ApiError(401, "You did not pass an authentication token: send 'Authorization: Bearer "
-                                "$REPLICATE_API_TOKEN'")
-        if self.config.api_key is not None and not hmac.compare_digest(key, self.config.api_key):
-            raise ApiError(401, "You did not pass a valid authentication token; check REPLICATE_API_TOKEN")
-        # Only a digest is kept, so no token lands in listings or the ledger.
-        request[KEY_ID] = hashlib.sha256(key.encode()).hexdigest()[:16]
-        if self._roll("5xx", self.config.faults.rate_5xx):
-            code = self.rng.choice((500, 502, 503))
-            raise ApiError(code, f"upstream error (simulated HTTP {code}); retry later")
+    def _no_route(self, request: web.Request, exc: web.HTTPException) -> web.Response:
+        return problem(exc.status, exc.reason, f"{request.method} {request.path}: {exc.reason}")
 
-    def _roll(self, name: str, rate: float) -> bool:
-        hit = rate > 0 and self.rng.random() < rate
-        if hit:
-            self.ledger.faults[name] += 1
-        return hit
+    async def _request_faults(self) -> None:
+        """The server-error fault any API request may meet."""
+        self._roll_5xx("retry later")
 
     def _throttle(self, key_id: str) -> None:
         """429 with Retry-After: the create rate per token, and the seeded burst fault."""
@@ -173,7 +119,7 @@ class ReplicateSimulator:
             self._burst_left -= 1
             wait = 1.0
             self.ledger.faults["429"] += 1
-        elif self._roll("429", faults.rate_429_burst):
+        elif self.roll("429", faults.rate_429_burst):
             self._burst_left = max(0, faults.burst_len - 1)
             wait = 1.0
         if wait is not None:
@@ -194,8 +140,8 @@ class ReplicateSimulator:
             raise ApiError(503, f"model {model} is currently unavailable; retry later or use another model")
         run = self._accept(request[KEY_ID], model, request_body)
         run.origin = f"{request.scheme}://{request.host}"
-        if self._roll("drop-after", self.config.faults.rate_drop_after):
-            raise _Dropped
+        if self.roll("drop-after", self.config.faults.rate_drop_after):
+            raise Dropped
         wait = prefer_wait(request.headers.get("Prefer", ""), self.config.max_wait)
         if wait:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -216,15 +162,12 @@ class ReplicateSimulator:
             id=file_id(self.rng.randbytes(16)), key_id=key_id, model=model,
             model_used=model, body=body, body_hash=body_hash(body), price=spec.price(resolution, duration),
             duration=duration, resolution=resolution, created_at=iso_at(time.time()), created_epoch=time.time(),
-            accepted_at=time.monotonic(), gen=gen, fails=self._roll("fail", cfg.faults.rate_fail),
+            accepted_at=time.monotonic(), gen=gen, fails=self.roll("fail", cfg.faults.rate_fail),
         )
         version = hashlib.sha256(model.encode()).hexdigest()
         run = Run(task=task, seq=len(self.runs), version=version, webhook=webhook, events=events)
         self.runs[task.id] = run
-        job = asyncio.get_running_loop().create_task(self._drive(run))
-        self._jobs.add(job)
-        self._drivers[task.id] = job
-        job.add_done_callback(self._jobs.discard)
+        self._drivers[task.id] = self._background(self._drive(run))
         return run
 
     async def _drive(self, run: Run) -> None:
@@ -251,14 +194,7 @@ class ReplicateSimulator:
         self._notify(run, "completed")
 
     async def _get_image(self, url: str) -> bytes:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return await fetch_image(url, self.files.lookup, self._session)
-
-    async def _render(self, image: bytes, width: int, height: int, duration: int, motion: int, seed: int) -> bytes:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.cache.get_or_render, image, width, height,
-                                          duration, motion, seed)
+        return await fetch_image(url, self.files.lookup, self._client())
 
     def _own(self, request: web.Request) -> Run:
         run = self.runs.get(request.match_info["id"])
@@ -319,20 +255,17 @@ class ReplicateSimulator:
 
     def _notify(self, run: Run, event: str) -> None:
         if run.webhook and event in run.events:
-            job = asyncio.get_running_loop().create_task(self._deliver(run.webhook, event, run))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
+            self._background(self._deliver(run.webhook, event, run))
 
     async def _deliver(self, url: str, event: str, run: Run, attempts: int = 3) -> None:
         """POST the prediction, signed; a failed delivery is retried like Replicate does (a few times)."""
         body, headers = signed_delivery(self.webhook_secret, self._prediction(run, run.origin))
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+        session = self._client()
         record = {"event": event, "prediction": run.task.id, "webhook_id": headers["webhook-id"], "status": None}
         self.deliveries.append(record)
         for attempt in range(attempts):
             try:
-                async with self._session.post(url, data=body, headers=headers,
+                async with session.post(url, data=body, headers=headers,
                                               timeout=aiohttp.ClientTimeout(total=10)) as resp:
                     record["status"] = resp.status
                     if resp.status < 300:

@@ -101,16 +101,6 @@ TITLES = {400: "Bad request", 401: "Unauthenticated", 404: "Not found", 422: "In
            429: "Too many requests", 500: "Internal server error", 502: "Bad gateway", 503: "Service unavailable"}
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "the request body is not valid JSON; send a JSON object") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return body
-
-
 def check_create(request_body: dict[str, Any]) -> tuple[dict[str, Any], str | None, frozenset[str]]:
     """The input, the webhook and its events; 422 like Replicate's input validation otherwise."""
     body = request_body.get("input")
