@@ -54,7 +54,8 @@ class RunOptions:
     max_download_bytes: int = 4 << 30
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
-    listing_limit: int = 1000
+    #: Seconds added on both sides of the listing window (clock skew between us and the provider).
+    listing_margin: float = 600.0
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
     fallback_after: int = 3
     poll: PollPolicy = field(default_factory=PollPolicy)
