@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="submit failed jobs again (they are paid again)")
     run.add_argument("--resubmit-unknown", action="store_true",
                      help="submit again jobs whose submit answer was lost (may pay twice)")
+    run.add_argument("--allow-other-api", action="store_true",
+                     help="resume a state made against another API (a simulator rehearsal vs the real one); "
+                          "refused without it")
     run.add_argument("--max-cost", type=float, default=None, metavar="USD",
                      help="never commit more than this many dollars in total (also 'max_cost:' in the manifest)")
     run.add_argument("--confirm-above", type=float, default=5.0, metavar="USD",

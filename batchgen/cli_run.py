@@ -9,6 +9,7 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from .api_origin import check_same_api
 from .errors import UsageError
 from .lifecycle import JobStatus
 from .manifest import load_manifest
@@ -17,6 +18,7 @@ from .progress import Progress, setup_logging
 from .providers import provider_info
 from .run_env import api_key_from_env, install_interrupts
 from .runner import RunOptions, Runner, RunResult
+from .unmatched import listed as unmatched_videos
 from .schedule import PollPolicy
 from .state import StateLog
 from .user_config import user_model_table
@@ -62,12 +64,11 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         stack.callback(verifier.shutdown)
         runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, verifier=verifier,
                         observer=progress)
-        plan, events = runner.prepare()
-        to_pay = cost_to_pay(plan, runner.price)
-        print(describe_plan(plan, to_pay, manifest, options), file=sys.stderr)
-        if not _confirmed(args, to_pay):
+        if not args.allow_other_api:
+            check_same_api(state_log.state.runs, provider.policy.name, provider.base_url, state_path)
+        plan = await _plan_and_confirm(args, runner, manifest, options)
+        if plan is None:
             return UsageError.exit_code
-        runner.commit(events)  # nothing is written before the user said yes
         main_task = asyncio.current_task()
         install_interrupts(asyncio.get_running_loop(), lambda: runner.stop(
             "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
@@ -78,6 +79,20 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
             progress.close()
         print(describe_result(result, runner, options), file=sys.stderr)
         return result.exit_code
+
+
+async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions) -> Plan | None:
+    """The plan, its lost submits settled with the provider (reading costs nothing), shown with what it
+    will pay; its events are written only once the user said yes (None: they did not)."""
+    plan, events = runner.prepare()
+    events += await runner.reconcile(plan)
+    to_pay = cost_to_pay(plan, runner.price)
+    balance = await runner.provider.balance() if to_pay > 0 else None
+    print(describe_plan(plan, to_pay, manifest, options, balance), file=sys.stderr)
+    if not _confirmed(args, to_pay):
+        return None
+    runner.commit(events)  # nothing is written before the user said yes
+    return plan
 
 
 async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
@@ -109,7 +124,7 @@ def _confirmed(args, to_pay: float) -> bool:
     return answer in ("y", "yes")
 
 
-def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> str:
+def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, balance: float | None = None) -> str:
     total = len(manifest.jobs)
     lines = [f"{manifest.path}: {total} jobs: {len(plan.done)} done, {len(plan.submit)} to submit, "
              f"{len(plan.poll)} generating, {len(plan.download)} to download, {len(plan.unknown)} unknown, "
@@ -119,6 +134,10 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
     lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
                  + (f" (cap --max-cost ${options.max_cost:.2f})" if options.max_cost is not None else ""))
+    lines += _reconciled_lines(plan)
+    if balance is not None and balance + 1e-9 < to_pay:
+        lines.append(f"  warning: the account balance is ${balance:.2f}, below the ${to_pay:.2f} this run would pay; "
+                     "the run halts when it runs out (top up first to finish in one go)")
     groups: dict[tuple[str, str], list] = {}
     for job in plan.submit:
         groups.setdefault((job.model, job.resolution), []).append(job)
@@ -135,6 +154,25 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
     return "\n".join(lines)
 
 
+def _reconciled_lines(plan: Plan) -> list[str]:
+    found = plan.found
+    if found is None:
+        return []
+    lines = []
+    if found.adopted:
+        lines.append(f"    {len(found.adopted)} lost submit(s) found on the provider: not paid again")
+    if plan.resubmits:
+        lines.append(f"    {plan.resubmits} of the submits are lost submits sent again "
+                     "(the provider never received them, or --resubmit-unknown): each is paid")
+    if found.strays:
+        lines.append(f"    {len(found.strays)} paid video(s) on the provider no job could be matched to: kept in "
+                     "the output folder's unmatched/ (see 'batchgen status')")
+    for why in sorted({w for k, w in found.unknown.items() if k in {j.key for j in plan.unknown}}):
+        count = sum(1 for j in plan.unknown if found.unknown.get(j.key) == why)
+        lines.append(f"    {count} lost submit(s) stay unknown, not sent again: {why}")
+    return lines
+
+
 def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> str:
     c = result.counts
     lines = [f"finished in {result.wall:.1f}s: {c[JobStatus.DOWNLOADED]} downloaded, {c[JobStatus.FAILED]} failed, "
@@ -148,6 +186,10 @@ def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> s
         elif rec.status is JobStatus.UNKNOWN:
             lines.append(f"  unknown {job.id} ({job.where}): its submit may have been charged; "
                          "check the provider's dashboard, then --resubmit-unknown to submit it again")
+    strays = unmatched_videos(options.out_dir)
+    if strays:
+        lines.append(f"  {len(strays)} paid video(s) could not be matched to a job; kept in {options.out_dir / 'unmatched'}:")
+        lines += [f"    {s['prediction_id']} ({s.get('model')}): {s.get('why')}" for s in strays[:10]]
     if result.fallbacks:
         lines.append(f"  {len(result.fallbacks)} job(s) were generated by another model than asked: "
                      + ", ".join(result.fallbacks[:10]))

@@ -36,6 +36,7 @@ from .picks import group_rows, latest_records, load_picks
 from .providers import provider_info
 from .report_page import Card, render_page
 from .state import JobRecord, State, load
+from .unmatched import listed as unmatched_videos
 
 THUMB_PX = 320
 POSTER_PX = 480
@@ -101,7 +102,8 @@ def write_report(state_path: Path, html_path: Path | None = None, *, cwd: Path |
         picks = {}
         problems[out_dir / "picks.json"] = str(exc)
     failed_billed = provider_info("wavespeed").policy.failed_tasks_billed
-    page = render_page(state, cards, out_dir.name, picks, failed_billed=failed_billed)
+    unmatched = [{**v, "href": _rel(out_dir / v["path"], page_dir)} for v in unmatched_videos(out_dir)]
+    page = render_page(state, cards, out_dir.name, picks, failed_billed=failed_billed, unmatched=unmatched)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = html_path.with_name(html_path.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")

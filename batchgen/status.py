@@ -22,6 +22,8 @@ fields may be added, existing ones keep their name and meaning while ``schema`` 
                   generating ones, download finished ones, keep failed ones (--retry-failed) and
                   reconcile unknown ones with the provider (or --resubmit-unknown)
     runs          number of runs recorded
+    unmatched     [{prediction_id, model, created_at, why, sha256, path}]  paid videos found on the provider
+                  that no job could be matched to, kept in <out>/unmatched/ (the state file's folder)
 
 Counts and lists cover every current job the state knows, including jobs since removed from the manifest;
 a job whose row was edited is counted once, as its newest version.
@@ -32,12 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from .errors import StateError
 from .lifecycle import JobStatus
 from .lifecycle import in_flight as is_in_flight
 from .state import State, committed_spend, load
+from .unmatched import listed as unmatched_videos
 
 
 def summarize(state: State, path: str) -> dict[str, Any]:
@@ -68,6 +72,8 @@ def summarize(state: State, path: str) -> dict[str, Any]:
             "unknown": counts.get("unknown", 0) + counts.get("submitting", 0),
         },
         "runs": sum(1 for r in state.runs if r.get("phase") == "start"),
+        "unmatched": [{k: v.get(k) for k in ("prediction_id", "model", "created_at", "why", "sha256", "path")}
+                      for v in unmatched_videos(Path(path).parent)],
     }
 
 
@@ -86,6 +92,8 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"  unknown {item['id']} ({item['where']}): {item['error']}")
     for item in summary["fallbacks"]:
         lines.append(f"  fallback {item['id']}: asked {item['model_asked']}, got {item['model_used']}")
+    for item in summary.get("unmatched", ()):
+        lines.append(f"  unmatched {item['path']} ({item['model']}): paid, no job could be matched to it: {item['why']}")
     nxt = summary["next_run"]
     lines.append(f"  next run: submit {nxt['submit']}, poll {nxt['poll']}, download {nxt['download']}; "
                  f"{nxt['skip_failed']} failed kept (--retry-failed), {nxt['unknown']} unknown "
