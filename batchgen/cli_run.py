@@ -165,8 +165,9 @@ def _reconciled_lines(plan: Plan) -> list[str]:
         lines.append(f"    {plan.resubmits} of the submits are lost submits sent again "
                      "(the provider never received them, or --resubmit-unknown): each is paid")
     if found.strays:
-        lines.append(f"    {len(found.strays)} paid video(s) on the provider no job could be matched to: kept in "
-                     "the output folder's unmatched/ (see 'batchgen status')")
+        kept = sum(1 for f in found.strays if f.path is not None)
+        lines.append(f"    {len(found.strays)} prediction(s) on the provider no job could be matched to, {kept} of them "
+                     "paid videos kept in the output folder's unmatched/ (see 'batchgen status')")
     for why in sorted({w for k, w in found.unknown.items() if k in {j.key for j in plan.unknown}}):
         count = sum(1 for j in plan.unknown if found.unknown.get(j.key) == why)
         lines.append(f"    {count} lost submit(s) stay unknown, not sent again: {why}")

@@ -36,7 +36,7 @@ from .pacing import Pacer, Slots
 from .schedule import PollPolicy, PollSchedule
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
-from .unmatched import forget
+from .unmatched import forget, kept_copy
 from .poll import Poller
 from .submit import Submitter
 from .uploads import Uploads
@@ -173,21 +173,27 @@ class Runner:
                                                          self.sleep, self.clock))
         return settle(plan, found, resubmit_unknown=self.opt.resubmit_unknown)
 
-    async def _adopt(self, plan: Plan) -> list[JobSpec]:
-        """Put the videos reconciliation fetched in their jobs' places; the jobs to download instead."""
-        fetched = {a.job.key: a.fetched for a in (plan.found.adopted if plan.found else ())}
-        again = []
+    async def _adopt(self, plan: Plan) -> None:
+        """Put the videos reconciliation fetched in their jobs' places (also those a stopped run left in
+        unmatched/ after recording the match): their bytes are not fetched again."""
+        found = {a.job.key: (a.fetched.path, a.fetched.got) for a in (plan.found.adopted if plan.found else ())
+                 if a.fetched is not None}
+        for job in list(plan.download):
+            copy = kept_copy(self.opt.out_dir, self.rec(job).pid)
+            if copy is not None:
+                found[job.key] = copy
+                plan.download.remove(job)
+                plan.adopt.append(job)
         for job in plan.adopt:
-            f = fetched[job.key]
+            path, got = found[job.key]
             try:
-                got = await self.fetcher.adopt(job, f.path, f.got)
+                placed = await self.fetcher.adopt(job, path, got)
             except (BatchgenError, OSError) as exc:
                 log.warning("job %s: the video found for it cannot be placed (%s); it is downloaded", job.id, exc)
-                again.append(job)
+                plan.download.append(job)
                 continue
-            forget(self.opt.out_dir, f.item.id)
-            self.emit(ev.Downloaded(job=job, path=got.path, bytes=got.bytes, sha256=got.sha256))
-        return again
+            forget(self.opt.out_dir, self.rec(job).pid)
+            self.emit(ev.Downloaded(job=job, path=placed.path, bytes=placed.bytes, sha256=placed.sha256))
 
     # -- the run ----------------------------------------------------------------------
     async def run(self, plan: Plan | None = None) -> RunResult:
@@ -200,7 +206,7 @@ class Runner:
                                    **identity(self.provider.policy.name, self.provider.base_url)}))
         self.state_log.flush()
         self.commit(await self.reconcile(plan))
-        plan.download += await self._adopt(plan)
+        await self._adopt(plan)
         await self._drive(plan)
         counts = Counter(self.rec(j).status for j in self.jobs)
         self.state_log.append(Run({"phase": "end", "counts": {k.value: v for k, v in counts.items()},

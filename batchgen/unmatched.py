@@ -7,12 +7,14 @@ here; ``batchgen status``, the report and the end-of-run summary list them from 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .download import write_sidecar
+from .providers.base import Download
 
 FOLDER = "unmatched"
 
@@ -36,6 +38,19 @@ def forget(out_dir: Path, pid: str) -> None:
         side.unlink()
     except FileNotFoundError:
         pass
+
+
+def kept_copy(out_dir: Path, pid: str) -> tuple[Path, Download] | None:
+    """The video of a prediction matched to a job but still here (the run stopped before placing it)."""
+    try:
+        path = video_path(out_dir, pid)
+        data = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not data.get("matched_to") or not path.is_file():
+            return None
+        content = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    return path, Download(len(content), hashlib.sha256(content).hexdigest(), "video/mp4")
 
 
 def listed(out_dir: Path) -> list[dict[str, Any]]:

@@ -13,11 +13,14 @@ from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.cli import main
 from batchgen.manifest import load_manifest
+from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.report import write_report
+from batchgen.runner import RunOptions, Runner
 from batchgen.simulator import Faults
 from batchgen.state import StateLog, load
 from batchgen.state_events import Job, Submitting, Unknown
-from conftest import AUTH, image_bytes
+from batchgen.verifier import Verifier
+from conftest import API_KEY, AUTH, image_bytes
 
 
 def lost_batch(tmp_path):
@@ -142,3 +145,32 @@ def test_a_submit_older_than_the_provider_keeps_predictions_is_never_proven_abse
     assert run_cli(sim, manifest, out) == 1
     assert "older than the provider keeps predictions" in capsys.readouterr().err
     assert sim.ledger()["submissions"] == []
+
+
+def test_a_match_recorded_by_a_run_that_stopped_before_placing_its_video_is_placed_not_fetched_again(make_sim,
+                                                                                                     tmp_path):
+    """Found by the torture run: a kill between recording a match and moving its video left the video in
+    unmatched/ and the next run downloaded it a second time."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    manifest, out = lost_batch(tmp_path), tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 1
+    sim.configure(faults={"drop-after": 0.0})
+
+    async def match_then_stop() -> None:
+        jobs = load_manifest(manifest)
+        provider, verifier = WaveSpeedProvider(API_KEY, sim.base_url), Verifier()
+        try:
+            with StateLog(out / "state.jsonl") as log:
+                log.open()
+                runner = Runner(jobs.jobs, provider, log, jobs.models, RunOptions(out_dir=out), verifier=verifier)
+                plan, events = runner.prepare()
+                runner.commit(events + await runner.reconcile(plan))
+        finally:
+            verifier.shutdown()
+            await provider.close()
+
+    asyncio.run(match_then_stop())
+    assert len(list((out / "unmatched").glob("*.mp4"))) == 6
+    assert run_cli(sim, manifest, out) == 0
+    assert_each_lost_submit_is_its_own(sim, out, 6)
+    assert not list((out / "unmatched").glob("*.mp4"))
