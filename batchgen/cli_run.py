@@ -10,12 +10,16 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from .api_origin import check_same_api
+from .budget import check_cap
 from .errors import UsageError
+from .fsguard import create_fresh
 from .lifecycle import JobStatus
 from .manifest import load_manifest
+from .picks import PICKS_FILE
 from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
 from .providers import provider_info
+from .redo import Redo, link_redo_takes, plan_redo
 from .run_env import api_key_from_env, install_interrupts
 from .runner import RunOptions, Runner, RunResult
 from .unmatched import listed as unmatched_videos
@@ -36,7 +40,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".batchgen-write-test"
-        probe.write_bytes(b"")
+        os.close(create_fresh(probe))  # a link planted at the probe's name is refused, not truncated
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from exc
@@ -56,50 +60,82 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
     async with AsyncExitStack() as stack:
         provider, options.poll = await _provider(args, stack, options, manifest.models)
         stack.push_async_callback(provider.close)
-        state_log = StateLog(state_path)
+        # The key too: a server that echoes it in an error must not get it into the state (or the report).
+        state_log = StateLog(state_path, secrets=[os.environ.get(provider.policy.key_variable)])
         state_log.open()
         stack.callback(state_log.close)
-        progress = Progress(len(manifest.jobs), quiet=args.quiet)
+        redo = _redo(args, manifest, state_log, options)
+        jobs = manifest.jobs + redo.jobs
+        progress = Progress(len(jobs), quiet=args.quiet)
         verifier = Verifier()
         stack.callback(verifier.shutdown)
-        runner = Runner(manifest.jobs, provider, state_log, manifest.models, options, verifier=verifier,
-                        observer=progress)
+        runner = Runner(jobs, provider, state_log, manifest.models, options, verifier=verifier, observer=progress)
+        progress.expected = lambda job: runner.schedule.expected(job.model, job.duration)
         if not args.allow_other_api:
             check_same_api(state_log.state.runs, provider.policy.name, provider.base_url, state_path)
-        plan = await _plan_and_confirm(args, runner, manifest, options)
+        plan, deferred = await _plan_and_confirm(args, runner, manifest, options)
         if plan is None:
             return UsageError.exit_code
-        main_task = asyncio.current_task()
-        install_interrupts(asyncio.get_running_loop(), lambda: runner.stop(
-            "interrupted (Ctrl-C): no new submits; jobs in flight finish. Ctrl-C again quits now", halt=False),
-            main_task)
-        try:
-            result = await runner.run(plan)
-        finally:
-            progress.close()
+        link_redo_takes(options.out_dir, redo.links)
+        result = await _execute(runner, plan, progress)
+        if deferred and not result.halted:
+            result.halted = (f"budget: {deferred} job(s) did not fit under the cap and were not submitted; "
+                             "raise it and run again to finish")
         print(describe_result(result, runner, options), file=sys.stderr)
         return result.exit_code
 
 
-async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions) -> Plan | None:
-    """The plan, its lost submits settled with the provider (reading costs nothing), shown with what it
-    will pay; its events are written only once the user said yes (None: they did not)."""
+async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions) -> tuple[Plan | None, int]:
+    """The plan, its lost submits settled with the provider (reading costs nothing, so it comes first: a
+    resubmit it allows is a payment), shown with what it will pay; its events are written only once the
+    user said yes (no plan: they did not). Also how many jobs --partial leaves for a higher cap."""
     plan, events = runner.prepare()
     events += await runner.reconcile(plan)
+    deferred = _apply_cap(args, manifest, plan, runner, options)
     to_pay = cost_to_pay(plan, runner.price)
     balance = await runner.provider.balance() if to_pay > 0 else None
     print(describe_plan(plan, to_pay, manifest, options, balance), file=sys.stderr)
+    if deferred:
+        print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
     if not _confirmed(args, to_pay):
-        return None
+        return None, deferred
     runner.commit(events)  # nothing is written before the user said yes
-    return plan
+    return plan, deferred
+
+
+def _redo(args, manifest, state_log: StateLog, options: RunOptions) -> Redo:
+    """With --redo, one new take per row marked redo in the picks (or the take an earlier --redo made)."""
+    if not args.redo:
+        return Redo()
+    redo = plan_redo(options.out_dir, state_log.state,
+                     lambda notes: load_manifest(args.manifest, user_model_table(), notes=notes).jobs, manifest.jobs)
+    print(f"--redo: {len(redo.jobs)} take(s) for {redo.rows} row(s) marked redo in "
+          f"{options.out_dir / PICKS_FILE}", file=sys.stderr)
+    return redo
+
+
+async def _execute(runner: Runner, plan: Plan, progress: Progress) -> RunResult:
+    main_task = asyncio.current_task()
+    # install_interrupts tells the user (by the signal's name); the stop itself goes to the log file.
+    install_interrupts(asyncio.get_running_loop(), lambda name: runner.stop(f"interrupted ({name})", halt=False),
+                       main_task)
+    try:
+        return await runner.run(plan)
+    finally:
+        progress.close()
 
 
 async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
     if args.provider == "local":
         from .simulator import SimConfig, start
+        from .simulator.persist import FOLDER, Keeper
         config = SimConfig(seed=args.seed or 0, models=models)  # the local API knows the manifest's models too
-        running = await start(config)
+        # Its uploads and tasks live under the output folder, so a resumed or repaired run finds them.
+        keeper = Keeper(options.out_dir / FOLDER)
+        try:
+            running = await start(config, port=keeper.port(), keep=keeper)
+        except OSError:  # the earlier port is taken: old output links fail, the results are read again
+            running = await start(config, keep=keeper)
         stack.push_async_callback(running.close)
         print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
               file=sys.stderr)
@@ -111,6 +147,22 @@ async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
     provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
                             max_connections=max(16, 2 * options.concurrency))
     return provider, PollPolicy(min_interval=args.poll_min)
+
+
+def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) -> int:
+    """Refuse a run whose submits pass the cap before anything is paid (OverBudgetError), or with
+    --partial keep the submits that fit; returns how many were left for a later run."""
+    if options.max_cost is None:
+        return 0
+    cap_name = "--max-cost" if args.max_cost is not None else f"max_cost: in {manifest.path}"
+    wanted = len(plan.submit)
+    # A lost submit proven never created still counts as in flight until its 'unsent' line is written
+    # (after the answer): here it is a submit, and counted once.
+    committed = runner.state.committed - sum(runner.rec(j).cost for j in plan.submit
+                                             if runner.rec(j).status is JobStatus.UNKNOWN)
+    plan.submit = check_cap(plan.submit, runner.price, committed, options.max_cost,
+                            cap_name=cap_name, partial=args.partial)
+    return wanted - len(plan.submit)
 
 
 def _confirmed(args, to_pay: float) -> bool:
@@ -125,13 +177,17 @@ def _confirmed(args, to_pay: float) -> bool:
 
 
 def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, balance: float | None = None) -> str:
-    total = len(manifest.jobs)
+    total = len(plan.jobs)
     lines = [f"{manifest.path}: {total} jobs: {len(plan.done)} done, {len(plan.submit)} to submit, "
              f"{len(plan.poll)} generating, {len(plan.download)} to download, {len(plan.unknown)} unknown, "
              f"{len(plan.failed)} failed (not retried)"]
     if plan.new < total or plan.removed:  # a resume: say what changed since the state was written
         lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
+    if plan.whitespace_kept:
+        n = plan.whitespace_kept
+        lines.append(f"  {n} job{'s differ' if n != 1 else ' differs'} from the state only by whitespace in "
+                     "their prompt: kept")
     lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
                  + (f" (cap --max-cost ${options.max_cost:.2f})" if options.max_cost is not None else ""))
     lines += _reconciled_lines(plan)

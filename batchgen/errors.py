@@ -10,7 +10,8 @@
     │   ├── InputChangedError         a source image changed after the manifest was read
     │   ├── OutputPathError           an output path would leave the output folder, or a link was planted
     │   ├── VerificationError         a downloaded file is not the video that was asked for
-    │   └── DiskFullError             the output disk is full (exit 3: free space, run again)
+    │   ├── DiskFullError             the output disk is full (exit 3: free space, run again)
+    │   └── OverBudgetError           the planned submits pass the spending cap (exit 3: --partial or raise it)
     └── ProviderError                 something the API said or failed to say
         ├── TransientError            worth retrying: 429, 5xx, connection reset, timeout, short body
         │   ├── RateLimitedError      429; carries the server's Retry-After in seconds
@@ -110,6 +111,12 @@ class VerificationError(LocalError):
 
 class DiskFullError(LocalError):
     """The output disk is full; the paid videos are fetched by the next run once there is space."""
+
+    exit_code = 3
+
+
+class OverBudgetError(LocalError):
+    """The run's planned submits would pass ``--max-cost``: refused before anything is paid."""
 
     exit_code = 3
 

@@ -29,6 +29,8 @@ class Planned(RunEvent):
 @dataclass(frozen=True, kw_only=True)
 class Stopping(RunEvent):
     reason: str
+    #: A stop the user must act on (the reason ends the run's summary); else an interrupt.
+    halt: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ManifestError, ModelTableError, Problem
 from .images import ImageCache
@@ -51,10 +51,28 @@ class Manifest:
     warnings: list[Problem] = field(default_factory=list)
 
 
+def _warn_retired(candidates: list[Candidate], manifest: Manifest, problems: Problems) -> None:
+    """Once per retired model the manifest uses (at its first row): what happened and what to do."""
+    seen: set[str] = set()
+    for candidate in candidates:
+        spec = manifest.models.get(candidate.spec.model)
+        if spec.retired is None or spec.id in seen:
+            continue
+        seen.add(spec.id)
+        fallback = candidate.spec.fallback_model
+        what = (f"its jobs move to fallback_model {fallback} on any sign of the retirement" if fallback else
+                f"name a fallback_model: (e.g. {spec.retired.replacement}) so its jobs move there on any sign of "
+                "the retirement, or switch the rows to that model")
+        problems.warn(candidate.spec.where.line, f"{spec.id} is retired upstream since {spec.retired.date} "
+                                                 f"({spec.retired.message}); {what}")
+
+
 def load_manifest(
-    path: str | os.PathLike, models: ModelTable | None = None, *, image_cache: ImageCache | None = None
+    path: str | os.PathLike, models: ModelTable | None = None, *, image_cache: ImageCache | None = None,
+    notes: Mapping[tuple[int, str], str] | None = None,
 ) -> Manifest:
-    """Read, expand and validate a manifest; ManifestError lists every problem found."""
+    """Read, expand and validate a manifest; ManifestError lists every problem found. ``{note}`` is
+    empty unless ``notes`` (by row line and image as written: a reviewer's redo notes) gives one."""
     path = Path(path)
     problems = Problems(str(path))
     manifest = Manifest(path=path, jobs=[], models=models if models is not None else ModelTable())
@@ -62,6 +80,7 @@ def load_manifest(
     _settings(raw, manifest, problems)
     expander = Expander(path, manifest.models, problems, raw.vars, manifest.fallback_model, image_cache,
                         manifest.max_jobs)
+    expander.notes = notes or {}
     candidates: list[Candidate] = []
     for row in raw.rows:
         jobs = expander.row(row, raw.defaults)
@@ -69,6 +88,7 @@ def load_manifest(
         candidates.extend(jobs)
     _check_unique(candidates, problems)
     _check_name_lengths(candidates, problems, _name_max(path.resolve().parent))
+    _warn_retired(candidates, manifest, problems)
     if problems.items:
         raise ManifestError(problems.items)
     if image_cache is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ModelTableError
 from .images import ImageCache, ImageInfo, image_info, size_warning
@@ -24,7 +24,7 @@ from .manifest_read import Problems, RawRow, Value, closest
 from .models import DEFAULT_MODEL, ModelSpec, ModelTable
 
 CORE_FIELDS = ("image", "prompt", "duration", "resolution", "model", "output", "id", "takes")
-BUILTIN_PLACEHOLDERS = ("stem", "duration", "resolution", "take", "id", "model_name")
+BUILTIN_PLACEHOLDERS = ("stem", "duration", "resolution", "take", "id", "model_name", "note")
 DEFAULT_OUTPUT = "{stem}-{duration}s-{resolution}"
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 Image = tuple[str, "str | None", "str | None", str]  # (as written, absolute path, url, stem)
@@ -81,6 +81,8 @@ class Expander:
         self.table, self.problems, self.top_vars = table, problems, top_vars
         self.fallback_model, self.cache, self.max_jobs = fallback_model, image_cache, max_jobs
         self.fields = job_fields(table)
+        #: Redo notes by (row line, image as written) for {note}; empty unless ``run --redo``.
+        self.notes: Mapping[tuple[int, str], str] = {}
         self.expanded = 0
         self._images: dict[str, ImageInfo | str] = {}
         self._refs: dict[str, list[Image] | str] = {}
@@ -125,7 +127,8 @@ class Expander:
                 for resolution in resolutions:
                     for take in range(1, takes + 1):
                         ctx = {**shared.context, "stem": image[3], "duration": duration, "resolution": resolution,
-                               "take": take, "model_name": model_name}
+                               "take": take, "model_name": model_name,
+                               "note": self.notes.get((shared.raw.line, image[0]), "")}
                         params = {"duration": duration, "resolution": resolution, **shared.extras}
                         candidate = self._job(shared, ctx, image, params)
                         if candidate:

@@ -7,7 +7,7 @@ run`` does only once the user has said yes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -44,6 +44,10 @@ class Plan:
     resubmits: int = 0
     #: What reconciling the unknown jobs found (reconcile.Findings); None until it ran.
     found: Any = None
+    #: Jobs that differ from a recorded paid job only by whitespace in their prompt: the recorded job is kept.
+    whitespace_kept: int = 0
+    #: The specs as planned, in manifest order (a whitespace-only edit stands for its recorded job).
+    jobs: list[JobSpec] = field(default_factory=list)
 
     def add(self, action: Action, job: JobSpec) -> None:
         self._lists[action].append(job)
@@ -60,8 +64,13 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
     (relative to the output folder) to its size on disk; a path absent or of another size is missing."""
     result, events = Plan(), []
     ids_before = {r.id: r.key for r in state.jobs.values() if r.id}
+    by_words = _paid_by_words(state)
     for job in specs:
         rec = state.jobs.get(job.key)
+        if rec is None:
+            job, rec = _same_but_whitespace(job, by_words, state)
+            result.whitespace_kept += rec is not None
+        result.jobs.append(job)
         if rec is None or not rec.id:
             old_key = ids_before.get(job.id)
             if old_key and old_key != job.key:
@@ -78,9 +87,35 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
             events.append(Missing(job.key))
             action = Action.DOWNLOAD if rec.pid else Action.SUBMIT
         result.add(action, job)
-    keys, ids = {j.key for j in specs}, {j.id for j in specs}
+    keys, ids = {j.key for j in result.jobs}, {j.id for j in result.jobs}
     result.removed = sum(1 for k, r in state.jobs.items() if k not in keys and r.id not in ids)
     return result, events
+
+
+def _words(prompt: str) -> str:
+    return " ".join(prompt.split())
+
+
+def _paid_by_words(state: State) -> dict[str, list[JobRecord]]:
+    """Recorded jobs with something paid or done, by their prompt with whitespace normalised."""
+    found: dict[str, list[JobRecord]] = {}
+    for rec in state.jobs.values():
+        if rec.prompt and rec.status is not JobStatus.NEW:
+            found.setdefault(_words(rec.prompt), []).append(rec)
+    return found
+
+
+def _same_but_whitespace(job: JobSpec, by_words: Mapping[str, list[JobRecord]],
+                         state: State) -> tuple[JobSpec, JobRecord | None]:
+    """The recorded job this one differs from only by whitespace in its prompt, and the spec that stands
+    for it. The proof is the key: the spec with the recorded prompt hashes to the recorded key, so model,
+    parameters, image bytes and take are the same. Keys themselves never change (old states resume)."""
+    for rec in reversed(by_words.get(_words(job.prompt), [])):
+        if rec.prompt != job.prompt:
+            kept = replace(job, prompt=rec.prompt)
+            if kept.key == rec.key:
+                return kept, state.jobs[rec.key]
+    return job, None
 
 
 def describe(job: JobSpec, rec: JobRecord | None, price: float) -> Job | None:

@@ -16,11 +16,13 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from tqdm import tqdm
 
 from . import events as ev
+from .fsguard import NoFollowFileHandler
+from .jobs import JobSpec
 
 log = logging.getLogger("batchgen")
 
@@ -31,6 +33,10 @@ _COLUMN = {
     ev.Failed: "failed", ev.Unknown: "unknown", ev.Stalled: "stalled",
 }
 _SHOWN = ("queued", "generating", "downloading", "failed", "unknown", "stalled")
+#: tqdm's bar without its ETA and rate: after a stop they would promise the whole batch.
+_STOPPED_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+#: A job is named slow once it is this many times its expected generation time late, and a minute at least.
+SLOW_FACTOR, SLOW_MIN = 2.0, 60.0
 
 
 class _TqdmHandler(logging.Handler):
@@ -78,7 +84,7 @@ def setup_logging(log_file: Path | None, verbosity: int, stream: TextIO | None =
     root.addHandler(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh = NoFollowFileHandler(log_file, encoding="utf-8")
         fh.setLevel(logging.INFO)
         fh.addFilter(mask)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -111,8 +117,14 @@ class Progress:
     """Counts jobs by column and spend; draws a bar or prints a line every ``every`` seconds."""
 
     def __init__(self, total: int, *, stream: TextIO | None = None, quiet: bool = False,
-                 bar: bool | None = None, every: float = 15.0, clock=time.monotonic):
+                 bar: bool | None = None, every: float = 15.0, clock=time.monotonic,
+                 expected: Callable[[JobSpec], float | None] | None = None):
         self.total = total
+        #: A job's expected generation time in seconds (the runner's learned schedule), for naming slow jobs.
+        self.expected = expected
+        #: Jobs generating, with when this display first saw them generate.
+        self._since: dict[str, tuple[JobSpec, float]] = {}
+        self.stopping = False
         #: Dollars paid or in flight, as the latest run event reported them.
         self.committed = 0.0
         self.stream = stream = stream or sys.stderr
@@ -141,6 +153,8 @@ class Progress:
             self._counts[old] -= 1
         self.where[key] = column
         self._counts[column] += 1
+        if column != "generating":
+            self._since.pop(key, None)
 
     def spent(self) -> float:
         return round(self.committed, 2)
@@ -156,18 +170,42 @@ class Progress:
         return ", ".join(parts) + " committed"
 
     def summary(self) -> str:
-        """The plain line: done/total, the non-empty columns, dollars, and rate and ETA once known."""
+        """The plain line: done/total, the non-empty columns, dollars, rate and ETA once known (after a
+        stop, what is still in flight instead), and the jobs running far past their expected time."""
         done = self.counts()["done"]
         parts = [self._status()]
         made = done - self.done_before
         elapsed = self.clock() - self._started
-        if made > 0 and elapsed > 0:
+        if made > 0 and elapsed > 0 and not self.stopping:
             rate = made / elapsed
             left = self.total - done - self.counts()["failed"]
             parts.append(f"{rate * 60:.1f}/min")
             if left > 0:
                 parts.append(f"ETA {_duration(left / rate)}")
-        return ", ".join(parts)
+        return ", ".join(parts + self._notes())
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if self.stopping:
+            notes.append(f"stopping: {self.counts()['generating'] + self.counts()['downloading']} in flight")
+        slow = self.slow()
+        if slow:
+            notes.append("slow: " + slow)
+        return notes
+
+    def slow(self) -> str:
+        """The generating jobs far past their expected time, latest first: the first three by name."""
+        late = []
+        now = self.clock()
+        for job, since in self._since.values():
+            expected = self.expected(job) if self.expected else None
+            past = now - since - expected if expected else 0.0
+            if expected and past >= max(SLOW_FACTOR * expected, SLOW_MIN):
+                late.append((past, job.id, expected))
+        late.sort(reverse=True)
+        named = ", ".join(f"{job_id} ({_duration(past)} past its expected {_duration(expected)})"
+                          for past, job_id, expected in late[:3])
+        return named + (f" and {len(late) - 3} more" if len(late) > 3 else "")
 
     def __call__(self, event: ev.RunEvent) -> None:
         log_event(event)
@@ -176,10 +214,15 @@ class Progress:
             self._start(event.plan)
             return
         if isinstance(event, ev.Stopping):
-            log.warning("stopping: %s", event.reason)
+            self._stop()
+            # Said once on the console elsewhere: a halt's reason ends the summary, a signal is announced
+            # when it arrives (run_env); the log file keeps both.
+            log.info("%s: %s", "run halted" if event.halt else "stopping", event.reason)
         column = _COLUMN.get(type(event))
         if column is not None and isinstance(event, ev.JobEvent):
             self._move(event.job.key, column)
+            if column == "generating" and event.job.key not in self._since:
+                self._since[event.job.key] = (event.job, self.clock())
             if column == "done" and self._bar is not None:
                 self._bar.update(1)
         self._refresh(force=isinstance(event, (ev.Downloaded, ev.Failed, ev.Unknown, ev.Stopping)))
@@ -190,13 +233,14 @@ class Progress:
             for job in jobs:
                 self._move(job.key, column)
         self.done_before = len(plan.done)
+        self._since = {job.key: (job, self.clock()) for job in plan.poll}
         self._last_tenth = self._tenth()
         self._started = self.clock()
         if self.quiet:
             return
         if self.bar_enabled:
             self._bar = tqdm(total=self.total, initial=len(plan.done), file=self.stream, unit="video",
-                             dynamic_ncols=True, desc="batch", smoothing=0.1)
+                             dynamic_ncols=True, desc="batch", smoothing=0.1, leave=False)
         self._refresh(force=True, line=True)
 
     def _tenth(self) -> int:
@@ -210,7 +254,7 @@ class Progress:
             # Redrawing the bar costs terminal output: at most a few times a second, whatever the event rate.
             if force or now - self._last_postfix >= 0.25:
                 self._last_postfix = now
-                self._bar.set_postfix_str(", ".join(self._parts()), refresh=True)
+                self._bar.set_postfix_str(", ".join(self._parts() + self._notes()), refresh=True)
             return
         tenth = self._tenth()
         if line or now - self._last_line >= self.every or tenth > self._last_tenth:
@@ -219,9 +263,14 @@ class Progress:
             self.lines += 1
             print(f"[{time.strftime('%H:%M:%S')}] {self.summary()}", file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def _stop(self) -> None:
+        self.stopping = True
         if self._bar is not None:
-            self._bar.set_postfix_str(", ".join(self._parts()), refresh=True)
+            self._bar.bar_format = _STOPPED_BAR
+
+    def close(self) -> None:
+        """The bar is cleared (the run's summary takes its place); plain lines end with the final counts."""
+        if self._bar is not None:
             self._bar.close()
             self._bar = None
         elif not self.quiet and self._status() != self._last_status:

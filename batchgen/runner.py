@@ -136,7 +136,7 @@ class Runner:
         if not self.stopping:
             self.stopping = True
             self.schedule.drain()
-            self.emit(ev.Stopping(reason=reason or "interrupted"))
+            self.emit(ev.Stopping(reason=reason or "interrupted", halt=halt and bool(reason)))
 
     def price(self, job: JobSpec, model: str | None = None) -> float:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
@@ -144,8 +144,8 @@ class Runner:
     # -- planning ---------------------------------------------------------------------
     def prepare(self) -> tuple[Plan, list[Event]]:
         """The plan and the events recording it; nothing is written (see commit)."""
-        present = files_present((self.state.jobs[j.key] for j in self.jobs if j.key in self.state.jobs),
-                                self.opt.out_dir)
+        # Every recorded job, not just the manifest's keys: a whitespace-only edit keeps its recorded one.
+        present = files_present(self.state.jobs.values(), self.opt.out_dir)
         return plan(self.jobs, self.state, present, PlanOptions(self.price, self.opt.retry_failed))
 
     def commit(self, events: list[Event]) -> None:
@@ -199,6 +199,7 @@ class Runner:
     async def run(self, plan: Plan | None = None) -> RunResult:
         started = self.clock()
         plan = plan or self.plan()
+        self.jobs = plan.jobs or self.jobs  # a whitespace-only prompt edit runs as its recorded job
         self._learn_from_earlier_runs()
         self.emit(ev.Planned(plan=plan))
         self.state_log.append(Run({"phase": "start", "jobs": len(self.jobs), "new": plan.new,
@@ -246,7 +247,6 @@ class Runner:
             await self._advance(job, action, stage)
         except (FatalError, DiskFullError) as exc:
             self.stop(str(exc))
-            log.error("run halted: %s", exc)
         except TransientError as exc:
             # The job keeps its place (submitted or completed): the next run picks it up.
             self.emit(ev.Stalled(job=job, error=str(exc)))

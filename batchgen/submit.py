@@ -151,7 +151,6 @@ class Submitter:
         elif isinstance(exc, FatalError):
             r.state_log.append(Unsent(key, "fatal", str(exc)))
             r.stop(str(exc))
-            log.error("run halted: %s", exc)
             raise _Stop() from exc
         elif isinstance(exc, PermanentError):
             self._fail(job, "rejected", str(exc))

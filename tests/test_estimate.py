@@ -92,7 +92,7 @@ def test_text_table_is_aligned_and_flags_unconfirmed_prices_and_the_fallback(mix
     assert table[6].split() == [SORA_PRO, "1080p", "0.50", "5", "52", "26.00"]
     assert table[7].split() == ["total", "17", "169", "49.28"]
     assert f"* price unconfirmed: {SORA_STD} (durations and price unconfirmed" in out
-    assert "max_cost $40.00: $49.28 does not fit; the run will stop submitting at the cap" in out
+    assert "max_cost $40.00: $49.28 does not fit; the run will refuse to start (--partial runs" in out
     assert (f"fallback {SEEDANCE}: the 11 jobs on other models cost $39.20 as asked; on the fallback, "
             "the 9 it accepts would cost $26.88") in out
     assert f"2 jobs could not fall back: duration 20 is not accepted by {SEEDANCE}" in out
@@ -148,7 +148,7 @@ def batch(tmp_path):
 
 def test_budget_capped_run_splits_into_paid_and_still_to_pay(sim, batch, capsys):
     manifest, out = batch
-    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", "1") == 3
+    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--partial", "--concurrency", "1") == 3
     state = str(out / "state.jsonl")
     est = estimate_json(str(manifest), "--state", state, capsys=capsys)
     assert est["state"] == state
@@ -170,7 +170,7 @@ def test_budget_capped_run_splits_into_paid_and_still_to_pay(sim, batch, capsys)
 
 def test_paid_jobs_keep_their_submit_price_when_the_table_changes(sim, batch, capsys):
     manifest, out = batch
-    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", "1") == 3
+    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--partial", "--concurrency", "1") == 3
     write_manifest(manifest.parent, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}],
                    models={SORA_PRO: {"price_per_second": {"720p": 0.40, "1080p": 0.60}}})
     est = estimate_json(str(manifest), "--state", str(out / "state.jsonl"), capsys=capsys)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from runner_helpers import assert_batch_intact, make_images, write_manifest
+from runner_helpers import assert_batch_intact, make_images, run_cli, write_manifest
 
 from batchgen.lifecycle import JobStatus
 from batchgen.state import load
@@ -36,7 +36,7 @@ def test_one_ctrl_c_finishes_jobs_in_flight_and_submits_nothing_new(make_sim, tm
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
-    assert "interrupted" in err and "run the same command again" in err
+    assert "SIGINT received" in err and "run the same command again" in err
     submitted = len(sim.ledger()["submissions"])
     assert 1 <= submitted <= 2
     state = load(out / "state.jsonl")
@@ -62,3 +62,28 @@ def test_two_ctrl_c_quit_at_once_and_the_next_run_resumes(make_sim, tmp_path):
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=90).returncode == 0
     ledger = assert_batch_intact(sim, out, 6)
     assert len(ledger["submissions"]) == 6
+
+
+def test_sigterm_stops_like_one_ctrl_c_and_says_so_once(make_sim, tmp_path):
+    sim = make_sim(gen_base=1.0)
+    proc, cmd, env, out = _start(sim, tmp_path, submits=1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert err.count("no new submits") == 1 and "SIGTERM received" in err and "Ctrl-C" not in err, err
+    assert "stopping: interrupted (SIGTERM)" in (out / "batchgen.log").read_text()
+    state = load(out / "state.jsonl")
+    submitted = len(sim.ledger()["submissions"])
+    assert [r.status for r in state.jobs.values()].count(JobStatus.DOWNLOADED) == submitted
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 0
+    assert_batch_intact(sim, out, 6)
+
+
+def test_a_halted_run_says_why_once(make_sim, tmp_path, capsys):
+    sim = make_sim(api_key="the-key")
+    make_images(tmp_path / "img", 2)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
+    assert run_cli(sim, manifest, tmp_path / "out", key="not-the-key") == 3
+    err = capsys.readouterr().err
+    assert err.count("invalid API key") == 1, err
+    assert "run halted: " in (tmp_path / "out" / "batchgen.log").read_text()

@@ -155,3 +155,39 @@ def test_no_at_the_spend_prompt_leaves_the_state_absent_or_byte_identical(sim, t
     assert len(sim.ledger()["submissions"]) == 6
     assert (out / "state.jsonl").read_bytes().startswith(before)
     assert all(r.status is JobStatus.DOWNLOADED for r in load(out / "state.jsonl").jobs.values())
+
+
+def test_a_prompt_that_differs_only_by_whitespace_keeps_the_recorded_job():
+    paid, unpaid = _job(1, "The mug  turns"), _job(2, "The cup turns")
+    state = _state(_downloaded(paid), (unpaid, []))
+    spaced = [_job(1, " The mug turns\n"), _job(2, "The  cup turns")]
+    result, events = plan(spaced, state, {"job1.mp4": 10}, OPTIONS)
+    assert result.whitespace_kept == 1 and result.done == [result.jobs[0]] and result.jobs[0].key == paid.key
+    assert result.jobs[0].prompt == paid.prompt, "the kept job is the one paid for, prompt as sent"
+    assert result.changed == 1 and result.submit == [spaced[1]], "an unpaid job has nothing to keep: the new text"
+    assert [type(e) for e in events] == [Superseded, Job] and result.removed == 0
+
+
+def test_whitespace_alone_is_not_enough_when_anything_else_changed():
+    paid = _job(1, "The mug turns")
+    other_image = JobSpec(**{**vars(_job(1, "The mug  turns")), "image_sha256": "f" * 64})
+    result, _ = plan([other_image], _state(_downloaded(paid)), {"job1.mp4": 10}, OPTIONS)
+    assert result.whitespace_kept == 0 and result.submit == [other_image] and result.changed == 1
+
+
+def test_one_extra_space_in_defaults_prompt_pays_nothing_again(sim, tmp_path, capsys):
+    make_images(tmp_path / "img", 3)
+    rows = [{"image": "img/*.png", "duration": 4}]
+    manifest = write_manifest(tmp_path, rows, defaults={"prompt": "The {stem} turns slowly"})
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 0
+    videos = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    write_manifest(tmp_path, rows, defaults={"prompt": "The {stem}  turns slowly "})
+    capsys.readouterr()
+    assert run_cli(sim, manifest, out) == 0
+    err = capsys.readouterr().err
+    assert "3 jobs differ from the state only by whitespace in their prompt: kept" in err
+    assert "about to pay: $0.00 for 0 submit(s)" in err and "3 jobs: 3 done" in err
+    assert len(sim.ledger()["submissions"]) == 3
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == videos, err
+    assert main(["status", str(out / "state.jsonl")]) == 0

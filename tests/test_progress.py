@@ -78,9 +78,69 @@ def test_bar_shows_done_of_total_rate_and_the_counts_with_dollars():
     frames = out.getvalue().split("\r")
     assert any("2/6" in f and "queued 2, generating 1, unknown 1, $3.60" in f for f in frames), frames[-3:]
     assert re.search(r"batch:\s+33%", out.getvalue())
-    progress.close()
     final = out.getvalue().split("\r")[-1]
     assert "2/6 [" in final and "video" in final  # tqdm's elapsed<ETA, rate in videos
+
+
+def _screen(text: str) -> list[str]:
+    """What a terminal shows for ``text``: each line as its carriage returns and ANSI clears left it."""
+    shown = []
+    for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).split("\n"):
+        cells: list[str] = []
+        for part in line.split("\r"):
+            cells[:len(part)] = part
+        shown.append("".join(cells).rstrip())
+    return [line for line in shown if line]
+
+
+def test_the_bar_is_cleared_at_the_end_not_left_stuck():
+    jobs = _jobs(5)
+    out = io.StringIO()
+    progress = Progress(5, stream=out, bar=True)
+    progress(ev.Planned(plan=Plan(submit=jobs)))
+    progress(ev.Downloaded(job=jobs[0], path="a", bytes=1, sha256="s", committed=1.2))
+    progress(ev.Downloaded(job=jobs[1], path="a", bytes=1, sha256="s", committed=2.4))
+    assert any("40%" in line for line in _screen(out.getvalue()))
+    progress.close()
+    assert _screen(out.getvalue()) == [], "a 40 % bar must not stay on screen under the summary"
+
+
+def test_after_a_stop_the_bar_and_lines_say_what_is_in_flight_instead_of_an_eta():
+    jobs, clock = _jobs(6), Clock()
+    for bar in (True, False):
+        out = io.StringIO()
+        progress = Progress(6, stream=out, bar=bar, clock=clock)
+        progress(ev.Planned(plan=Plan(submit=jobs)))
+        for job in jobs[:3]:
+            progress(ev.Submitted(job=job, pid="p", model=MODEL, cost=1.2, committed=3.6))
+        clock.now += 20
+        progress(ev.Downloaded(job=jobs[0], path="a", bytes=1, sha256="s", committed=3.6))
+        assert "ETA" in out.getvalue() or "<" in out.getvalue()
+        progress(ev.Stopping(reason="interrupted (Ctrl-C)"))
+        clock.now += 20
+        progress(ev.Generating(job=jobs[1], pid="p", committed=3.6))
+        last = _screen(out.getvalue())[-1]
+        assert "stopping: 2 in flight" in last, last
+        assert "ETA" not in last and "<" not in last and "/min" not in last and "s/video" not in last, last
+
+
+def test_a_job_far_past_its_expected_time_is_named():
+    jobs, clock = _jobs(4), Clock()
+    out = io.StringIO()
+    progress = Progress(4, stream=out, bar=False, clock=clock, every=1.0, expected=lambda job: 40.0)
+    progress(ev.Planned(plan=Plan(submit=jobs[1:], poll=jobs[:1])))
+    for job in jobs[1:]:
+        progress(ev.Submitted(job=job, pid="p", model=MODEL, cost=1.2, committed=4.8))
+        clock.now += 30
+    progress(ev.Downloaded(job=jobs[1], path="a", bytes=1, sha256="s", committed=4.8))
+    assert progress.slow() == "", "90 s in, nobody is 2 x 40 s past the expected 40 s"
+    clock.now += 130
+    progress(ev.Generating(job=jobs[3], pid="p", committed=4.8))
+    last = out.getvalue().splitlines()[-1]
+    assert last.endswith("slow: job00 (3m00s past its expected 40s), job02 (2m30s past its expected 40s), "
+                         "job03 (2m00s past its expected 40s)"), last
+    progress(ev.Downloaded(job=jobs[0], path="a", bytes=1, sha256="s", committed=4.8))
+    assert progress.slow().startswith("job02 ("), "a finished job is no longer slow"
 
 
 def test_quiet_prints_nothing():

@@ -162,6 +162,10 @@ def test_transient_faults_and_account_cap_still_pay_once(make_sim, tmp_path):
     make_images(tmp_path / "img", 6)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}])
     out = tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "4") in (0, 1)
+    # A 500 or 502 to a submit may follow a created task (issue 15 item 1): such a job is unknown,
+    # never sent again in that run; the next run settles it from the listing and pays it once.
+    sim.configure(faults={"5xx": 0.0})
     assert run_cli(sim, manifest, out, "--concurrency", "4") == 0
     ledger = assert_batch_intact(sim, out, 6)
     assert ledger["max_concurrent"] <= 2
@@ -172,7 +176,7 @@ def test_transient_faults_and_account_cap_still_pay_once(make_sim, tmp_path):
 def test_budget_cap_stops_before_the_job_that_would_cross_it(sim, batch, capsys, concurrency):
     manifest, out = batch
     # With three slots all jobs could be in flight at once: the cap must count those in flight.
-    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--concurrency", concurrency) == 3
+    assert run_cli(sim, manifest, out, "--max-cost", "2.5", "--partial", "--concurrency", concurrency) == 3
     assert len(sim.ledger()["submissions"]) == 2
     assert sim.ledger()["charged_total"] == 2.4
     assert "--max-cost" in capsys.readouterr().err
@@ -321,7 +325,7 @@ def test_a_picture_edited_after_the_manifest_was_read_is_never_sent_in_its_place
 
 def test_a_resumed_batch_starts_with_the_generation_times_of_its_earlier_runs(sim, batch):
     manifest_path, out = batch
-    assert run_cli(sim, manifest_path, out, "--max-cost", "2.5") == 3  # two of three jobs done
+    assert run_cli(sim, manifest_path, out, "--max-cost", "2.5", "--partial") == 3  # two of three jobs done
     manifest = load_manifest(manifest_path)
     job = manifest.jobs[0]
     seen_at_start = []

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
 from .config import SimConfig, apply_changes
 from .server import Simulator
+
+if TYPE_CHECKING:
+    from .persist import Keeper
 
 
 class RunningSimulator:
@@ -27,8 +30,10 @@ class RunningSimulator:
         await self._runner.cleanup()
 
 
-async def start(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> RunningSimulator:
-    """Listen on ``host:port`` (port 0 picks a free one) in the running event loop."""
+async def start(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+                keep: "Keeper | None" = None) -> RunningSimulator:
+    """Listen on ``host:port`` (port 0 picks a free one) in the running event loop; with ``keep``,
+    remember uploads and tasks across processes (persist.py: the local provider's resume)."""
     simulator = Simulator(config)
     runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False)
     await runner.setup()
@@ -39,6 +44,8 @@ async def start(config: SimConfig | None = None, host: str = "127.0.0.1", port: 
         await runner.cleanup()
         raise
     bound_port = runner.addresses[0][1]
+    if keep is not None:
+        keep.attach(simulator, bound_port)
     shown_host = f"[{host}]" if ":" in host else host
     return RunningSimulator(simulator, runner, f"http://{shown_host}:{bound_port}")
 
