@@ -174,3 +174,12 @@ def test_a_match_recorded_by_a_run_that_stopped_before_placing_its_video_is_plac
     assert run_cli(sim, manifest, out) == 0
     assert_each_lost_submit_is_its_own(sim, out, 6)
     assert not list((out / "unmatched").glob("*.mp4"))
+
+
+def test_a_proven_absent_resubmit_is_capped_once_not_counted_in_flight_and_again_as_a_submit(sim, tmp_path):
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    crashed_before_post(out, manifest)
+    job = load_manifest(manifest).jobs[0]
+    price = load_manifest(manifest).models.get(job.model).price(job.resolution, job.duration)
+    assert run_cli(sim, manifest, out, "--max-cost", f"{price:.2f}") == 0
+    assert len(sim.ledger()["submissions"]) == 1
