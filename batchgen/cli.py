@@ -72,6 +72,9 @@ def _add_run(sub) -> None:
                           "no key, no network, no cost")
     run.add_argument("--base-url", type=http_url, default=None,
                      help="API base URL (default $WAVESPEED_BASE_URL or WaveSpeed's)")
+    run.add_argument("--allow-other-api", action="store_true",
+                     help="resume a state made against another API (a simulator rehearsal vs the real one); "
+                          "refused without it")
     run.add_argument("--seed", type=int, default=None, help="seed for jitter (and the local simulator)")
     run.add_argument("-q", "--quiet", action="store_true", help="only errors and the final summary")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv: debug)")

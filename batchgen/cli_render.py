@@ -43,6 +43,8 @@ def render_status(summary: dict[str, Any]) -> str:
         used = item["model_used"] or item["model_submitted"]
         lines.append(f"  fallback {item['id']}: asked {item['model_asked']}, got {used} ({how})")
     lines += _attention_lines(summary)
+    for item in summary.get("unmatched", ()):
+        lines.append(f"  unmatched {item['path']} ({item['model']}): paid, no job could be matched to it: {item['why']}")
     nxt = summary["next_run"]
     lines.append(f"  next run: submit {nxt['submit']}, poll {nxt['poll']}, download {nxt['download']}; "
                  f"{nxt['skip_failed']} failed kept (--retry-failed), {nxt['unknown']} unknown "

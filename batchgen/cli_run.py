@@ -9,6 +9,7 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from .api_origin import check_same_api
 from .budget import check_cap
 from .errors import UsageError
 from .fsguard import create_fresh
@@ -21,6 +22,7 @@ from .providers import provider_info
 from .redo import Redo, link_redo_takes, plan_redo
 from .run_env import api_key_from_env, install_interrupts
 from .runner import RunOptions, Runner, RunResult
+from .unmatched import listed as unmatched_videos
 from .schedule import PollPolicy
 from .state import StateLog
 from .user_config import user_model_table
@@ -69,15 +71,11 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         stack.callback(verifier.shutdown)
         runner = Runner(jobs, provider, state_log, manifest.models, options, verifier=verifier, observer=progress)
         progress.expected = lambda job: runner.schedule.expected(job.model, job.duration)
-        plan, events = runner.prepare()
-        deferred = _apply_cap(args, manifest, plan, runner, options)
-        to_pay = cost_to_pay(plan, runner.price)
-        print(describe_plan(plan, to_pay, manifest, options), file=sys.stderr)
-        if deferred:
-            print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
-        if not _confirmed(args, to_pay):
+        if not args.allow_other_api:
+            check_same_api(state_log.state.runs, provider.policy.name, provider.base_url, state_path)
+        plan, deferred = await _plan_and_confirm(args, runner, manifest, options)
+        if plan is None:
             return UsageError.exit_code
-        runner.commit(events)  # nothing is written before the user said yes
         link_redo_takes(options.out_dir, redo.links)
         result = await _execute(runner, plan, progress)
         if deferred and not result.halted:
@@ -85,6 +83,24 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
                              "raise it and run again to finish")
         print(describe_result(result, runner, options), file=sys.stderr)
         return result.exit_code
+
+
+async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions) -> tuple[Plan | None, int]:
+    """The plan, its lost submits settled with the provider (reading costs nothing, so it comes first: a
+    resubmit it allows is a payment), shown with what it will pay; its events are written only once the
+    user said yes (no plan: they did not). Also how many jobs --partial leaves for a higher cap."""
+    plan, events = runner.prepare()
+    events += await runner.reconcile(plan)
+    deferred = _apply_cap(args, manifest, plan, runner, options)
+    to_pay = cost_to_pay(plan, runner.price)
+    balance = await runner.provider.balance() if to_pay > 0 else None
+    print(describe_plan(plan, to_pay, manifest, options, balance), file=sys.stderr)
+    if deferred:
+        print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
+    if not _confirmed(args, to_pay):
+        return None, deferred
+    runner.commit(events)  # nothing is written before the user said yes
+    return plan, deferred
 
 
 def _redo(args, manifest, state_log: StateLog, options: RunOptions) -> Redo:
@@ -140,7 +156,11 @@ def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) 
         return 0
     cap_name = "--max-cost" if args.max_cost is not None else f"max_cost: in {manifest.path}"
     wanted = len(plan.submit)
-    plan.submit = check_cap(plan.submit, runner.price, runner.state.committed, options.max_cost,
+    # A lost submit proven never created still counts as in flight until its 'unsent' line is written
+    # (after the answer): here it is a submit, and counted once.
+    committed = runner.state.committed - sum(runner.rec(j).cost for j in plan.submit
+                                             if runner.rec(j).status is JobStatus.UNKNOWN)
+    plan.submit = check_cap(plan.submit, runner.price, committed, options.max_cost,
                             cap_name=cap_name, partial=args.partial)
     return wanted - len(plan.submit)
 
@@ -156,7 +176,7 @@ def _confirmed(args, to_pay: float) -> bool:
     return answer in ("y", "yes")
 
 
-def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> str:
+def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, balance: float | None = None) -> str:
     total = len(plan.jobs)
     lines = [f"{manifest.path}: {total} jobs: {len(plan.done)} done, {len(plan.submit)} to submit, "
              f"{len(plan.poll)} generating, {len(plan.download)} to download, {len(plan.unknown)} unknown, "
@@ -170,6 +190,10 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
                      "their prompt: kept")
     lines.append(f"  about to pay: ${to_pay:.2f} for {len(plan.submit)} submit(s)"
                  + (f" (cap --max-cost ${options.max_cost:.2f})" if options.max_cost is not None else ""))
+    lines += _reconciled_lines(plan)
+    if balance is not None and balance + 1e-9 < to_pay:
+        lines.append(f"  warning: the account balance is ${balance:.2f}, below the ${to_pay:.2f} this run would pay; "
+                     "the run halts when it runs out (top up first to finish in one go)")
     groups: dict[tuple[str, str], list] = {}
     for job in plan.submit:
         groups.setdefault((job.model, job.resolution), []).append(job)
@@ -186,6 +210,26 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions) -> s
     return "\n".join(lines)
 
 
+def _reconciled_lines(plan: Plan) -> list[str]:
+    found = plan.found
+    if found is None:
+        return []
+    lines = []
+    if found.adopted:
+        lines.append(f"    {len(found.adopted)} lost submit(s) found on the provider: not paid again")
+    if plan.resubmits:
+        lines.append(f"    {plan.resubmits} of the submits are lost submits sent again "
+                     "(the provider never received them, or --resubmit-unknown): each is paid")
+    if found.strays:
+        kept = sum(1 for f in found.strays if f.path is not None)
+        lines.append(f"    {len(found.strays)} prediction(s) on the provider no job could be matched to, {kept} of them "
+                     "paid videos kept in the output folder's unmatched/ (see 'batchgen status')")
+    for why in sorted({w for k, w in found.unknown.items() if k in {j.key for j in plan.unknown}}):
+        count = sum(1 for j in plan.unknown if found.unknown.get(j.key) == why)
+        lines.append(f"    {count} lost submit(s) stay unknown, not sent again: {why}")
+    return lines
+
+
 def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> str:
     c = result.counts
     lines = [f"finished in {result.wall:.1f}s: {c[JobStatus.DOWNLOADED]} downloaded, {c[JobStatus.FAILED]} failed, "
@@ -199,6 +243,10 @@ def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> s
         elif rec.status is JobStatus.UNKNOWN:
             lines.append(f"  unknown {job.id} ({job.where}): its submit may have been charged; "
                          "check the provider's dashboard, then --resubmit-unknown to submit it again")
+    strays = unmatched_videos(options.out_dir)
+    if strays:
+        lines.append(f"  {len(strays)} paid video(s) could not be matched to a job; kept in {options.out_dir / 'unmatched'}:")
+        lines += [f"    {s['prediction_id']} ({s.get('model')}): {s.get('why')}" for s in strays[:10]]
     if result.fallbacks:
         lines.append(f"  {len(result.fallbacks)} job(s) were generated by another model than asked: "
                      + ", ".join(result.fallbacks[:10]))

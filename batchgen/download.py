@@ -45,7 +45,16 @@ def verify(path: str, resolution: str, duration: float, aspect_ratio: str | None
     since Seedance adapts to the image and Sora follows its orientation.
     """
     info = probe_video(path, scan_packets=scan_packets)
-    problems = check_video(info, info.width, info.height, duration, tolerance=tolerance, need_audio=True)
+    problems = shape_problems(info, resolution, duration, aspect_ratio, tolerance, need_audio=True)
+    if problems:
+        raise PermanentError("the downloaded video is not what was asked: " + "; ".join(problems))
+    return info
+
+
+def shape_problems(info: VideoInfo, resolution: str, duration: float, aspect_ratio: str | None,
+                   tolerance: float, *, need_audio: bool) -> list[str]:
+    """Every way a probed clip differs from the shape asked for (resolution, length, aspect ratio)."""
+    problems = check_video(info, info.width, info.height, duration, tolerance=tolerance, need_audio=need_audio)
     if resolution in RESOLUTION_SIZES:
         short = RESOLUTION_SIZES[resolution][1]
         got_short, got_long = sorted((info.width, info.height))
@@ -54,9 +63,7 @@ def verify(path: str, resolution: str, duration: float, aspect_ratio: str | None
     ratio = _ratio(aspect_ratio)
     if ratio is not None and abs(info.width / info.height - ratio) > ratio * 0.03:
         problems.append(f"video is {info.width}x{info.height}, expected aspect ratio {aspect_ratio}")
-    if problems:
-        raise PermanentError("the downloaded video is not what was asked: " + "; ".join(problems))
-    return info
+    return problems
 
 
 def _ratio(aspect_ratio: str | None) -> float | None:

@@ -66,6 +66,15 @@ class Fetcher:
             raise
         return await self._place(job, target, part, got)
 
+    async def adopt(self, job: JobSpec, src: Path, got: Download) -> Downloaded:
+        """Place a video reconciliation already fetched (its bytes are not fetched twice): verified as
+        the job's, then moved to its output."""
+        target = safe_target(self.root, job.output, resolved=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await self.verifier.verify(str(src), job.resolution, float(job.duration), job.params.get("aspect_ratio"),
+                                   self.opt.duration_tolerance, True)
+        return await self._place(job, target, src, got)
+
     def _decide(self, exc: BaseException) -> Any:
         if isinstance(exc, ExpiredLinkError):
             return 0.0  # _once reads the result again for a fresh link

@@ -34,10 +34,16 @@ class Plan:
     unknown: list[JobSpec] = field(default_factory=list)
     done: list[JobSpec] = field(default_factory=list)
     failed: list[JobSpec] = field(default_factory=list)
+    #: Lost submits found by their output, whose video reconciliation already fetched: placed, not downloaded.
+    adopt: list[JobSpec] = field(default_factory=list)
     new: int = 0
     changed: int = 0
     removed: int = 0
     missing_files: int = 0
+    #: Lost submits sent again (proven never created, or --resubmit-unknown): payments in ``submit``.
+    resubmits: int = 0
+    #: What reconciling the unknown jobs found (reconcile.Findings); None until it ran.
+    found: Any = None
     #: Jobs that differ from a recorded paid job only by whitespace in their prompt: the recorded job is kept.
     whitespace_kept: int = 0
     #: The specs as planned, in manifest order (a whitespace-only edit stands for its recorded job).

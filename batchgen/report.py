@@ -36,6 +36,7 @@ from .probe import poster_frame
 from .picks import group_rows, latest_records, load_picks
 from .report_page import Card, render_page
 from .state import JobRecord, State, load
+from .unmatched import listed as unmatched_videos
 
 THUMB_PX = 320
 POSTER_PX = 480
@@ -95,7 +96,8 @@ def write_report(state_path: Path, html_path: Path | None = None, *, cwd: Path |
     except StateError as exc:
         picks = {}
         problems[out_dir / "picks.json"] = str(exc)
-    page = render_page(state, cards, out_dir.name, picks)
+    unmatched = [{**v, "href": _rel(out_dir / v["path"], page_dir)} for v in unmatched_videos(out_dir)]
+    page = render_page(state, cards, out_dir.name, picks, unmatched=unmatched)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     replace_whole(html_path, lambda out: out.write(page.encode("utf-8")))
     return ReportResult(html_path, len(cards), made, reused, list(problems.values()))

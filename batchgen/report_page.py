@@ -172,7 +172,8 @@ def _by_row(cards: list[Card]) -> list[list[Card]]:
     return list(groups.values())
 
 
-def render_page(state: State, cards: list[Card], title: str, picks: dict[str, dict[str, Any]] | None = None) -> str:
+def render_page(state: State, cards: list[Card], title: str, picks: dict[str, dict[str, Any]] | None = None,
+                *, unmatched: list[dict[str, Any]] | None = None) -> str:
     picks = picks or {}
     t = totals(state, cards)
     counts: dict[str, int] = {}
@@ -194,8 +195,18 @@ def render_page(state: State, cards: list[Card], title: str, picks: dict[str, di
             f'<header class="top"><h1>{_e(title)}</h1><p class="when">batchgen report, '
             f'{_e(time.strftime("%Y-%m-%d %H:%M"))}</p><div class="figures">{header}</div>'
             f'<nav class="filters">{"".join(buttons)}</nav></header>'
-            f'<main class="rows">{rows}</main>'
+            f'<main class="rows">{rows}{render_unmatched(unmatched or [])}</main>'
             f'<script>{_JS}</script></body></html>\n')
+
+
+def render_unmatched(videos: list[dict[str, Any]]) -> str:
+    """Paid videos found on the provider that no job could be matched to (kept in unmatched/)."""
+    if not videos:
+        return ""
+    items = "".join(f'<li><a href="{_e(v["href"])}">{_e(v["prediction_id"])}</a> <span class="muted">'
+                    f'{_e(v.get("model") or "")}: {_e(v.get("why") or "")}</span></li>' for v in videos)
+    return (f'<section class="row unmatched"><h3>{len(videos)} paid video(s) not matched to a job '
+            f'<span class="muted">(kept in unmatched/)</span></h3><ul>{items}</ul></section>')
 
 
 _CSS = """

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import events as ev
+from .api_origin import identity
 from .budget import Budget
+from .candidates import CandidateFetcher
 from .errors import BatchgenError, DiskFullError, FatalError, TransientError
 from .fetch import Fetcher
 from .jobs import JobSpec
@@ -28,12 +30,13 @@ from .lifecycle import JobStatus, is_unfinished
 from .models import ModelTable
 from .planner import Plan, PlanOptions, files_present, plan
 from .providers.base import Provider
-from .reconcile import reconcile
+from .reconcile import Survey, settle, survey
 from .retry import RetryPolicy
 from .pacing import Pacer, Slots
 from .schedule import PollPolicy, PollSchedule
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
+from .unmatched import forget, kept_copy
 from .poll import Poller
 from .submit import Submitter
 from .uploads import Uploads
@@ -54,8 +57,10 @@ class RunOptions:
     max_download_bytes: int = 4 << 30
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
-    #: Seconds added on both sides of the listing window (clock skew between us and the provider).
+    #: Seconds added on both sides of the listing window around lost submits (clock skew with the provider).
     listing_margin: float = 600.0
+    #: Longest wait for a still-generating prediction that may be a lost submit (only its output can tell).
+    candidate_wait: float = 600.0
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
     fallback_after: int = 3
     poll: PollPolicy = field(default_factory=PollPolicy)
@@ -153,6 +158,43 @@ class Runner:
         self.commit(events)
         return result
 
+    async def reconcile(self, plan: Plan) -> list[Event]:
+        """Settle the plan's lost submits with the provider's listing (free: it comes before the spend
+        is confirmed); moves them in the plan and returns the events, writing none."""
+        if not plan.unknown or plan.found is not None:
+            return []
+        poll = self.opt.poll
+        fetcher = CandidateFetcher(self.provider, self.opt.out_dir.resolve(), self.retry, sleep=self.sleep,
+                                   rng=self.rng, clock=self.clock, wait_max=self.opt.candidate_wait,
+                                   read_every=lambda model: max(poll.min_interval,
+                                                                poll.read_floors.get(model, poll.read_floor)),
+                                   max_bytes=self.opt.max_download_bytes)
+        found = await survey(list(plan.unknown), Survey(self.provider, self.state, fetcher, self.opt,
+                                                         self.sleep, self.clock))
+        return settle(plan, found, resubmit_unknown=self.opt.resubmit_unknown)
+
+    async def _adopt(self, plan: Plan) -> None:
+        """Put the videos reconciliation fetched in their jobs' places (also those a stopped run left in
+        unmatched/ after recording the match): their bytes are not fetched again."""
+        found = {a.job.key: (a.fetched.path, a.fetched.got) for a in (plan.found.adopted if plan.found else ())
+                 if a.fetched is not None}
+        for job in list(plan.download):
+            copy = kept_copy(self.opt.out_dir, self.rec(job).pid)
+            if copy is not None:
+                found[job.key] = copy
+                plan.download.remove(job)
+                plan.adopt.append(job)
+        for job in plan.adopt:
+            path, got = found[job.key]
+            try:
+                placed = await self.fetcher.adopt(job, path, got)
+            except (BatchgenError, OSError) as exc:
+                log.warning("job %s: the video found for it cannot be placed (%s); it is downloaded", job.id, exc)
+                plan.download.append(job)
+                continue
+            forget(self.opt.out_dir, self.rec(job).pid)
+            self.emit(ev.Downloaded(job=job, path=placed.path, bytes=placed.bytes, sha256=placed.sha256))
+
     # -- the run ----------------------------------------------------------------------
     async def run(self, plan: Plan | None = None) -> RunResult:
         started = self.clock()
@@ -161,10 +203,11 @@ class Runner:
         self._learn_from_earlier_runs()
         self.emit(ev.Planned(plan=plan))
         self.state_log.append(Run({"phase": "start", "jobs": len(self.jobs), "new": plan.new,
-                                   "changed": plan.changed, "removed": plan.removed}))
+                                   "changed": plan.changed, "removed": plan.removed,
+                                   **identity(self.provider.policy.name, self.provider.base_url)}))
         self.state_log.flush()
-        if plan.unknown:
-            await reconcile(plan, self.provider, self.state_log, self.opt, sleep=self.sleep, clock=self.clock)
+        self.commit(await self.reconcile(plan))
+        await self._adopt(plan)
         await self._drive(plan)
         counts = Counter(self.rec(j).status for j in self.jobs)
         self.state_log.append(Run({"phase": "end", "counts": {k.value: v for k, v in counts.items()},

@@ -36,6 +36,8 @@ meaning while ``schema`` stays 1:
                   generating ones, download finished ones, keep failed ones (--retry-failed) and
                   reconcile unknown ones with the provider (or --resubmit-unknown)
     runs          number of runs recorded
+    unmatched     [{prediction_id, model, created_at, why, sha256, path}]  paid videos found on the provider
+                  that no job could be matched to, kept in <out>/unmatched/ (the state file's folder)
 
 Counts and lists cover every current job the state knows, including jobs since removed from the manifest;
 a job whose row was edited is counted once, as its newest version.
@@ -52,6 +54,7 @@ from .lifecycle import JobStatus
 from .lifecycle import in_flight as is_in_flight
 from .lifecycle import next_action as lifecycle_next_action
 from .state import JobRecord, State, committed_spend, load, spend_of
+from .unmatched import listed as unmatched_videos
 
 
 def in_flight(rec: JobRecord) -> bool:
@@ -101,6 +104,8 @@ def summarize(state: State, path: str) -> dict[str, Any]:
         "job_list": [_job(r) for r in everything],
         "next_run": _next_run(counts),
         "runs": sum(1 for r in state.runs if r.get("phase") == "start"),
+        "unmatched": [{k: v.get(k) for k in ("prediction_id", "model", "created_at", "why", "sha256", "path")}
+                      for v in unmatched_videos(Path(path).parent)],
     }
 
 

@@ -2,12 +2,15 @@
 
     python bench/torture.py --jobs 200 --kills 50            # the full size; prints the table
     python bench/torture.py --jobs 40 --kills 10 --no-listing
+    python bench/torture.py --jobs 60 --kills 15 --lost-answers 0.2 --distinct   # lost submits matched by output
     python bench/torture.py --phase disk --jobs 24             # a disk that fills; see torture_phases.py
     python bench/torture.py --phase hostile --jobs 20          # hostile server answers
 
 The simulator (in a thread of this process) injects 10 % transient HTTP errors, 429 bursts, 5 %
 truncated downloads, 2 % lost submit answers, 5 % task failures, slow answers, and output URLs that
-expire after a few seconds. The runner is a subprocess (``python -m batchgen run``), killed with
+expire after a few seconds. Listing items carry no request ``input`` (as the docs' example) unless
+--listing-input; --distinct gives every job its own picture and alternating lengths, so a lost submit
+can be told apart by its output. The runner is a subprocess (``python -m batchgen run``), killed with
 SIGKILL after a seeded random delay or at a chosen point through BATCHGEN_TEST_KILL_AT (just after
 the intent line before the POST, after the POST's answer before it is recorded, after an upload,
 with a whole .part on disk, right after the rename); some kills land inside a state compaction run
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import random
@@ -33,17 +35,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from PIL import Image
 
 from batchgen.lifecycle import JobStatus
+from lost_submits import money_figures
+from torture_batch import make_batch
 from batchgen.simulator import Faults, SimConfig, SimulatorThread
 from batchgen.state import load
 
 KEY = "torture-key-0123456789"
 MODEL = "openai/sora-2/image-to-video-pro"
-COLORS = [(200, 80, 40), (40, 160, 90), (90, 60, 200), (220, 200, 40), (20, 20, 20), (250, 250, 250),
-          (120, 30, 160), (10, 140, 220)]
 HOOKS = ("submitting", "answered", "uploaded", "downloaded", "placed")
 
 # The compaction child: SIGKILL itself at the Nth snapshot line, or just after the rename.
@@ -77,7 +77,11 @@ class Settings:
     images: int = 8
     listing: bool = True
     #: Whether listing items carry their request input (API.md: unconfirmed; the documented example has none).
-    listing_input: bool = True
+    listing_input: bool = False
+    #: Rate of submit answers lost after the task was created (the simulator's drop-after fault).
+    lost_answers: float = 0.02
+    #: Every job its own picture and alternating lengths (otherwise jobs share 'images' pictures).
+    distinct: bool = False
     concurrency: int = 8
     url_ttl: float = 3.0
     min_delay: float = 0.4
@@ -97,29 +101,13 @@ class Outcome:
     out: Path | None = None
 
 
-def make_batch(folder: Path, jobs: int, images: int) -> Path:
-    """``images`` small pictures and ``jobs`` jobs over them, each with its own prompt."""
-    (folder / "img").mkdir(parents=True, exist_ok=True)
-    for i in range(images):
-        picture = Image.new("RGB", (96, 64), COLORS[i % len(COLORS)])
-        picture.paste((255 - 20 * i, 90, 30 + 20 * i), (0, 0, 48, 64))
-        buffer = io.BytesIO()
-        picture.save(buffer, "PNG")
-        (folder / "img" / f"shot{i}.png").write_bytes(buffer.getvalue())
-    items = [{"id": f"j{n:03d}", "image": f"img/shot{n % images}.png",
-              "prompt": f"Take {n}: the product turns slowly on a table", "duration": 4, "output": "{id}"}
-             for n in range(jobs)]
-    manifest = folder / "torture.yaml"
-    manifest.write_text(yaml.safe_dump({"jobs": items}, sort_keys=False), encoding="utf-8")
-    return manifest
-
-
 def faulty_config(settings: Settings) -> SimConfig:
     return SimConfig(
         seed=settings.seed, gen_base=0.2, gen_per_second=0.0, gen_jitter=0.3, url_ttl=settings.url_ttl,
-        retry_after=0.2, enable_listing=settings.listing, render_cache_dir=settings.render_cache,
-        listing_input=settings.listing_input,
-        faults=Faults(rate_5xx=0.10, rate_429_burst=0.03, burst_len=3, rate_truncate=0.05, rate_drop_after=0.02,
+        retry_after=0.2, enable_listing=settings.listing, listing_input=settings.listing_input,
+        render_cache_dir=settings.render_cache,
+        faults=Faults(rate_5xx=0.10, rate_429_burst=0.03, burst_len=3, rate_truncate=0.05,
+                      rate_drop_after=settings.lost_answers,
                       rate_fail=0.05, rate_slow=0.05, slow_seconds=0.5),
     )
 
@@ -265,7 +253,7 @@ def run_torture(settings: Settings) -> Outcome:
         root.mkdir(parents=True, exist_ok=True)
         if settings.render_cache is None:
             settings.render_cache = str(root / "render-cache")
-        manifest = make_batch(root, settings.jobs, settings.images)
+        manifest = make_batch(root, settings.jobs, settings.images, settings.distinct)
         out = root / "out"
         with SimulatorThread(faulty_config(settings)) as sim:
             t = Torture(settings, sim, manifest, out)
@@ -334,12 +322,15 @@ def _final_checks(t: Torture, sim: SimulatorThread, wall: float) -> None:
         t.outcome.problems.append(f"{len(leftovers)} .part file(s) left: {leftovers[:5]}")
     if len(done) != t.s.jobs:
         t.outcome.problems.append(f"{len(done)} of {t.s.jobs} jobs downloaded at the end")
-    if t.s.listing and (duplicates or orphans):
-        t.outcome.problems.append(f"{duplicates} duplicate and {len(orphans)} orphaned paid submission(s)")
+    money = money_figures(state, ledger, t.out)
+    if t.s.listing and (duplicates or orphans or money["_left_ids"] or money["_wrong"]):
+        t.outcome.problems.append(f"{duplicates} duplicate and {len(orphans)} orphaned paid submission(s), "
+                                  f"{len(money['_left_ids'])} paid video(s) left on the server, "
+                                  f"{len(money['_wrong'])} lost submit(s) matched to another job")
     faults = ledger["faults"]
     t.outcome.figures.update({
         "jobs": t.s.jobs,
-        "listing": "on" if t.s.listing else "off",
+        "listing": ("with input" if t.s.listing_input else "without input") if t.s.listing else "off",
         "kills": sum(t.outcome.kills.values()),
         "kills by kind": ", ".join(f"{k} {n}" for k, n in sorted(t.outcome.kills.items())),
         "runs": t.runs,
@@ -352,6 +343,7 @@ def _final_checks(t: Torture, sim: SimulatorThread, wall: float) -> None:
         "duplicates (paid twice)": duplicates,
         "orphans (paid, unused)": len(orphans),
         "corrupt files": corrupt,
+        **{k: v for k, v in money.items() if not k.startswith("_")},
         "downloaded": len(done),
         "charged": f"${ledger['charged_total']:.2f}",
         "wall time": f"{wall:.1f} s",
@@ -375,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-listing", action="store_true", help="the simulator offers no prediction listing")
+    parser.add_argument("--listing-input", action="store_true", help="listing items carry the request input")
+    parser.add_argument("--lost-answers", type=float, default=0.02, metavar="RATE",
+                        help="share of submit answers lost after the task was made (default 0.02)")
+    parser.add_argument("--distinct", action="store_true", help="one picture per job, 4 s and 8 s in turn")
     parser.add_argument("--workdir", type=Path, help="keep everything here instead of a temporary folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--phase", choices=("kills", "disk", "hostile"), default="kills")
@@ -386,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the runner subprocess in flight is killed too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     outcome = run_torture(Settings(jobs=args.jobs, kills=args.kills, seed=args.seed, listing=not args.no_listing,
-                                   workdir=args.workdir))
+                                   workdir=args.workdir, listing_input=args.listing_input,
+                                   lost_answers=args.lost_answers, distinct=args.distinct))
     print(table(outcome))
     for problem in outcome.problems[:50]:
         print(f"  problem: {problem}")

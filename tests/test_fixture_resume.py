@@ -19,8 +19,9 @@ from batchgen.state import StateLog, load
 from batchgen.verifier import Verifier
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1"
-#: Far past the fixtures' upload lifetime: their image URLs named a simulator that is gone.
-LATER = 4.0e9
+#: Past the fixtures' upload lifetime (6 days: their image URLs named a simulator that is gone), yet inside
+#: the 7 days the provider lists predictions for, so the listing can still prove a lost submit absent.
+LATER = 1796359482.0 + 6.5 * 86400
 
 
 def _resume(sim, folder: Path):

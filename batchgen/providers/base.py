@@ -115,6 +115,9 @@ class Provider(Protocol):
     async def list_predictions(self, *, model: str, created_after: float, created_before: float) -> Listing | None:
         """Tasks of ``model`` created in the window (epoch seconds), or None without a listing."""
 
+    async def balance(self) -> float | None:
+        """The account's balance in dollars, or None when the provider does not say (unknown, never a stop)."""
+
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
         """Stream an output file to ``dest``; checks Content-Length and size cap."""
 

@@ -287,6 +287,10 @@ class ReplicateProvider:
             raise PermanentError(f"upload {filename}: the answer has no urls.get: {snippet(payload)}")
         return url
 
+    async def balance(self) -> float | None:
+        """Replicate has no balance endpoint: unknown."""
+        return None
+
     # -- the listing ------------------------------------------------------------------
     async def _pages(self, max_pages: int):
         """Listing pages, newest first, following ``next`` (a URL on our origin) until it ends."""

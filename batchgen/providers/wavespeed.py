@@ -253,6 +253,22 @@ class WaveSpeedProvider:
                 break
         return Listing(tuple(items.values()), complete=False)
 
+    async def balance(self) -> float | None:
+        """``GET /api/v3/balance`` (shape unconfirmed upstream): dollars, or None for any error or odd answer."""
+        try:
+            payload = await self._api("GET", "/api/v3/balance", kind="balance")
+        except ProviderError:
+            return None
+        data = payload.get("data")
+        value = data.get("balance") if isinstance(data, dict) else data
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return None
+        try:
+            dollars = float(value)
+        except ValueError:
+            return None
+        return dollars if dollars == dollars and abs(dollars) != float("inf") else None
+
     # -- files ------------------------------------------------------------------------
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
         """Stream ``url`` into ``dest`` (no Authorization header: output URLs are signed)."""

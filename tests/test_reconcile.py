@@ -1,0 +1,185 @@
+"""Lost submits recovered or proven absent, never guessed (issue 12), over real HTTP against the simulator's
+``POST /api/v3/predictions`` listing, with and without the request ``input`` in its items."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+from runner_helpers import make_images, run_cli, write_manifest
+
+from batchgen.cli import main
+from batchgen.manifest import load_manifest
+from batchgen.providers.wavespeed import WaveSpeedProvider
+from batchgen.report import write_report
+from batchgen.runner import RunOptions, Runner
+from batchgen.simulator import Faults
+from batchgen.state import StateLog, load
+from batchgen.state_events import Job, Submitting, Unknown
+from batchgen.verifier import Verifier
+from conftest import API_KEY, AUTH, image_bytes
+
+
+def lost_batch(tmp_path):
+    """Jobs of different pictures and lengths (the same picture at two lengths too)."""
+    make_images(tmp_path / "img", 4)
+    return write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4},
+                                     {"image": "img/shot0[01].png", "prompt": "The {stem} glides", "duration": 8}])
+
+
+def assert_each_lost_submit_is_its_own(sim, out, jobs: int) -> None:
+    """Every job downloaded from the one task made of its own request; nothing paid twice, nothing left over."""
+    state, ledger = load(out / "state.jsonl"), sim.ledger()
+    tasks = {s["id"]: s for s in ledger["submissions"]}
+    assert len(tasks) == jobs and len(set(ledger["accepted_by_body_hash"].values())) == 1, "paid twice"
+    for rec in state.jobs.values():
+        assert rec.status.value == "downloaded", (rec.id, rec.status, rec.error)
+        assert tasks[rec.pid]["body_hash"] == rec.body_hash, f"{rec.id} adopted another job's video"
+        assert (out / rec.path).stat().st_size == rec.bytes and ledger["outputs"][rec.pid] == rec.sha256
+    assert ledger["downloads"] == jobs, "a matched video's bytes are reused, never fetched twice"
+    assert not list((out / "unmatched").glob("*.mp4")) if (out / "unmatched").exists() else True
+
+
+@pytest.mark.parametrize("listing_input", [True, False], ids=["items-with-input", "items-without-input"])
+def test_every_lost_submit_answer_is_matched_to_its_own_job(make_sim, tmp_path, listing_input, capsys):
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=listing_input)
+    manifest, out = lost_batch(tmp_path), tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 1
+    assert {r.status.value for r in load(out / "state.jsonl").jobs.values()} == {"unknown"}
+    sim.configure(faults={"drop-after": 0.0})
+    assert run_cli(sim, manifest, out) == 0
+    err = capsys.readouterr().err
+    assert "6 lost submit(s) found on the provider: not paid again" in err and "about to pay: $0.00" in err
+    assert_each_lost_submit_is_its_own(sim, out, 6)
+
+
+def crashed_before_post(out, manifest, *, at: float | None = None) -> None:
+    """The state a run killed between writing a job's intent and sending its POST leaves behind."""
+    job = load_manifest(manifest).jobs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    when = time.time() - 30 if at is None else at
+    with StateLog(out / "state.jsonl", clock=lambda: when) as log:
+        log.open()
+        for event in (Job(job.key, id=job.id, output=job.output, model=job.model, params=dict(job.params),
+                          prompt=job.prompt, image=job.image, where=str(job.where), cost=1.2),
+                      Submitting(job.key, 1, "never-sent", job.model, 1.2), Unknown(job.key, "killed")):
+            log.append(event)
+
+
+def one_job(tmp_path):
+    make_images(tmp_path / "img", 1)
+    return write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
+
+
+def test_a_lost_submit_proven_never_created_is_a_payment_shown_before_the_confirmation(sim, tmp_path, capsys,
+                                                                                        monkeypatch):
+    """Issue 14 item 3: today the run said "about to pay: $0.00" and then paid for the job."""
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    crashed_before_post(out, manifest)
+    price = load_manifest(manifest).models.get(load_manifest(manifest).jobs[0].model).price("720p", 4)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    monkeypatch.setenv("WAVESPEED_API_KEY", "k")
+    code = main(["run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--confirm-above", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"about to pay: ${price:.2f} for 1 submit(s)" in err, err
+    assert "1 of the submits are lost submits sent again" in err and f"spend up to ${price:.2f}" in err
+    assert sim.ledger()["submissions"] == [] and load(out / "state.jsonl").jobs.popitem()[1].status.value == "unknown"
+    assert run_cli(sim, manifest, out) == 0
+    assert f"about to pay: ${price:.2f}" in capsys.readouterr().err
+    assert len(sim.ledger()["submissions"]) == 1
+
+
+async def foreign_submit(base_url: str, model: str) -> str:
+    """Another batch's prediction of the same model (another picture), made on the same account."""
+    import base64
+    uri = "data:image/png;base64," + base64.b64encode(image_bytes(96, 64, "PNG", (250, 250, 250))).decode()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base_url}/api/v3/{model}", json={"image": uri, "prompt": "other", "duration": 4},
+                                headers=AUTH) as resp:
+            return (await resp.json())["data"]["id"]
+
+
+def test_an_unmatchable_prediction_keeps_the_job_unknown_and_its_video_is_kept_and_reported(sim, tmp_path, capsys):
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    crashed_before_post(out, manifest)
+    model = load_manifest(manifest).jobs[0].model
+    pid = asyncio.run(foreign_submit(sim.base_url, model))
+    assert run_cli(sim, manifest, out) == 1
+    err = capsys.readouterr().err
+    assert "about to pay: $0.00" in err and f"{pid} ({model})" in err, "never guessed: no resubmit"
+    assert len(sim.ledger()["submissions"]) == 1
+    video, side = out / "unmatched" / f"{pid}.mp4", json.loads((out / "unmatched" / f"{pid}.json").read_text())
+    assert video.stat().st_size > 0 and side["sha256"] == sim.ledger()["outputs"][pid] and side["model"] == model
+    assert side["prediction_id"] == pid and side["why"] and side["created_at"]
+    assert main(["status", str(out / "state.jsonl"), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [u["prediction_id"] for u in status["unmatched"]] == [pid] and status["counts"]["unknown"] == 1
+    assert main(["status", str(out / "state.jsonl")]) == 0 and f"unmatched/{pid}.mp4" in capsys.readouterr().out
+    page = write_report(out / "state.jsonl").path.read_text()
+    assert "not matched to a job" in page and pid in page
+    assert run_cli(sim, manifest, out) == 1 and sim.ledger()["downloads"] == 1, "a kept video is not fetched again"
+
+
+def test_identical_orders_cannot_be_told_apart_so_both_stay_unknown_and_both_videos_are_kept(make_sim, tmp_path):
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    make_images(tmp_path / "img", 1)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4},
+                                         {"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4,
+                                          "output": "{stem}-spins"}])
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 1
+    sim.configure(faults={"drop-after": 0.0})
+    assert run_cli(sim, manifest, out) == 1
+    assert {r.status.value for r in load(out / "state.jsonl").jobs.values()} == {"unknown"}
+    ledger = sim.ledger()
+    assert len(ledger["submissions"]) == 2 and ledger["downloads"] == 2
+    assert sorted(p.stem for p in (out / "unmatched").glob("*.mp4")) == sorted(ledger["outputs"])
+
+
+def test_a_submit_older_than_the_provider_keeps_predictions_is_never_proven_absent(sim, tmp_path, capsys):
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    crashed_before_post(out, manifest, at=time.time() - 8 * 86400)
+    assert run_cli(sim, manifest, out) == 1
+    assert "older than the provider keeps predictions" in capsys.readouterr().err
+    assert sim.ledger()["submissions"] == []
+
+
+def test_a_match_recorded_by_a_run_that_stopped_before_placing_its_video_is_placed_not_fetched_again(make_sim,
+                                                                                                     tmp_path):
+    """Found by the torture run: a kill between recording a match and moving its video left the video in
+    unmatched/ and the next run downloaded it a second time."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    manifest, out = lost_batch(tmp_path), tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 1
+    sim.configure(faults={"drop-after": 0.0})
+
+    async def match_then_stop() -> None:
+        jobs = load_manifest(manifest)
+        provider, verifier = WaveSpeedProvider(API_KEY, sim.base_url), Verifier()
+        try:
+            with StateLog(out / "state.jsonl") as log:
+                log.open()
+                runner = Runner(jobs.jobs, provider, log, jobs.models, RunOptions(out_dir=out), verifier=verifier)
+                plan, events = runner.prepare()
+                runner.commit(events + await runner.reconcile(plan))
+        finally:
+            verifier.shutdown()
+            await provider.close()
+
+    asyncio.run(match_then_stop())
+    assert len(list((out / "unmatched").glob("*.mp4"))) == 6
+    assert run_cli(sim, manifest, out) == 0
+    assert_each_lost_submit_is_its_own(sim, out, 6)
+    assert not list((out / "unmatched").glob("*.mp4"))
+
+
+def test_a_proven_absent_resubmit_is_capped_once_not_counted_in_flight_and_again_as_a_submit(sim, tmp_path):
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    crashed_before_post(out, manifest)
+    job = load_manifest(manifest).jobs[0]
+    price = load_manifest(manifest).models.get(job.model).price(job.resolution, job.duration)
+    assert run_cli(sim, manifest, out, "--max-cost", f"{price:.2f}") == 0
+    assert len(sim.ledger()["submissions"]) == 1
