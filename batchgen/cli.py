@@ -43,8 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--confirm-above", type=float, default=5.0, metavar="USD",
                      help="ask before spending more than this (default 5)")
     run.add_argument("--yes", "-y", action="store_true", help="do not ask before spending (for scripts)")
-    run.add_argument("--poll-min", type=float, default=1.0, metavar="SECONDS",
-                     help="shortest wait between two reads of one job's result (default 1)")
+    run.add_argument("--poll-min", type=float, default=None, metavar="SECONDS",
+                     help="shortest wait between two reads of one job's result (default: the model's documented "
+                          "cadence, 5 s for video models; lower it only for short test jobs)")
+    run.add_argument("--account-level", choices=("bronze", "silver", "gold", "ultra"), default=None,
+                     help="your WaveSpeed account level: sets --concurrency and --videos-per-minute from its limits")
+    run.add_argument("--videos-per-minute", type=float, default=None, metavar="N",
+                     help="submits per minute your account allows (paces submits; default: the level's, else none)")
+    run.add_argument("--queue-margin", type=int, default=None, metavar="N",
+                     help="tasks kept waiting in the provider's queue beyond --concurrency, billed at submit "
+                          "(default: sized from the read lag, at most a quarter of --concurrency or 3)")
+    run.add_argument("--webhook-url", default=None, metavar="URL",
+                     help="public https URL that reaches --listen: results arrive by webhook, reads are a safety net")
+    run.add_argument("--listen", default="127.0.0.1:8787", metavar="HOST:PORT",
+                     help="where the webhook listener binds (default 127.0.0.1:8787)")
     run.add_argument("--seed", type=int, default=None, help="seed for jitter (and the local simulator)")
     run.add_argument("-q", "--quiet", action="store_true", help="only errors and the final summary")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv: debug)")

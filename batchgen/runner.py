@@ -21,6 +21,7 @@ from typing import Callable
 
 from . import events as ev
 from .budget import Budget
+from .deliveries import Deliveries
 from .errors import BatchgenError, DiskFullError, FatalError, TransientError
 from .fetch import Fetcher
 from .jobs import JobSpec
@@ -30,7 +31,7 @@ from .planner import Plan, PlanOptions, files_present, plan
 from .providers.base import Provider
 from .reconcile import reconcile
 from .retry import RetryPolicy
-from .pacing import Pacer, Slots
+from .pacing import Pacer, QueueMargin, Slots, TokenBucket
 from .schedule import PollPolicy, PollSchedule
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
@@ -57,6 +58,14 @@ class RunOptions:
     listing_limit: int = 1000
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
     fallback_after: int = 3
+    #: Submits per minute the account allows (its videos/min); None: no bucket, 429s pace.
+    videos_per_minute: float | None = None
+    #: Tasks queued at the provider beyond ``concurrency`` (a provider that queues); None: sized
+    #: from the read lag and the submit time (pacing.QueueMargin).
+    queue_margin: int | None = None
+    #: The public URL deliveries come to, and where the listener binds (deliveries.py).
+    webhook_url: str | None = None
+    listen: tuple[str, int] = ("127.0.0.1", 8787)
     poll: PollPolicy = field(default_factory=PollPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     seed: int | None = None
@@ -92,9 +101,15 @@ class Runner:
         self.sleep, self.clock = sleep, clock
         self.rng = random.Random(options.seed)
         self.retry = options.retry
-        self.schedule = PollSchedule(options.poll, self.rng)
+        queues = provider.policy.queues_over_limit
+        # Over its cap such a provider queues (and bills) a submit: keeping a few queued means a slot
+        # that frees starts the next task at once, whatever the read lag.
+        self.margin = QueueMargin(options.concurrency, options.queue_margin) if queues else None
+        self.schedule = PollSchedule(options.poll, self.rng, capacity=options.concurrency if queues else None)
         self.pacer = Pacer(options.submit_interval, sleep=sleep)
-        self.slots = Slots(options.concurrency)
+        self.bucket = (TokenBucket(options.videos_per_minute, clock=clock, sleep=sleep)
+                       if options.videos_per_minute else None)
+        self.slots = Slots(options.concurrency + (self.margin.value if self.margin else 0))
         self.budget = Budget(options.max_cost, lambda: self.state_log.state)
         self.uploads = Uploads(provider, state_log, self.retry, clock=clock, sleep=sleep, rng=self.rng,
                                on_upload=lambda job, url: self.emit(ev.Uploaded(job=job, url=url)))
@@ -102,6 +117,8 @@ class Runner:
                                on_completed=lambda job, pred: self.poller.completed(job, pred), on_downloading=lambda j: self.emit(ev.Downloading(job=j)))
         self.submitter = Submitter(self)
         self.poller = Poller(self)
+        self.hooks = Deliveries(self)
+        self._by_pid: dict[str, JobSpec] = {}
         self._awaiting_slot = 0
         self.halted = ""
         self.stopping = False
@@ -131,6 +148,27 @@ class Runner:
             self.stopping = True
             self.schedule.drain()
             self.emit(ev.Stopping(reason=reason or "interrupted"))
+
+    def job_by_pid(self, pid: str) -> JobSpec | None:
+        if pid not in self._by_pid:
+            self._by_pid = {self.rec(j).pid: j for j in self.jobs if self.rec(j).pid}
+        return self._by_pid.get(pid)
+
+    async def resize_queue(self, job: JobSpec) -> None:
+        """A job ended: grow the queue margin if the lag and the submit time measured call for it."""
+        expected = self.schedule.expected(job.model, job.duration)
+        if self.margin is None or not self.margin.grow(self.schedule.queue.lag() or 0.0,
+                                                        self.submitter.latency, expected):
+            return
+        await self.slots.set_limit(self.opt.concurrency + self.margin.value)
+        self._announce_margin(f"read lag {self.schedule.queue.lag():.1f}s, submit {self.submitter.latency:.2f}s, "
+                              f"generation {expected:.1f}s")
+
+    def _announce_margin(self, why: str) -> None:
+        m = self.margin
+        log.info("provider queue primed: up to %d generating + %d queued at the provider (%s; at most %d); "
+                 "queued tasks are billed at submit", self.opt.concurrency, m.value, why, m.cap)
+        self.emit(ev.QueueMargin(concurrency=self.opt.concurrency, margin=m.value))
 
     def price(self, job: JobSpec, model: str | None = None) -> float:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
@@ -163,7 +201,11 @@ class Runner:
         self.state_log.flush()
         if plan.unknown:
             await reconcile(plan, self.provider, self.state_log, self.opt, sleep=self.sleep, clock=self.clock)
-        await self._drive(plan)
+        await self.hooks.start()
+        try:
+            await self._drive(plan)
+        finally:
+            await self.hooks.close()
         counts = Counter(self.rec(j).status for j in self.jobs)
         self.state_log.append(Run({"phase": "end", "counts": {k.value: v for k, v in counts.items()},
                                    "halted": self.halted}))
@@ -185,6 +227,8 @@ class Runner:
         self._awaiting_slot = len(plan.submit)
         if not plan.submit:
             self.schedule.drain()
+        elif self.margin is not None:
+            self._announce_margin("to start with" if not self.margin.fixed else "--queue-margin")
         await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
 
     def _learn_from_earlier_runs(self) -> None:

@@ -30,6 +30,7 @@ from ..errors import (
     TransientError,
 )
 from ..models import ModelSpec, body_hash
+from ..webhooks import WAVESPEED_SCHEME
 from .base import Download, ListedPrediction, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -45,6 +46,8 @@ POLICY = ProviderPolicy(
     failed_tasks_billed=False,
     # Over the concurrency cap a submit waits in `created` (docs "Account Levels & Rate Limits").
     queues_over_limit=True,
+    # Docs "Verifying Webhooks" (shared/API.md "Webhooks").
+    webhook_scheme=WAVESPEED_SCHEME,
 )
 USER_AGENT = "batchgen/0.1"
 _TERMINAL_FAILURES = {"failed", "cancelled", "timeout", "deleted"}
@@ -225,9 +228,29 @@ class WaveSpeedProvider:
                 body[name] = params[name]
         return body
 
-    async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
-        payload = await self._api("POST", f"/api/v3/{model}", kind="submit", submit=True, json=body)
+    async def submit(self, model: str, body: dict[str, Any], webhook: str | None = None) -> Prediction:
+        # API.md: the query parameter, not the body's webhook_url (which one wins is unconfirmed).
+        params = {"webhook": webhook} if webhook else None
+        payload = await self._api("POST", f"/api/v3/{model}", kind="submit", submit=True, json=body, params=params)
         return parse_prediction(payload, f"submit {model}")
+
+    async def webhook_secret(self) -> str:
+        payload = await self._api("GET", "/api/v3/webhook/secret", kind="webhook secret")
+        secret = (payload.get("data") or {}).get("secret") if isinstance(payload.get("data"), dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise PermanentError(f"webhook secret: the answer has no data.secret: {_snippet(payload)}")
+        return secret
+
+    @staticmethod
+    def parse_webhook(body: bytes) -> Prediction:
+        """A delivery carries the prediction's ``data`` fields (and ``input``), not the envelope."""
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PermanentError(f"webhook: the body is not JSON ({exc})") from exc
+        if isinstance(payload, dict) and not isinstance(payload.get("data"), dict):
+            payload = {"data": payload}
+        return parse_prediction(payload, "webhook")
 
     async def result(self, prediction_id: str) -> Prediction:
         payload = await self._api("GET", f"/api/v3/predictions/{prediction_id}/result", kind="result")
