@@ -11,6 +11,7 @@ from . import __version__
 from .errors import BatchgenError, UsageError
 from .export import add_export_arguments, export_command
 from .manifest import load_manifest
+from .plan_table import add_plan_parser, render_json, render_table, warning_lines
 from .review import add_review_arguments, review_command
 from .user_config import user_model_table
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a manifest without sending anything")
     validate.add_argument("manifest", type=Path)
 
+    add_plan_parser(sub)
     status = sub.add_parser("status", help="what a state file says, offline")
     status.add_argument("state", type=Path)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review_arguments(sub)
     add_export_arguments(sub)
+    sub.add_parser("models", help="the model table: paths, durations, prices, retired models").add_argument(
+        "--json", action="store_true", help="machine-readable output")
 
     simulate = sub.add_parser("simulate", help="serve the local WaveSpeed simulator")
     from .simulator import add_arguments
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(args)
         if args.command == "validate":
             return validate_command(args)
+        if args.command == "plan":
+            return plan_command(args)
         if args.command == "status":
             from .status import status_command
             return status_command(args)
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from .report import report_command
             return report_command(args)
+        if args.command == "models":
+            from .model_list import models_command
+            return models_command(args)
         if args.command == "simulate":
             return simulate_command(args)
         if args.command in ("review", "export"):
@@ -123,6 +132,14 @@ def validate_command(args: argparse.Namespace) -> int:
     cost = sum(manifest.models.get(j.model).price(j.resolution, j.duration) for j in jobs)
     print(f"{args.manifest}: OK, {len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
           f"{seconds} s of video, ${cost:.2f} at list price")
+    for line in warning_lines(manifest.warnings):
+        print(line, file=sys.stderr)
+    return EXIT_OK
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest, user_model_table())
+    print(render_json(manifest) if args.json else render_table(manifest))
     return EXIT_OK
 
 

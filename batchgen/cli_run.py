@@ -89,13 +89,13 @@ async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
         stack.push_async_callback(running.close)
         print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
               file=sys.stderr)
-        poll = poll_policy(args, local=True, prior=config.gen_base + 4 * config.gen_per_second, max_interval=5.0)
+        poll = poll_policy(args, models, local=True, prior=config.gen_base + 4 * config.gen_per_second, max_interval=5.0)
         return provider_info("wavespeed").factory("local-simulator", running.base_url), poll
     info = provider_info(args.provider)
     base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or info.policy.default_base_url
     provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
                             max_connections=max(16, 2 * options.concurrency))
-    return provider, poll_policy(args)
+    return provider, poll_policy(args, models)
 
 
 def _confirmed(args, to_pay: float) -> bool:

@@ -40,6 +40,8 @@ class Deliveries:
         self.r = runner
         self.url = runner.opt.webhook_url
         self.listener: WebhookListener | None = None
+        #: Job ends recorded from deliveries (not from reads).
+        self.recorded = 0
 
     def submit_options(self) -> dict[str, Any]:
         """What a submit adds to ask for a callback."""
@@ -72,6 +74,7 @@ class Deliveries:
 
     async def close(self) -> None:
         if self.listener is not None:
+            log.info("webhooks: %d job end(s) recorded from deliveries", self.recorded)
             if self.listener.rejected:
                 log.warning("webhooks: %d delivery(ies) refused (bad signature or too old); nothing changed",
                             self.listener.rejected)
@@ -102,3 +105,4 @@ class Deliveries:
             log.warning("webhook %s for job %s: %s; the job's reads will see the same", delivery.id, job.id, exc)
             return
         self.r.state_log.flush()  # the answer is 2xx only once the line is on disk
+        self.recorded += 1

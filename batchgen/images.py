@@ -23,6 +23,11 @@ from PIL import Image, UnidentifiedImageError
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 #: Pillow format names of the types the upload API accepts.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: Below this many pixels on a side the video models upscale a blur (the floor named in issue 14).
+MIN_IMAGE_SIDE = 256
+#: UNCONFIRMED: WaveSpeed's docs give no pixel limit for source images; 4096 is a guess at
+#: what the models accept unscaled. Override it here when the provider documents one.
+MAX_IMAGE_SIDE = 4096
 _CHUNK = 1024 * 1024
 
 
@@ -93,6 +98,18 @@ class ImageCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._dirty = False
+
+
+def size_warning(info: ImageInfo, shown: str) -> str | None:
+    """A warning for an image too small or too large on a side, or None when it fits."""
+    small, large = min(info.width, info.height), max(info.width, info.height)
+    if small < MIN_IMAGE_SIDE:
+        return (f"image {shown} is {info.width}x{info.height} px, under {MIN_IMAGE_SIDE} px on a side; "
+                "the video will be a blurred upscale, so use a larger source")
+    if large > MAX_IMAGE_SIDE:
+        return (f"image {shown} is {info.width}x{info.height} px, over {MAX_IMAGE_SIDE} px on a side "
+                "(a limit batchgen assumes; the provider may refuse or downscale it); scale it down")
+    return None
 
 
 def image_info(path: str | os.PathLike, cache: ImageCache | None = None) -> ImageInfo:

@@ -4,12 +4,13 @@ image references. Each returns a value or raises ValueError with the user-facing
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import string
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -18,6 +19,23 @@ _UNDERSCORES = re.compile(r"_{2,}")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _formatter = string.Formatter()
+
+if TYPE_CHECKING:
+    from .models import ModelSpec
+
+
+class FieldProblem(NamedTuple):
+    """A problem with one field's value, naming the field so it can point at its line."""
+    field: str
+    message: str
+
+
+def param_problems(spec: "ModelSpec", durations: list[int], resolutions: list[str],
+                   extras: Mapping[str, Any]) -> list[FieldProblem]:
+    """Ask the model about each listed value on its own; the model's defaults fill the other
+    parameters (they are valid by construction), so every message is about the one field asked."""
+    asked = [("duration", d) for d in durations] + [("resolution", r) for r in resolutions] + list(extras.items())
+    return [FieldProblem(name, message) for name, value in asked for message in spec.check({name: value})]
 
 
 def as_list(value: str | list[str | None] | None) -> list[str]:
@@ -119,9 +137,10 @@ def url_stem(url: str) -> str:
     return name or urlsplit(url).hostname or "image"
 
 
-def resolve_image(text: str, base: str) -> list[tuple[str, str | None, str | None, str]]:
+def resolve_image(text: str, base: str, limit: int) -> list[tuple[str, str | None, str | None, str]]:
     """One image reference -> [(as written, absolute path, url, stem)]; a glob gives one per
-    matched file, sorted. Existence and type are checked later, by images.image_info."""
+    matched file, sorted. A glob is searched only inside the manifest's folder and may match at
+    most ``limit`` files. Existence and type are checked later, by images.image_info."""
     if is_url(text):
         return [(text, None, text, url_stem(text))]
     if _SCHEME.match(text):
@@ -129,14 +148,17 @@ def resolve_image(text: str, base: str) -> list[tuple[str, str | None, str | Non
     expanded = os.path.expanduser(text)
     full = os.path.normpath(os.path.join(base, expanded))
     if _GLOB_CHARS.search(expanded) and not os.path.exists(full):
-        matches = sorted(m for m in glob.glob(full, recursive=True) if os.path.isfile(m))
+        if os.path.isabs(expanded) or ".." in re.split(r"[/\\]", expanded):
+            raise ValueError(f"image pattern {text!r} searches outside the manifest's folder; patterns are "
+                             "searched from there, so move the images under it or list them one by one")
+        found = itertools.islice((m for m in glob.iglob(full, recursive=True) if os.path.isfile(m)), limit + 1)
+        matches = sorted(found)
+        if len(matches) > limit:
+            raise ValueError(f"image pattern {text!r} matches more than {limit} files (the manifest's max_jobs); "
+                             "narrow the pattern, or raise the limit with a top-level 'max_jobs: N'")
         if not matches:
             raise ValueError(f"image pattern {text!r} matches no files (searched {full}); check the folder and pattern")
-        relative = not os.path.isabs(expanded)
-        return [
-            (os.path.relpath(m, base).replace(os.sep, "/") if relative else m, m, None, _stem(m))
-            for m in matches
-        ]
+        return [(os.path.relpath(m, base).replace(os.sep, "/"), m, None, _stem(m)) for m in matches]
     return [(text, full, None, _stem(full))]
 
 

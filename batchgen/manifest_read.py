@@ -18,7 +18,8 @@ import yaml
 
 from .errors import Problem
 
-TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "fallback_model", "fallback_after", "concurrency", "jobs")
+TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "max_jobs", "fallback_model", "fallback_after",
+                  "concurrency", "jobs")
 _NULL = "tag:yaml.org,2002:null"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -32,6 +33,8 @@ class Problems:
     def __init__(self, file: str):
         self.file = file
         self.items: list[Problem] = []
+        #: Things worth a look that do not stop the batch (a tiny image, a row costing $100+).
+        self.warnings: list[Problem] = []
         self._seen: set[tuple[int | None, str]] = set()
 
     def add(self, line: int | None, message: str, job: str | None = None) -> None:
@@ -39,6 +42,12 @@ class Problems:
             return
         self._seen.add((line, message))
         self.items.append(Problem(self.file, line, message, job))
+
+    def warn(self, line: int | None, message: str, job: str | None = None) -> None:
+        if (line, "warning: " + message) in self._seen:
+            return
+        self._seen.add((line, "warning: " + message))
+        self.warnings.append(Problem(self.file, line, message, job))
 
 
 @dataclass
@@ -64,9 +73,14 @@ class RawManifest:
     settings: dict[str, tuple[Any, int]] = field(default_factory=dict)
 
 
-def suggest(name: str, candidates: Iterable[str]) -> str:
+def closest(name: str, candidates: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    close = closest(name, candidates)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def decode(raw: bytes, problems: Problems) -> str | None:
@@ -86,20 +100,8 @@ def decode(raw: bytes, problems: Problems) -> str | None:
 
 def read_yaml(text: str, problems: Problems) -> RawManifest:
     out = RawManifest()
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or exc.context or "cannot parse"
-        if exc.context and exc.context_mark and exc.problem_mark:
-            what += f" ({exc.context} that began on line {exc.context_mark.line + 1})"
-        problems.add(mark.line + 1 if mark else None, f"YAML syntax error: {what}; check indentation and quoting there")
-        return out
-    except yaml.YAMLError as exc:
-        problems.add(None, f"YAML error: {exc}")
-        return out
+    root = _compose(text, problems)
     if root is None:
-        problems.add(None, "the manifest is empty; it needs a 'jobs:' list")
         return out
     if not isinstance(root, yaml.MappingNode):
         problems.add(_line(root), "the manifest must be a mapping with a 'jobs:' list (and optional defaults:, vars:, ...)")
@@ -119,7 +121,31 @@ def read_yaml(text: str, problems: Problems) -> RawManifest:
         elif key == "vars":
             out.vars = _vars(node, problems)
         else:
-            out.settings[key] = (_construct(node), _line(node))
+            _setting(out, key, node, problems)
+    _jobs(jobs_node, out, problems)
+    return out
+
+
+def _compose(text: str, problems: Problems) -> yaml.Node | None:
+    """The YAML node tree, or None after adding the problem (a syntax error, an empty file)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "cannot parse"
+        if exc.context and exc.context_mark and exc.problem_mark:
+            what += f" ({exc.context} that began on line {exc.context_mark.line + 1})"
+        problems.add(mark.line + 1 if mark else None, f"YAML syntax error: {what}; check indentation and quoting there")
+        return None
+    except yaml.YAMLError as exc:
+        problems.add(None, f"YAML error: {exc}")
+        return None
+    if root is None:
+        problems.add(None, "the manifest is empty; it needs a 'jobs:' list")
+    return root
+
+
+def _jobs(jobs_node: yaml.Node | None, out: RawManifest, problems: Problems) -> None:
     if jobs_node is None or _tag(jobs_node) == _NULL:
         problems.add(None if jobs_node is None else _line(jobs_node), "the manifest has no 'jobs:' list; add one job per item")
     elif not isinstance(jobs_node, yaml.SequenceNode):
@@ -133,7 +159,6 @@ def read_yaml(text: str, problems: Problems) -> RawManifest:
                 continue
             fields, row_vars = _fields(item, problems, allow_vars=True)
             out.rows.append(RawRow(_line(item), fields, row_vars))
-    return out
 
 
 def _line(node: yaml.Node) -> int:
@@ -146,6 +171,16 @@ def _tag(node: yaml.Node) -> str:
 
 def _construct(node: yaml.Node) -> Any:
     return yaml.SafeLoader("").construct_document(node)
+
+
+def _setting(out: RawManifest, key: str, node: yaml.Node, problems: Problems) -> None:
+    """A top-level setting as plain data; a tag the safe loader refuses ('!!python/object',
+    '!!int zz', '!!timestamp 2020-13-45') is a problem on its line, not a traceback."""
+    try:
+        out.settings[key] = (_construct(node), _line(node))
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        problems.add(_line(node), f"{key}: cannot be read ({str(exc).splitlines()[0]}); "
+                     "write a plain value without a '!!' tag")
 
 
 def _pairs(node: yaml.MappingNode, problems: Problems) -> list[tuple[str, yaml.Node]]:
@@ -229,6 +264,31 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
     """Header + rows; columns named like job fields are fields, the others template vars."""
     out = RawManifest()
     job_fields = set(job_fields)
+    records = _records(text, problems)
+    if records is None:
+        return out
+    if not records:
+        problems.add(None, "the CSV file is empty; it needs a header row (prompt, image, ...) and one row per job")
+        return out
+    header_line, header = records[0]
+    names = [c.strip() for c in header]
+    while names and not names[-1]:
+        names.pop()
+    columns = _columns(header_line, names, job_fields, problems)
+    if columns is None:
+        return out
+    unnamed = [i for i, name in enumerate(names) if not name]
+    for line, cells in records[1:]:
+        row = _csv_row(line, cells, len(names), columns, unnamed, problems)
+        if row is not None:
+            out.rows.append(row)
+    if len(records) == 1:
+        problems.add(header_line, "the CSV file has a header but no rows; add one row per job")
+    return out
+
+
+def _records(text: str, problems: Problems) -> list[tuple[int, list[str]]] | None:
+    """Non-blank records with the line each starts on, or None after a CSV syntax problem."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
     records: list[tuple[int, list[str]]] = []
     start = 1
@@ -238,16 +298,14 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
             start = reader.line_num + 1
     except csv.Error as exc:
         problems.add(start, f"CSV error in the record starting here: {exc}; a quoted cell is probably not closed")
-        return out
-    records = [(line, cells) for line, cells in records if any(c.strip() for c in cells)]
-    if not records:
-        problems.add(None, "the CSV file is empty; it needs a header row (prompt, image, ...) and one row per job")
-        return out
-    header_line, header = records[0]
-    names = [c.strip() for c in header]
-    while names and not names[-1]:
-        names.pop()
-    columns: list[tuple[int, str, bool]] = []  # (index, name, is_job_field)
+        return None
+    return [(line, cells) for line, cells in records if any(c.strip() for c in cells)]
+
+
+def _columns(header_line: int, names: list[str], job_fields: set[str],
+             problems: Problems) -> list[tuple[int, str, bool]] | None:
+    """(index, name, is_job_field) per named column, or None when prompt or image is missing."""
+    columns: list[tuple[int, str, bool]] = []
     seen: dict[str, int] = {}
     for index, name in enumerate(names):
         if not name:
@@ -263,30 +321,28 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
             hint = suggest(required, [n for n in seen if n not in job_fields])
             problems.add(header_line, f"no {required!r} column in the header row{hint} "
                          "(the first row must name the columns: image, prompt, duration, ...)")
-    if "prompt" not in seen or "image" not in seen:
-        return out
-    unnamed = [i for i, name in enumerate(names) if not name]
-    for line, cells in records[1:]:
-        if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
-            problems.add(line, f"this row has {len(cells)} cells but the header names {len(names)} columns; "
-                         "quote cells that contain the delimiter, or add a header for the extra column")
-            continue
-        bad = [i for i in unnamed if i < len(cells) and cells[i].strip()]
-        if bad:
-            problems.add(line, f"column {bad[0] + 1} has a value but no header; name the column or clear the cell")
-            continue
-        row = RawRow(line, {})
-        for index, name, is_field in columns:
-            cell = cells[index] if index < len(cells) else ""
-            if is_field:
-                if cell.strip():
-                    row.fields[name] = Value(cell.strip() if name != "prompt" else cell.strip("\r\n "), line)
-            else:
-                row.vars[name] = cell
-        out.rows.append(row)
-    if len(records) == 1:
-        problems.add(header_line, "the CSV file has a header but no rows; add one row per job")
-    return out
+    return columns if "prompt" in seen and "image" in seen else None
+
+
+def _csv_row(line: int, cells: list[str], width: int, columns: list[tuple[int, str, bool]], unnamed: list[int],
+             problems: Problems) -> RawRow | None:
+    if len(cells) > width and any(c.strip() for c in cells[width:]):
+        problems.add(line, f"this row has {len(cells)} cells but the header names {width} columns; "
+                     "quote cells that contain the delimiter, or add a header for the extra column")
+        return None
+    bad = [i for i in unnamed if i < len(cells) and cells[i].strip()]
+    if bad:
+        problems.add(line, f"column {bad[0] + 1} has a value but no header; name the column or clear the cell")
+        return None
+    row = RawRow(line, {})
+    for index, name, is_field in columns:
+        cell = cells[index] if index < len(cells) else ""
+        if is_field:
+            if cell.strip():
+                row.fields[name] = Value(cell.strip() if name != "prompt" else cell.strip("\r\n "), line)
+        else:
+            row.vars[name] = cell
+    return row
 
 
 def _delimiter(text: str) -> str:

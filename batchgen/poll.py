@@ -90,6 +90,9 @@ class Poller:
         self.r.state_log.append(Completed(job.key, pred.id, tuple(pred.outputs), pred.model, pred.inference_ms))
         if first:
             took = pred.inference_ms / 1000 if pred.inference_ms else self.r.clock() - (rec.submitted_at or self.r.clock())
+            watch = self.watches.get(job.key)
+            if watch is not None:
+                took = self.r.schedule.queue.generation(watch, took)
             self.r.schedule.observe(job.model, job.duration, took)
             if pred.model and pred.model != (rec.submit_model or job.model):
                 log.warning("job %s asked for %s but the provider answered with %s", job.id, job.model, pred.model)

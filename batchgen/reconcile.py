@@ -34,12 +34,8 @@ async def reconcile(result: Plan, provider: Provider, state_log: StateLog, optio
     wait = min(newest + options.unknown_grace - clock(), MAX_GRACE_WAIT)
     if wait > 0:
         await sleep(wait)  # a request sent just before a crash may still be in the server's hands
-    try:
-        listed = await provider.list_recent(options.listing_limit)
-    except BatchgenError as exc:
-        log.warning("cannot list recent predictions to reconcile unknown jobs: %s", exc)
-        listed = None
-    still = list(result.unknown) if listed is None else _match(result, listed, state_log, options.listing_limit)
+    listed, complete = await _list_window(result.unknown, provider, state_log, options.listing_margin, clock)
+    still = list(result.unknown) if listed is None else _match(result, listed, complete, state_log)
     for job in still:
         if options.resubmit_unknown:
             state_log.append(Unsent(job.key, "resubmit-unknown", "resubmitted on request (--resubmit-unknown)"))
@@ -47,7 +43,27 @@ async def reconcile(result: Plan, provider: Provider, state_log: StateLog, optio
     result.unknown = [] if options.resubmit_unknown else still
 
 
-def _match(result: Plan, listed: list[ListedPrediction], state_log: StateLog, limit: int) -> list[JobSpec]:
+async def _list_window(unknown: list[JobSpec], provider: Provider, state_log: StateLog, margin: float,
+                       clock: Callable[[], float]) -> tuple[list[ListedPrediction] | None, bool]:
+    """The provider's predictions of the unknown jobs' models over a window that surely holds their
+    submits (earliest intent to now, with clock-skew margins), and whether it was read completely."""
+    after = min((state_log.state.record(j.key).submitted_at or 0) for j in unknown) - margin
+    listed: list[ListedPrediction] = []
+    complete = True
+    try:
+        for model in sorted({j.model for j in unknown}):
+            listing = await provider.list_predictions(model=model, created_after=after, created_before=clock() + margin)
+            if listing is None:
+                return None, False
+            listed += listing.items
+            complete = complete and listing.complete
+    except BatchgenError as exc:
+        log.warning("cannot list recent predictions to reconcile unknown jobs: %s", exc)
+        return None, False
+    return listed, complete
+
+
+def _match(result: Plan, listed: list[ListedPrediction], complete: bool, state_log: StateLog) -> list[JobSpec]:
     state = state_log.state
     # Every task a job ever had, its earlier failed ones too, belongs to that attempt, never to a lost answer.
     known_pids = {pid for r in state.jobs.values() for pid in (r.pid, *r.past_pids) if pid}
@@ -55,7 +71,8 @@ def _match(result: Plan, listed: list[ListedPrediction], state_log: StateLog, li
     for item in reversed(listed):  # oldest first, so takes pair up in submit order
         if item.id not in known_pids:
             free[item.body_hash].append(item.id)
-    complete = len(listed) < limit
+    # An unmatched item without its input may be a lost submit: never conclude "never created" then.
+    complete = complete and not free.get("")
     still = []
     for job in result.unknown:
         rec = state.record(job.key)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .deliveries import check_webhook_url
 from .errors import UsageError
+from .models import ModelTable
 from .pacing import ACCOUNT_LEVELS
 from .schedule import PollPolicy
 
@@ -35,16 +36,18 @@ def account_limits(args: argparse.Namespace, manifest_concurrency: Any) -> tuple
     return concurrency, per_minute
 
 
-def poll_policy(args: argparse.Namespace, *, local: bool = False, **extra: Any) -> PollPolicy:
-    """Reads at the documented cadence; ``--poll-min`` lowers the floor too (short test jobs). The
-    local simulator's jobs take seconds and nobody's rules apply: it is read every quarter second."""
+def poll_policy(args: argparse.Namespace, models: ModelTable, *, local: bool = False, **extra: Any) -> PollPolicy:
+    """Reads at each model's documented cadence (its row's ``min_read_interval``, 5 s for video
+    models); ``--poll-min`` lowers every floor too (short test jobs). The local simulator's jobs take
+    seconds and nobody's rules apply: it is read every quarter second."""
     if args.poll_min is not None:
         if args.poll_min <= 0:
             raise UsageError("--poll-min must be more than 0 seconds")
         return PollPolicy(**{"min_interval": args.poll_min, "read_floor": args.poll_min, **extra})
     if local:
         return PollPolicy(**{"min_interval": 0.25, **extra})
-    return PollPolicy(**{"min_interval": 1.0, "read_floor": VIDEO_READ_FLOOR, **extra})
+    floors = {spec.id: spec.min_read_interval for spec in models}
+    return PollPolicy(**{"min_interval": 1.0, "read_floor": VIDEO_READ_FLOOR, "read_floors": floors, **extra})
 
 
 def webhook_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class RunOptions:
     max_download_bytes: int = 4 << 30
     duration_tolerance: float = 0.6
     unknown_grace: float = 3.0
-    listing_limit: int = 1000
+    #: Seconds added on both sides of the listing window (clock skew between us and the provider).
+    listing_margin: float = 600.0
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
     fallback_after: int = 3
     #: Submits per minute the account allows (its videos/min); None: no bucket, 429s pace.

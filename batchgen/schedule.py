@@ -248,7 +248,7 @@ class Watch:
     def __init__(self, schedule: PollSchedule, model: str, duration: int, started: float):
         self.schedule = schedule
         self.key = (model, duration)
-        self.started = started
+        self.started = self.submitted = started
         self.misses = 0
         self._last_read: float | None = None
         self._past_window = 0
@@ -339,8 +339,7 @@ class Watch:
         waited longest: left to its next blind read, that job would sleep up to max_interval."""
         s = self.schedule
         s._running[self.key].discard(self)
-        now = s._clock()
-        s.queue.leave(self, now if took is None else min(now, self.started + took))
+        s.queue.leave(self, took)
         if self._prober and s.expected(*self.key) is None:
             waiters = [w for w in s._running[self.key] if not w._prober]
             if waiters:

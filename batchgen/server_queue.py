@@ -37,14 +37,17 @@ class ServerQueue:
             watch.queued = True
             self.waiting.append(watch)
 
-    def leave(self, watch: "Watch", ended: float) -> None:
-        """``watch``'s job ended at ``ended`` (or was given up): the oldest waiting job starts then."""
+    def leave(self, watch: "Watch", took: float | None) -> None:
+        """``watch``'s job ended (``took``: the time it reported) or was given up: the oldest waiting
+        job starts when it ended at the provider."""
         if watch.queued:
             # It ended while thought queued (a delivery, a safety read): it had a slot after all.
             watch.queued = False
             self.waiting.remove(watch)
             return
-        self._lags.append(max(0.0, self._clock() - ended))
+        ended = self.end_of(watch, took)
+        if took is not None and ended < self._clock():
+            self._lags.append(self._clock() - ended)
         self.serving -= 1
         if self.waiting:
             heir = self.waiting.popleft()
@@ -52,6 +55,20 @@ class ServerQueue:
             heir.started = ended
             self.serving += 1
             heir.handed.set()
+
+    def end_of(self, watch: "Watch", took: float | None) -> float:
+        """When ``watch``'s job ended at the provider: its start plus the time it reported, or now
+        when that lies ahead. It does when the reported time counts the wait in the provider's
+        queue (the simulator's does; upstream it is undocumented), or when the job started before
+        its estimate (jobs ahead end in another order than they are noticed): now is a safe bound."""
+        now = self._clock()
+        return now if took is None else min(now, watch.started + took)
+
+    def generation(self, watch: "Watch", took: float | None) -> float | None:
+        """The job's own generation time (without its wait in the queue), for learning the window."""
+        if took is None or watch.started == watch.submitted:
+            return took
+        return max(0.0, self.end_of(watch, took) - watch.started)
 
     def lag(self) -> float | None:
         """The typical read lag so far (its upper quartile: the queue must outlast most lags)."""

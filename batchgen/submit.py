@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("batchgen")
 
 
-#: 429s in a row (nothing accepted between) after which every submit waits, not only the refused one.
-STREAK = 3
+#: 429s in a row (nothing accepted between) after which every submit waits, not only the refused one:
+#: a per-minute limit refuses every submit, while sporadic 429s come alone or in short bursts.
+STREAK = 6
+#: The longest wait before sending again a submit refused with a 5xx (no Retry-After).
+SUBMIT_BACKOFF_CAP = 2.0
 
 
 class _Stop(Exception):
@@ -113,7 +116,11 @@ class Submitter:
         if refusals["n"] >= self.r.retry.attempts:
             return None
         retry_after = getattr(exc, "retry_after", None)
-        return RETRY_DEFAULT if retry_after is None else retry_after
+        # Backed off by this job's own refusals (counting its 429s too made a sporadic 5xx wait 30 s),
+        # and briefly: the job holds an in-flight place meanwhile, and a refused POST cost nothing.
+        if retry_after is None:
+            return min(SUBMIT_BACKOFF_CAP, self.r.retry.backoff(refusals["n"], self.r.rng))
+        return retry_after
 
     def _rate_limited(self, job: JobSpec, exc: RateLimitedError) -> float:
         """How long this refused submit waits; whether every submit waits too.

@@ -49,8 +49,11 @@ def render_cache_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def fast_config(render_cache_dir) -> SimConfig:
-    """A simulator that finishes every task in ~50 ms (plus encoding) with no faults."""
-    return SimConfig(gen_base=0.05, gen_per_second=0.0, gen_jitter=0.0, render_cache_dir=render_cache_dir)
+    """A simulator that finishes every task in ~50 ms (plus encoding) with no faults, Sora 2 served."""
+    # Tests of other behaviours play the API as it was before Sora 2's retirement; the retirement modes
+    # are tested on their own (test_sim_account.py).
+    return SimConfig(gen_base=0.05, gen_per_second=0.0, gen_jitter=0.0, render_cache_dir=render_cache_dir,
+                     retired_mode="serve")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from batchgen.cli import main
+from batchgen.models import SORA_PRO
 from batchgen.state import load
 from conftest import API_KEY, image_bytes
 
@@ -28,6 +29,10 @@ def make_images(folder: Path, count: int, fmt: str = "PNG") -> list[Path]:
 
 
 def write_manifest(folder: Path, jobs: list[dict[str, Any]], **top: Any) -> Path:
+    """A manifest of ``jobs``; a job naming no model runs Sora 2 Pro, the default these tests' figures
+    (4 s jobs, $0.30/s) were written for before Seedance 2.0 became the default model."""
+    if "model" not in top.get("defaults", {}):
+        jobs = [job if "model" in job else {**job, "model": SORA_PRO} for job in jobs]
     path = folder / "batch.yaml"
     path.write_text(yaml.safe_dump({**top, "jobs": jobs}, sort_keys=False), encoding="utf-8")
     return path

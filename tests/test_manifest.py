@@ -26,6 +26,13 @@ def d(tmp_path):
     return make_manifest_folder(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def sora_pro_default(monkeypatch):
+    """These cases (ids like a-4s-720p, Sora's durations) were written when Sora 2 Pro was the default
+    model; they test parsing, not the default, which test_models.py checks is Seedance 2.0."""
+    monkeypatch.setattr("batchgen.manifest_rows.DEFAULT_MODEL", SORA_PRO)
+
+
 def make_manifest_folder(tmp_path):
     """A manifest folder with a few real images and some broken ones (shared with the run-level tests)."""
     Image.new("RGB", (64, 48), "red").save(tmp_path / "a.jpg")
@@ -80,7 +87,7 @@ BAD = {
     "duplicate-key": (job(image="a.jpg", prompt="one") + "    prompt: two\n", "m.yaml",
                       [(4, "'prompt' is given twice (also on line 3)")]),
     "unknown-field": (job(image="a.jpg", promt="hi", prompt="x"), "m.yaml",
-                      [(3, "unknown field 'promt'; did you mean 'prompt'?")]),
+                      [(3, "unknown field 'promt' (did you mean 'prompt'?)")]),
     "field-of-other-model": (job(image="a.jpg", prompt="x", aspect_ratio='"16:9"'), "m.yaml",
                              [(4, f"'aspect_ratio' is not a field of {SORA_PRO}; it is taken by {SEEDANCE}")]),
     "nested-value": (job(image="a.jpg", prompt="{a: 1}"), "m.yaml", [(3, "prompt: must be a value")]),
@@ -116,9 +123,9 @@ BAD = {
     "duplicate-ids": (job(image="a.jpg", prompt="x", id="hero") + "  - image: b.png\n    prompt: y\n    id: hero\n",
                       "m.yaml", [(7, "id 'hero' is used twice (lines 2 and 5)")]),
     "duplicate-outputs": (job(image="a.jpg", prompt="x") + "  - image: a.jpg\n    prompt: y\n", "m.yaml",
-                          [(4, "output 'a-4s-720p.mp4' is also written by job a-4s-720p (line 2; this job is on line 4)")]),
+                          [(4, "output 'a-4s-720p.mp4' is written by two jobs: ")]),
     "duplicate-outputs-case": (job(image="a.jpg", prompt="x", output="Clip") + job(image="b.png", prompt="x",
-                               output="clip")[6:], "m.yaml", [(7, "output 'clip.mp4' is also written by job Clip")]),
+                               output="clip")[6:], "m.yaml", [(7, "output 'clip.mp4' is written by two jobs: ")]),
     "output-absolute": (job(image="a.jpg", prompt="x", output="/tmp/{stem}"), "m.yaml", [(4, "is an absolute path")]),
     "output-dotdot": (job(image="a.jpg", prompt="x", output="clips/../../{stem}"), "m.yaml",
                       [(4, "climbs out of the output folder")]),
@@ -189,9 +196,10 @@ def test_every_problem_reported_at_once_with_job_ids(d):
           - image: b.png
             promt: z
     """)
-    assert [(p.line, p.job) for p in found] == [(2, "nope-4s-720p"), (7, "second"), (9, None), (8, None)]
+    # The typo'd 'promt' is one problem: no redundant "prompt is required" beside it.
+    assert [(p.line, p.job) for p in found] == [(2, "nope-4s-720p"), (7, "second"), (9, None)]
     assert "nope.jpg" in found[0].message and "duration 5" in found[1].message
-    assert "did you mean 'prompt'" in found[2].message and "prompt is required" in found[3].message
+    assert found[2].message == "unknown field 'promt' (did you mean 'prompt'?)"
 
 
 def test_missing_manifest(tmp_path):
@@ -423,8 +431,8 @@ def test_shipped_manifests_load(name, count):
     assert all(j.image_sha256 or j.image_url for j in m.jobs)
 
 
-def test_demo_is_sora_pro_720p_with_4_and_8_seconds():
+def test_demo_is_seedance_720p_with_4_and_8_seconds():
     m = load_manifest(REPO / "manifests" / "demo.yaml")
-    assert {j.model for j in m.jobs} == {SORA_PRO}
+    assert {j.model for j in m.jobs} == {SEEDANCE}
     assert {j.resolution for j in m.jobs} == {"720p"}
     assert sorted({j.duration for j in m.jobs}) == [4, 8]

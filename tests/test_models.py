@@ -10,7 +10,7 @@ from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.cli import main
 from batchgen.errors import ModelTableError
-from batchgen.models import BUILTIN_MODELS, SEEDANCE, SORA_PRO, SORA_STD, ModelTable
+from batchgen.models import BUILTIN_MODELS, DEFAULT_MODEL, SEEDANCE, SEEDANCE_FAST, SORA_PRO, SORA_STD, ModelTable
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.state import load
 from batchgen.user_config import user_model_table, user_models_path
@@ -73,7 +73,79 @@ def test_body_fills_defaults_and_sends_only_what_the_model_takes():
 
 def test_unconfirmed_figures_are_marked_so_the_estimate_can_say_so():
     confirmed = {m.id: m.confirmed for m in BUILTIN_MODELS}
-    assert confirmed == {SORA_PRO: True, SORA_STD: False, SEEDANCE: False}
+    assert confirmed == {SORA_PRO: True, SORA_STD: False, SEEDANCE: False, SEEDANCE_FAST: False}
+
+
+def test_v2_facts_seedance_default_fast_built_in_sora_retired():
+    table = ModelTable()
+    assert DEFAULT_MODEL == SEEDANCE
+    fast = table.get(SEEDANCE_FAST)
+    assert (fast.durations, fast.resolutions, fast.price("720p", 5)) == (tuple(range(4, 16)), ("480p", "720p"), 0.80)
+    std = table.get(SORA_STD)
+    assert (std.durations, std.price("720p", 20)) == ((4, 8, 12, 16, 20), 2.00)
+    for sora in (SORA_STD, SORA_PRO):
+        retired = table.get(sora).retired
+        assert retired and (retired.date, retired.replacement) == ("2026-09-24", SEEDANCE)
+    assert table.get(SEEDANCE).retired is None and table.get(SEEDANCE_FAST).retired is None
+    assert {m.min_read_interval for m in BUILTIN_MODELS} == {5.0}, "the docs ask 5 s between reads of a video task"
+
+
+def test_seedance_generate_audio_and_seed_are_typed_extra_fields():
+    seedance = ModelTable().get(SEEDANCE)
+    assert seedance.check({"generate_audio": False, "seed": 42}) == []
+    assert seedance.check({"generate_audio": "yes", "seed": 1.5, "aspect_ratio": "1:1"}) == [
+        f"generate_audio 'yes' is not accepted by {SEEDANCE}; use a true/false",
+        f"seed 1.5 is not accepted by {SEEDANCE}; use a whole number"]
+    assert seedance.check({"seed": True}), "a bool is not a seed"
+    assert build_body(seedance, "u", "p", {"generate_audio": True, "seed": 7}) == {
+        "image": "u", "prompt": "p", "duration": 5, "resolution": "720p", "generate_audio": True, "seed": 7}
+
+
+def test_retired_and_read_floor_are_data_a_models_file_sets():
+    table = ModelTable().extended({
+        SORA_PRO: {"retired": False, "min_read_interval": 2},
+        SEEDANCE: {"retired": {"date": "2027-01-01", "message": "gone", "replacement": SEEDANCE_FAST}},
+        ACME: {"durations": [5], "resolutions": ["720p"], "price_per_second": 0.2,
+               "extra_fields": {"loud": "bool", "mood": ["calm", "wild"]}},
+    })
+    assert table.get(SORA_PRO).retired is None and table.get(SORA_PRO).min_read_interval == 2.0
+    assert table.get(SEEDANCE).retired.replacement == SEEDANCE_FAST
+    assert table.get(ACME).extra_fields == {"loud": "bool", "mood": ("calm", "wild")}
+    assert table.get(ACME).min_read_interval == 5.0
+
+
+@pytest.mark.parametrize("prices", [float("nan"), float("inf"), 0, -0.1, {"720p": 0}, {"720p": float("nan")}])
+def test_non_finite_zero_and_negative_prices_are_refused(prices):
+    with pytest.raises(ModelTableError, match=r"models\.acme/motion-1/image-to-video: price_per_second\.720p must "
+                                              r"be a finite number above zero"):
+        ModelTable().extended({ACME: {"durations": [5], "resolutions": ["720p"], "price_per_second": prices}})
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"retired": "soon"}, "retired must be false or a mapping with date, message and replacement"),
+    ({"min_read_interval": -1}, "min_read_interval must be a finite number"),
+    ({"extra_fields": {"x": "float"}}, "an extra field is a list of allowed values or one of bool, int"),
+])
+def test_bad_retired_read_floor_and_field_kind_are_refused(entry, message):
+    with pytest.raises(ModelTableError, match=message):
+        ModelTable().extended({SORA_PRO: entry})
+
+
+def test_models_command_lists_built_in_and_user_models(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BATCHGEN_MODELS", str(_models_file(tmp_path / "models.yaml", USER_MODELS)))
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert (f"{ACME}  (user)\n    durations: 5, 10; resolutions: 720p\n    price: $0.22/s (unconfirmed); "
+            "results read at most every 5 s") in text
+    assert f"{SORA_STD}  (built-in, changed by the user)" in text
+    assert f"{SEEDANCE_FAST}  (built-in)\n    durations: 4-15 (whole seconds); resolutions: 480p, 720p" in text
+    assert text.count("RETIRED since 2026-09-24") == 2 and f"use {SEEDANCE} instead" in text
+    assert main(["models", "--json"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[SORA_PRO]["retired"]["replacement"] == SEEDANCE and rows[SORA_PRO]["confirmed"]
+    assert rows[SEEDANCE]["retired"] is None and rows[SEEDANCE]["price"].startswith("$0.12/s at 480p")
+    assert rows[SORA_STD]["resolutions"] == "none to choose" and rows[ACME]["origin"] == "user"
+    assert rows[SEEDANCE]["min_read_interval"] == 5.0
 
 
 def test_extended_overrides_one_field_and_keeps_the_rest():
@@ -198,3 +270,20 @@ def test_a_model_added_by_a_models_file_runs_end_to_end_without_code_changes(mak
     est = json.loads(capsys.readouterr().out)
     assert est["split"]["paid"] == {"jobs": 2, "seconds": 20, "dollars": 4.40}
     assert est["unconfirmed"] == [{"model": ACME, "note": ""}]
+
+
+def test_typed_turns_manifest_text_into_the_fields_json_type():
+    seedance = ModelTable().get(SEEDANCE)
+    assert [seedance.typed("generate_audio", t) for t in ("true", "False", "maybe")] == [True, False, "maybe"]
+    assert [seedance.typed("seed", t) for t in ("42", "-3", "4.5")] == [42, -3, "4.5"]
+    assert seedance.typed("aspect_ratio", "9:16") == "9:16" and seedance.typed("seed", 7) == 7
+
+
+def test_a_manifest_naming_no_model_runs_seedance_2_at_its_defaults(tmp_path):
+    from batchgen.manifest import load_manifest
+
+    make_images(tmp_path / "img", 1)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("jobs:\n  - image: img/shot00.png\n    prompt: p\n", encoding="utf-8")
+    [job] = load_manifest(manifest).jobs
+    assert (job.model, job.duration, job.resolution, job.id) == (SEEDANCE, 5, "720p", "shot00-5s-720p")

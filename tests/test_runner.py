@@ -122,7 +122,7 @@ def test_failed_task_is_recorded_and_retried_only_on_request(make_sim, batch, ca
 
 
 def test_lost_submit_answer_is_unknown_then_reconciled_from_the_listing(make_sim, batch, capsys):
-    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=True)  # items matched by their input
     manifest, out = batch
     assert run_cli(sim, manifest, out) == 1
     state = load(out / "state.jsonl")
@@ -240,7 +240,7 @@ def test_unavailable_primary_switches_new_jobs_to_the_fallback_model(make_sim, t
 
 
 def test_reconcile_never_adopts_an_earlier_failed_task_of_the_same_job(make_sim, tmp_path):
-    sim = make_sim(faults=Faults(rate_fail=1.0))
+    sim = make_sim(faults=Faults(rate_fail=1.0), listing_input=True)
     make_images(tmp_path / "img", 1)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}])
     out = tmp_path / "out"
@@ -422,3 +422,17 @@ def test_an_intent_stamped_a_day_ahead_does_not_make_reconciliation_sleep_a_day(
 
     plan = asyncio.run(go())
     assert waits == [MAX_GRACE_WAIT] and plan.submit == [job], "never created: listed nowhere, submitted again"
+
+
+def test_a_lost_submit_is_not_resubmitted_while_listing_items_carry_no_input(make_sim, batch):
+    """The documented listing has no input: an unmatched item of the job's model may be its lost submit,
+    so the job stays unknown (never paid twice) instead of being concluded "never created"."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    manifest, out = batch
+    assert run_cli(sim, manifest, out) == 1
+    sim.configure(faults={"drop-after": 0.0})
+    run_cli(sim, manifest, out)
+    ledger = sim.ledger()
+    assert max(ledger["accepted_by_body_hash"].values()) == 1, "no job was paid twice"
+    assert ledger["requests"]["list"] >= 1
+    assert {r.status.value for r in load(out / "state.jsonl").jobs.values()} == {"unknown"}

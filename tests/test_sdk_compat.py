@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 import wavespeed
 
-from batchgen.models import SORA_PRO
+from batchgen.models import SEEDANCE
 from batchgen.probe import probe_video
 from batchgen.simulator import Faults
 from conftest import API_KEY, image_bytes
@@ -25,7 +25,7 @@ def test_sdk_upload_run_and_download_a_real_720p_clip(sdk_sim, tmp_path):
     client = wavespeed.Client(api_key=API_KEY, base_url=sdk_sim.base_url)
 
     url = client.upload(str(picture))
-    output = client.run(SORA_PRO, {"image": url, "prompt": "slow orbit, soft music", "duration": 4,
+    output = client.run(SEEDANCE, {"image": url, "prompt": "slow orbit, soft music", "duration": 4,
                                    "resolution": "720p"}, poll_interval=0.1)
 
     clip = tmp_path / "clip.mp4"
@@ -37,19 +37,19 @@ def test_sdk_upload_run_and_download_a_real_720p_clip(sdk_sim, tmp_path):
     assert abs(info.duration - 4.0) < 0.3
     ledger = sdk_sim.ledger()
     assert ledger["uploads"] == 1 and ledger["requests"]["upload_ticket"] == 1 and ledger["requests"]["upload_put"] == 1
-    assert [s["model"] for s in ledger["submissions"]] == [SORA_PRO] and ledger["charged_total"] == 1.20
+    assert [s["model"] for s in ledger["submissions"]] == [SEEDANCE] and ledger["charged_total"] == 0.96
 
 
 def test_sdk_sync_mode_and_wrong_key(sdk_sim):
     data_uri_body = {"image": "data:image/png;base64," + base64.b64encode(image_bytes()).decode(),
                      "prompt": "zoom", "duration": 4}
     client = wavespeed.Client(api_key=API_KEY, base_url=sdk_sim.base_url)
-    output = client.run(SORA_PRO, data_uri_body, enable_sync_mode=True)
+    output = client.run(SEEDANCE, data_uri_body, enable_sync_mode=True)
     assert output["outputs"][0].endswith("/video.mp4")
 
     stranger = wavespeed.Client(api_key="not-the-key", base_url=sdk_sim.base_url)
     with pytest.raises(RuntimeError, match="HTTP 401"):
-        stranger.run(SORA_PRO, data_uri_body, poll_interval=0.1)
+        stranger.run(SEEDANCE, data_uri_body, poll_interval=0.1)
 
 
 def test_sdk_reports_a_failed_task_with_the_servers_error(make_sim):
@@ -57,4 +57,4 @@ def test_sdk_reports_a_failed_task_with_the_servers_error(make_sim):
     client = wavespeed.Client(api_key=API_KEY, base_url=sim.base_url)
     body = {"image": sim.base_url + "/_sim/uploads/none/x.png", "prompt": "x", "duration": 4}
     with pytest.raises(RuntimeError, match=r"Prediction failed \(task_id: [0-9a-f]{32}\): .*moderation"):
-        client.run(SORA_PRO, body, poll_interval=0.05)
+        client.run(SEEDANCE, body, poll_interval=0.05)

@@ -11,6 +11,7 @@ import pytest
 
 from batchgen.cli import build_parser
 from batchgen.errors import UsageError
+from batchgen.models import SEEDANCE, ModelTable
 from batchgen.pacing import ACCOUNT_LEVELS, QueueMargin, Slots, TokenBucket
 from batchgen.run_flags import VIDEO_READ_FLOOR, account_limits, poll_policy, webhook_options
 from batchgen.schedule import PollPolicy, PollSchedule
@@ -147,12 +148,16 @@ def test_the_account_level_sets_concurrency_and_pace_and_explicit_flags_win():
         account_limits(_args("--videos-per-minute", "0"), None)
 
 
-def test_reads_follow_the_documented_floor_unless_poll_min_lowers_it():
-    policy = poll_policy(_args())
-    assert policy.floor("any/model") == VIDEO_READ_FLOOR == 5.0
-    quick = poll_policy(_args("--poll-min", "1"))
-    assert quick.floor("any/model") == 1.0 and quick.min_interval == 1.0
-    assert poll_policy(_args(), local=True).floor("any/model") == 0.0
+def test_reads_follow_each_models_documented_floor_unless_poll_min_lowers_it():
+    models = ModelTable().extended({"acme/slow-video": {"durations": [5], "resolutions": ["720p"],
+                                                        "price_per_second": 0.1, "min_read_interval": 12}})
+    policy = poll_policy(_args(), models)
+    assert policy.floor(SEEDANCE) == VIDEO_READ_FLOOR == 5.0
+    assert policy.floor("acme/slow-video") == 12.0
+    assert policy.floor("not/in-the-table") == 5.0
+    quick = poll_policy(_args("--poll-min", "1"), models)
+    assert quick.floor("acme/slow-video") == 1.0 and quick.min_interval == 1.0
+    assert poll_policy(_args(), models, local=True).floor(SEEDANCE) == 0.0
 
 
 def test_webhook_flags_need_https_or_loopback_and_a_port():
@@ -164,3 +169,20 @@ def test_webhook_flags_need_https_or_loopback_and_a_port():
         webhook_options(_args("--webhook-url", "http://example.org/h"))
     with pytest.raises(UsageError, match="--listen"):
         webhook_options(_args("--webhook-url", "https://example.org/h", "--listen", "host:port"))
+
+
+def test_a_reported_time_that_counts_the_wait_in_the_queue_is_not_learned_as_generation_time():
+    """The simulator's timings.inference counts a queued task's wait (upstream: undocumented). Counted
+    from the job's start it would end after now: the end is then taken as now, and only the time since
+    the start is learned as generation time."""
+    t = FakeTime()
+    schedule = _schedule(t, capacity=1)
+    first, second = schedule.watch("m", 4), schedule.watch("m", 4)
+    t.now += 21.0
+    first.close(took=20.0)
+    assert second.started == pytest.approx(t.now - 1.0)
+    t.now += 22.0  # it ended 40 s after both were submitted, its wait counted in the 40 s
+    assert schedule.queue.end_of(second, 40.0) == t.now
+    assert schedule.queue.generation(second, 40.0) == pytest.approx(23.0)
+    assert schedule.queue.generation(second, 20.0) == pytest.approx(20.0)  # a time without the wait
+    assert schedule.queue.generation(first, 20.0) == 20.0  # never queued: as reported

@@ -121,9 +121,6 @@ class Provider(Protocol):
     async def result(self, prediction_id: str) -> Prediction:
         """Read a task's current state."""
 
-    async def list_recent(self, limit: int = 1000) -> list[ListedPrediction] | None:
-        """The v1 listing (GET, items with their input); replaced by list_predictions."""
-
     async def list_predictions(self, *, model: str, created_after: float, created_before: float) -> Listing | None:
         """Tasks of ``model`` created in the window (epoch seconds), or None without a listing."""
 

@@ -334,14 +334,6 @@ class ReplicateProvider:
             url = payload.get("next") if isinstance(payload.get("next"), str) else None
             yield [item for item in map(parse_listed, results) if item is not None], url is None
 
-    async def list_recent(self, limit: int = 1000) -> list[ListedPrediction] | None:
-        listed: list[ListedPrediction] = []
-        async for items, _last in self._pages(MAX_PAGES):
-            listed.extend(items)
-            if len(listed) >= limit:
-                break
-        return listed[:limit]
-
     async def list_predictions(self, *, model: str, created_after: float, created_before: float) -> Listing | None:
         """Predictions of ``model`` created in the window; complete once a page reached past its start."""
         found: list[ListedPrediction] = []

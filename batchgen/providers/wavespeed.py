@@ -11,6 +11,7 @@ import email.utils
 import hashlib
 import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from ..errors import (
 )
 from ..models import ModelSpec, body_hash
 from ..webhooks import WAVESPEED_SCHEME
-from .base import Download, ListedPrediction, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
+from .base import Download, ListedPrediction, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 POLICY = ProviderPolicy(
@@ -266,26 +267,32 @@ class WaveSpeedProvider:
             raise PermanentError(f"upload {filename}: the answer has no download_url: {_snippet(payload)}")
         return str(url)
 
-    async def list_recent(self, limit: int = 1000) -> list[ListedPrediction] | None:
+    async def list_predictions(self, *, model: str, created_after: float, created_before: float) -> Listing | None:
+        """Every prediction of ``model`` created in the window (epoch seconds), paging to ``total``
+        (``POST /api/v3/predictions``); None when there is no usable listing.
+
+        ``complete`` only when every page up to the total was read: an error or odd page after the
+        first ends the read with what it has, marked incomplete."""
         if not self._listing:
             return None
-        try:
-            payload = await self._api("GET", "/api/v3/predictions", kind="list", params={"limit": str(limit)})
-        except PermanentError:
-            return None
-        items = (payload.get("data") or {}).get("items") if isinstance(payload.get("data"), dict) else payload.get("data")
-        if not isinstance(items, list):
-            return None
-        listed = []
-        for item in items:
-            if not isinstance(item, dict) or not item.get("id"):
-                continue
-            digest = item.get("body_hash") or (body_hash(item["input"]) if isinstance(item.get("input"), dict) else "")
-            listed.append(ListedPrediction(
-                id=str(item["id"]), model=str(item.get("model", "")), status=str(item.get("status", "")),
-                body_hash=str(digest),
-            ))
-        return listed
+        filters = {"model": model, "created_after": _iso(created_after), "created_before": _iso(created_before)}
+        items: dict[str, ListedPrediction] = {}
+        for page in range(1, MAX_LIST_PAGES + 1):
+            try:
+                payload = await self._api("POST", "/api/v3/predictions", kind="list",
+                                          json={"page": page, "page_size": LIST_PAGE_SIZE, **filters})
+            except PermanentError:
+                payload = None
+            raw, total = _page_of(payload)
+            if raw is None:
+                return None if page == 1 else Listing(tuple(items.values()), complete=False)
+            # Newest first: a prediction made while paging shifts older ones onto the next page (seen twice).
+            items.update((p.id, p) for p in map(_listed, raw) if p is not None)
+            if (page - 1) * LIST_PAGE_SIZE + len(raw) >= total:
+                return Listing(tuple(items.values()), complete=True)
+            if not raw:
+                break
+        return Listing(tuple(items.values()), complete=False)
 
     # -- files ------------------------------------------------------------------------
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
@@ -334,3 +341,46 @@ class WaveSpeedProvider:
 INFO = ProviderInfo(policy=POLICY, factory=WaveSpeedProvider)
 
 __all__ = ["DEFAULT_BASE_URL", "INFO", "POLICY", "ProviderError", "WaveSpeedProvider", "parse_prediction", "parse_retry_after"]
+
+
+#: The listing's largest page (docs "Predictions API"), and a bound on pages read for one window.
+LIST_PAGE_SIZE = 100
+MAX_LIST_PAGES = 200
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=timezone.utc).timestamp()
+
+
+def _page_of(payload: Any) -> tuple[list | None, int]:
+    """A listing page's items and total, or (None, 0) when the answer is not one."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    items = data.get("items") if isinstance(data, dict) else None
+    total = data.get("total") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not isinstance(total, int) or isinstance(total, bool):
+        return None, 0
+    return items, total
+
+
+def _listed(item: Any) -> ListedPrediction | None:
+    """One listing item; ``input`` and its body hash only when the item carries the request input."""
+    if not isinstance(item, dict) or not item.get("id"):
+        return None
+    given = item.get("input") if isinstance(item.get("input"), dict) else None
+    outputs = item.get("outputs")
+    return ListedPrediction(
+        id=str(item["id"]), model=str(item.get("model") or ""), status=str(item.get("status") or ""),
+        created_at=_epoch(item.get("created_at")),
+        outputs=tuple(str(o) for o in outputs if o) if isinstance(outputs, list) else (),
+        input=given, body_hash=body_hash(given) if given is not None else "",
+    )

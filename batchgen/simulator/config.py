@@ -11,8 +11,23 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from ..models import SEEDANCE, SORA_PRO, SORA_STD, ModelTable
+from ..user_config import user_model_table
 
-__all__ = ["FAULT_FLAGS", "Faults", "SimConfig", "add_arguments", "apply_changes", "config_from_args"]
+__all__ = ["ACCOUNT_LEVELS", "FAULT_FLAGS", "Faults", "RETIRED_MODES", "SimConfig", "add_arguments", "apply_changes",
+           "config_from_args"]
+
+#: shared/API.md "Account limits": level -> (videos started per minute, tasks generating at once).
+ACCOUNT_LEVELS: dict[str, tuple[int, int]] = {
+    "bronze": (5, 3),
+    "silver": (60, 100),
+    "gold": (600, 2000),
+    "ultra": (5000, 5000),
+}
+#: How submits to a model the table marks retired (Sora 2) are answered; see ``--sora2``.
+RETIRED_MODES = ("refuse", "fail", "substitute", "serve")
+AT_CAP_MODES = ("queue", "429")
+#: Predictions and their outputs are deleted after 7 days (shared/API.md "Errors").
+RETENTION_SECONDS = 7 * 86400
 
 
 @dataclass
@@ -39,6 +54,8 @@ class Faults:
     rate_fallback: float = 0.0
     #: Submits to these models answer 503 "... is temporarily unavailable".
     unavailable_models: set[str] = field(default_factory=set)
+    #: A webhook delivery is sent twice (the docs leave retries unconfirmed: receivers must handle each id once).
+    rate_webhook_duplicate: float = 0.0
 
 
 #: CLI/config short names -> Faults rate fields.
@@ -51,6 +68,7 @@ FAULT_FLAGS: dict[str, str] = {
     "truncate": "rate_truncate",
     "fail": "rate_fail",
     "fallback": "rate_fallback",
+    "webhook-duplicate": "rate_webhook_duplicate",
 }
 
 DEFAULT_FALLBACKS: dict[str, str] = {SORA_PRO: SORA_STD, SORA_STD: SEEDANCE}
@@ -66,12 +84,26 @@ class SimConfig:
     gen_base: float = 2.0
     gen_per_second: float = 0.1
     gen_jitter: float = 0.2
-    #: Jobs in created/processing per key; a submit over it answers 429.
+    #: Tasks generating at once per key (the account's "max concurrent tasks"); None: no limit.
     concurrency_cap: int | None = None
-    #: Requests per minute per key on /api/v3; over it answers 429.
+    #: Over the cap: "queue" accepts, bills and keeps the task in ``created`` until a slot frees (WaveSpeed,
+    #: shared/API.md); "429" refuses the submit (how other providers behave).
+    at_cap: str = "queue"
+    #: Videos started (accepted submits) per minute per key; over it a submit answers 429. Reads never count.
     rpm: int | None = None
     #: Seconds the ``rpm`` window spans; shorter than 60 scales a rate limit down in time for benchmarks.
     rpm_window: float = 60.0
+    #: Dollars on the account; each accepted task is charged, a submit it cannot pay answers 402.
+    balance: float = 1_000_000.0
+    #: Whether listing items carry the request ``input`` (unconfirmed upstream; the docs example has none).
+    listing_input: bool = False
+    #: How submits to a retired model are answered: one of RETIRED_MODES.
+    retired_mode: str = "refuse"
+    #: Seconds a prediction and its output live (simulated clock).
+    retention: float = RETENTION_SECONDS
+    #: Webhook deliveries: attempts per delivery, and the first wait between them (doubling).
+    webhook_attempts: int = 4
+    webhook_backoff: float = 0.5
     #: Seconds an output URL stays valid (None: forever).
     url_ttl: float | None = None
     #: What 429 answers advise in Retry-After / retry-after-ms.
@@ -96,11 +128,36 @@ _RUNTIME_FIELDS = {
 }
 
 
+def _check_modes(values: Mapping[str, Any]) -> None:
+    for name, allowed in (("at_cap", AT_CAP_MODES), ("retired_mode", RETIRED_MODES)):
+        if name in values and values[name] not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {values[name]!r}")
+
+
 def _rate(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"a fault rate must be between 0 and 1, got {value}")
     return value
+
+
+def _fault_changes(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError("'faults' must be an object of fault name -> rate")
+    changes: dict[str, Any] = {}
+    for name, rate in value.items():
+        attr = FAULT_FLAGS.get(name, name)
+        if attr in ("unavailable", "unavailable_models"):
+            changes["unavailable_models"] = set(rate or ())
+        elif attr in FAULT_FLAGS.values():
+            changes[attr] = _rate(str(rate))
+        elif attr == "burst_len":
+            changes[attr] = int(rate)
+        elif attr == "slow_seconds":
+            changes[attr] = float(rate)
+        else:
+            raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULT_FLAGS))}")
+    return changes
 
 
 def apply_changes(config: SimConfig, changes: Mapping[str, Any]) -> None:
@@ -113,34 +170,36 @@ def apply_changes(config: SimConfig, changes: Mapping[str, Any]) -> None:
     fault_updates: dict[str, Any] = {}
     for key, value in changes.items():
         if key == "faults":
-            if not isinstance(value, Mapping):
-                raise ValueError("'faults' must be an object of fault name -> rate")
-            for name, rate in value.items():
-                attr = FAULT_FLAGS.get(name, name)
-                if attr in ("unavailable", "unavailable_models"):
-                    fault_updates["unavailable_models"] = set(rate or ())
-                elif attr in FAULT_FLAGS.values():
-                    fault_updates[attr] = _rate(str(rate))
-                elif attr == "burst_len":
-                    fault_updates[attr] = int(rate)
-                elif attr == "slow_seconds":
-                    fault_updates[attr] = float(rate)
-                else:
-                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULT_FLAGS))}")
+            fault_updates.update(_fault_changes(value))
         elif key == "unavailable_models":
             fault_updates[key] = set(value or ())
         elif key in _RUNTIME_FIELDS:
             updates[key] = value
         else:
             raise ValueError(f"unknown setting {key!r}; known: faults, {', '.join(sorted(_RUNTIME_FIELDS))}")
+    _check_modes(updates)
     for key, value in updates.items():
         setattr(config, key, value)
     for key, value in fault_updates.items():
         setattr(config.faults, key, value)
 
 
+MODES_HELP = """\
+Modes it plays (shared/API.md v2): over the concurrency cap a submit is QUEUED (accepted, billed, kept in
+'created' until a slot frees) unless --at-cap 429; the per-minute limit counts videos started (submits), never
+reads; listing items carry NO 'input' unless --listing-input; retired models (the Sora 2 rows) are REFUSED
+(404 "model not found ... unavailable") unless --sora2 says otherwise; no account level (no limits) unless
+--account-level or the limit flags are given. Predictions and outputs live 7 days; webhooks go to loopback
+URLs only. Models: the built-in table plus your models file ($BATCHGEN_MODELS or
+~/.config/batchgen/models.yaml)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``batchgen simulate`` flags."""
+    parser.description = ("A local simulator of the WaveSpeed v3 API (or Replicate's, with --provider replicate): "
+                          "nothing is generated or billed for real.")
+    parser.epilog = MODES_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--provider", choices=("wavespeed", "replicate"), default="wavespeed",
                         help="which API to simulate (default wavespeed; replicate: docs/replicate.md)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -153,9 +212,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra generation seconds per second of video (default 0.1)")
     parser.add_argument("--gen-jitter", type=float, default=0.2,
                         help="uniform +/- fraction applied to generation time (default 0.2)")
-    parser.add_argument("--concurrency-cap", type=int, default=None,
-                        help="jobs per key in progress at once; more submits answer 429")
-    parser.add_argument("--rpm", type=int, default=None, help="requests per minute per key; more answer 429")
     parser.add_argument("--url-ttl", type=float, default=None, help="seconds an output URL stays valid")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
                         help=f"inject a fault at a rate 0..1 (repeatable); names: {', '.join(FAULT_FLAGS)}")
@@ -163,6 +219,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer 503 'unavailable' to submits for this model (repeatable)")
     parser.add_argument("--render-cache", default=None, metavar="DIR",
                         help="keep rendered clips in DIR so restarts do not render them again")
+    _add_account_arguments(parser)
+
+
+def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
+    levels = ", ".join(f"{name} {vpm}/min x {cap}" for name, (vpm, cap) in ACCOUNT_LEVELS.items())
+    parser.add_argument("--account-level", choices=tuple(ACCOUNT_LEVELS), default=None,
+                        help=f"play an account level's limits (videos/min x concurrent tasks): {levels}; "
+                             "default: no limits")
+    parser.add_argument("--concurrency-cap", "--max-concurrent", dest="concurrency_cap", type=int, default=None,
+                        help="tasks generating at once per key (overrides the level's)")
+    parser.add_argument("--at-cap", choices=AT_CAP_MODES, default="queue",
+                        help="over the cap: 'queue' (WaveSpeed: accept, bill, wait in created; default) or "
+                             "'429' (refuse, as other providers do)")
+    parser.add_argument("--videos-per-minute", "--rpm", dest="rpm", type=int, default=None,
+                        help="videos started (submits) per minute per key; more answer 429 (overrides the level's; "
+                             "--rpm is the old name)")
+    parser.add_argument("--balance", type=float, default=1_000_000.0, metavar="USD",
+                        help="account balance; tasks are charged from it, a submit it cannot pay answers 402 "
+                             "(default 1000000)")
+    parser.add_argument("--listing-input", action="store_true",
+                        help="listing items carry the request 'input' (default: they do not, like the docs example)")
+    parser.add_argument("--sora2", choices=RETIRED_MODES, default="refuse",
+                        help="how a retired model (Sora 2) answers: refuse (404 'model not found', default: OpenAI "
+                             "shut Sora 2 down and resellers report exactly this; also costs nothing), fail (accept, "
+                             "then the task fails), substitute (completes, data.model names the replacement), "
+                             "serve (works as before the retirement)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -177,21 +259,19 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         try:
             setattr(faults, FAULT_FLAGS[name], _rate(rate))
         except ValueError as exc:
-            raise ValueError(f"--fault {item!r}: {exc}") from None
+            raise ValueError(f"--fault {item!r}: {exc}") from exc
     for flag, value in (("--gen-base", args.gen_base), ("--gen-per-second", args.gen_per_second)):
         if value < 0:
             raise ValueError(f"{flag} must not be negative, got {value}")
     if not 0 <= args.gen_jitter < 1:
         raise ValueError(f"--gen-jitter must be in [0, 1), got {args.gen_jitter}")
+    vpm, cap = ACCOUNT_LEVELS.get(args.account_level, (None, None))
     return SimConfig(
-        api_key=args.api_key,
-        seed=args.seed,
-        gen_base=args.gen_base,
-        gen_per_second=args.gen_per_second,
-        gen_jitter=args.gen_jitter,
-        concurrency_cap=args.concurrency_cap,
-        rpm=args.rpm,
-        url_ttl=args.url_ttl,
-        render_cache_dir=args.render_cache,
-        faults=faults,
+        api_key=args.api_key, seed=args.seed, gen_base=args.gen_base, gen_per_second=args.gen_per_second,
+        gen_jitter=args.gen_jitter, url_ttl=args.url_ttl, render_cache_dir=args.render_cache, faults=faults,
+        concurrency_cap=args.concurrency_cap if args.concurrency_cap is not None else cap,
+        rpm=args.rpm if args.rpm is not None else vpm, at_cap=args.at_cap, balance=args.balance,
+        listing_input=args.listing_input, retired_mode=args.sora2,
+        # A model from the user's models file can be rehearsed offline, like with 'run --provider local'.
+        models=user_model_table(),
     )

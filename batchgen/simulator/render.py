@@ -32,7 +32,9 @@ T = TypeVar("T")
 # Low frame rate keeps a 4 s 720p clip near a second on two cores; the motion is slow enough to stay smooth.
 FPS = 15
 SAMPLE_RATE = 24_000
-MOTIONS = ("zoom in", "zoom out", "pan left", "pan right")
+MOTIONS = ("push in", "push in to the top", "push in to the left", "push in to the right")
+#: Where each motion's last viewport sits inside the fitted picture (0 = left/top, 1 = right/bottom).
+_ANCHORS = ((0.5, 0.5), (0.5, 0.0), (0.0, 0.5), (1.0, 0.5))
 
 # How far the camera zooms or how much headroom a pan has: enough to see, small enough to stay calm.
 _ZOOM = 1.18
@@ -101,21 +103,20 @@ def _prescaled_source(image: Image.Image, width: int, height: int) -> Image.Imag
 
 
 def _crop_box(source: Image.Image, width: int, height: int, motion: int, t: float) -> tuple[float, ...]:
-    """The source rectangle shown at time fraction ``t`` (0..1) for the given motion."""
+    """The source rectangle shown at time fraction ``t`` (0..1) for the given motion.
+
+    Every motion starts on the plain fitted picture (the whole cover-fitted image, centred), as real
+    image-to-video output opens on its source image, then pushes in towards its anchor."""
     ease = t * t * (3 - 2 * t)
     # The viewport at zoom 1 covers the whole cover-fitted image; at _ZOOM it covers 1/_ZOOM of it.
     full_w = min(source.width, source.height * width / height)
     full_h = full_w * height / width
-    if motion in (0, 1):
-        zoom = 1 + (_ZOOM - 1) * (ease if motion == 0 else 1 - ease)
-        view_w, view_h = full_w / zoom, full_h / zoom
-        left = (source.width - view_w) / 2
-        top = (source.height - view_h) / 2
-    else:
-        view_w, view_h = full_w / _ZOOM, full_h / _ZOOM
-        travel = source.width - view_w
-        left = travel * (1 - ease if motion == 2 else ease)
-        top = (source.height - view_h) / 2
+    zoom = 1 + (_ZOOM - 1) * ease
+    view_w, view_h = full_w / zoom, full_h / zoom
+    anchor_x, anchor_y = _ANCHORS[motion]
+    centre_x = source.width / 2 + (anchor_x - 0.5) * (full_w - full_w / _ZOOM) * ease
+    centre_y = source.height / 2 + (anchor_y - 0.5) * (full_h - full_h / _ZOOM) * ease
+    left, top = centre_x - view_w / 2, centre_y - view_h / 2
     return (left, top, left + view_w, top + view_h)
 
 

@@ -1,7 +1,7 @@
 """The simulated WaveSpeed v3 service: routes, auth, limits, fault injection and the task table.
 
-Faithful to shared/API.md: every /api/v3 answer is a ``{"code", "message", "data"}`` envelope whose
-code equals the HTTP status. Test hooks live under /_sim/ (ledger, reset, runtime config).
+Faithful to shared/API.md v2: every /api/v3 answer is a ``{"code", "message", "data"}`` envelope whose
+code equals the HTTP status. Test hooks live under /_sim/ (ledger, reset, runtime config, clock).
 """
 
 from __future__ import annotations
@@ -14,28 +14,33 @@ import json
 import logging
 import random
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Iterator
 
 import aiohttp
 from aiohttp import web
 
-from ..errors import ModelTableError
-from ..models import body_hash
-from .config import SimConfig, apply_changes
+from ..models import ModelSpec
+from .account import AccountHandlers, quote
+from .admission import Admission
+from .config import SimConfig
+from .hooks import Hooks
 from .hostile import Hostile
 from .ledger import Ledger
+from .limits import SimClock, Slots, SubmitWindow
+from .listing import ListingHandler
 from .render import RenderCache
-from .tasks import Task, decode_data_uri, fetch_image, iso_now, run_task
+from .tasks import FAILED, Task, decode_data_uri, fetch_image, run_task
 from .uploads import UploadHandlers
-from .wire import ApiError, envelope, retry_after_headers, signed_url_error
+from .webhook_out import WebhookSender
+from .wire import ApiError, envelope
 
 log = logging.getLogger("batchgen.simulator")
 
-#: Route names that are WaveSpeed API calls: bearer auth, rpm, and the per-request faults apply.
-API_KINDS = frozenset({"submit", "result", "list", "upload_binary", "upload_alias", "upload_ticket"})
-_CHUNK = 1 << 16
+#: Route names that are WaveSpeed API calls: bearer auth and the per-request faults apply.
+API_KINDS = frozenset({"submit", "result", "result_alias", "list", "upload_binary", "upload_alias", "upload_ticket",
+                       "balance", "models", "price", "webhook_secret"})
 #: Digest of the caller's bearer key, set by the auth gate for API routes.
 KEY_ID = web.RequestKey("key_id", str)
 
@@ -47,8 +52,11 @@ class _Dropped(Exception):
 class Simulator:
     """All simulator state; ``app()`` is the aiohttp application that serves it."""
 
-    def __init__(self, config: SimConfig | None = None):
+    key_id_key = KEY_ID
+
+    def __init__(self, config: SimConfig | None = None, clock: SimClock | None = None):
         self.config = config or SimConfig()
+        self.clock = clock or SimClock()
         self.cache = RenderCache(max_items=self.config.render_cache_items, directory=self.config.render_cache_dir)
         self.uploads = UploadHandlers(self)
         self.hostile = Hostile()
@@ -56,15 +64,19 @@ class Simulator:
         self._session: aiohttp.ClientSession | None = None
         self._jobs: set[asyncio.Task] = set()
         self._secret = hashlib.sha256(f"batchgen-simulator:{self.config.seed}".encode()).digest()
+        self.webhooks = WebhookSender(self._secret, self._client, self.clock.time)
         self._clear()
 
     def _clear(self) -> None:
         self.rng = random.Random(self.config.seed)
         self.ledger = Ledger()
         self.tasks: dict[str, Task] = {}
-        self._active: Counter = Counter()
-        self._burst_left = 0
-        self._windows: defaultdict[str, deque] = defaultdict(deque)
+        self.active: Counter = Counter()
+        self.admission = Admission(self)
+        self.submits = SubmitWindow()
+        self.slots = Slots(lambda: self.config.concurrency_cap)
+        self.balance = float(self.config.balance)
+        self.webhooks.attempts.clear()
 
     async def reset(self) -> None:
         """Forget every task and count, and re-seed the RNG (uploaded files stay servable)."""
@@ -84,8 +96,16 @@ class Simulator:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
     def ledger_snapshot(self) -> dict[str, Any]:
-        return self.ledger.snapshot(self.tasks.values(), self.config.charge_failed)
+        snapshot = self.ledger.snapshot(self.tasks.values(), self.config.charge_failed)
+        snapshot["balance"] = round(self.balance, 2)
+        snapshot["webhook_attempts"] = list(self.webhooks.attempts)
+        return snapshot
 
     def new_hex(self, length: int) -> str:
         return f"{self.rng.getrandbits(length * 4):0{length}x}"
@@ -98,8 +118,8 @@ class Simulator:
     async def json_body(request: web.Request) -> dict[str, Any]:
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "the request body is not valid JSON; send a JSON object") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "the request body is not valid JSON; send a JSON object") from exc
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
         return body
@@ -107,22 +127,28 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware],
                               client_max_size=int(self.config.max_upload_mb * 1.5 * 1048576))
-        add = app.router
-        up = self.uploads
+        add, up, hooks = app.router, self.uploads, Hooks(self)
+        account = AccountHandlers(self)
         # The specific /api/v3 routes come before the catch-all submit route, which would match them too.
         add.add_post("/api/v3/media/upload/binary", up.binary, name="upload_binary")
         add.add_post("/api/v3/upload", up.alias, name="upload_alias")
         add.add_post("/api/v3/media/uploads", up.ticket, name="upload_ticket")
         add.add_get("/api/v3/predictions/{id}/result", self.result, name="result")
-        add.add_get("/api/v3/predictions", self.listing, name="list")
+        add.add_get("/api/v3/predictions/{id}", self.result, name="result_alias")
+        add.add_post("/api/v3/predictions", ListingHandler(self).listing, name="list")
+        add.add_get("/api/v3/balance", account.balance, name="balance")
+        add.add_get("/api/v3/models", account.models, name="models")
+        add.add_post("/api/v3/model/price", account.price, name="price")
+        add.add_get("/api/v3/webhook/secret", account.webhook_secret, name="webhook_secret")
         add.add_post("/api/v3/{model:.+}", self.submit, name="submit")
         add.add_put("/_sim/put/{ticket}", up.put, name="upload_put")
         add.add_get("/_sim/uploads/{file_id}/{name:.*}", up.download, name="upload_get")
-        add.add_get("/_sim/outputs/{id}/{token}/{name}", self.output, name="output")
-        add.add_get("/_sim/ledger", self.ledger_view, name="ledger")
-        add.add_post("/_sim/reset", self.reset_view, name="reset")
-        add.add_post("/_sim/config", self.config_view, name="config")
-        add.add_post("/_sim/hostile", self.hostile_view, name="hostile")
+        add.add_get("/_sim/outputs/{id}/{token}/{name}", hooks.output, name="output")
+        add.add_get("/_sim/ledger", hooks.ledger_view, name="ledger")
+        add.add_post("/_sim/reset", hooks.reset_view, name="reset")
+        add.add_post("/_sim/config", hooks.config_view, name="config")
+        add.add_post("/_sim/hostile", hooks.hostile_view, name="hostile")
+        add.add_post("/_sim/clock", hooks.clock_view, name="clock")
         app.on_cleanup.append(lambda _app: self.close())
         return app
 
@@ -145,7 +171,7 @@ class Simulator:
         except ApiError as exc:
             response = envelope(exc.status, exc.message, headers=exc.headers)
         except web.HTTPException as exc:
-            response = envelope(exc.status, f"{request.method} {request.path}: {exc.reason}")
+            response = _unknown_route(request, exc)
         except ConnectionResetError:
             # The client went away mid-request (a killed runner): nothing to answer, nothing to report.
             log.debug("%s %s -> client disconnected", request.method, request.path)
@@ -159,15 +185,14 @@ class Simulator:
         return response
 
     async def _gate(self, request: web.Request) -> None:
-        """Auth, the per-key request rate, and the faults any API request may meet."""
+        """Auth and the faults any API request may meet (the per-minute limit counts submits only)."""
         request[KEY_ID] = self._key_id(request)
-        self._check_rpm(request[KEY_ID])
         faults = self.config.faults
-        if self._roll("drop-before", faults.rate_drop_before):
+        if self.roll("drop-before", faults.rate_drop_before):
             raise _Dropped
-        if self._roll("slow", faults.rate_slow):
+        if self.roll("slow", faults.rate_slow):
             await asyncio.sleep(faults.slow_seconds)
-        if self._roll("5xx", faults.rate_5xx):
+        if self.roll("5xx", faults.rate_5xx):
             code = self.rng.choice((500, 502, 503))
             raise ApiError(code, f"upstream error (simulated HTTP {code}); the request was not processed, retry later")
 
@@ -182,22 +207,7 @@ class Simulator:
         # Only a digest is kept, so no key ever lands in memory dumps, listings or the ledger.
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def _check_rpm(self, key_id: str) -> None:
-        rpm = self.config.rpm
-        if not rpm:
-            return
-        window, now = self._windows[key_id], time.monotonic()
-        span = self.config.rpm_window
-        while window and window[0] <= now - span:
-            window.popleft()
-        if len(window) >= rpm:
-            wait = window[0] + span - now
-            self.ledger.faults["limit-rpm"] += 1
-            raise ApiError(429, f"too many requests: this API key is limited to {rpm} requests per minute; "
-                                f"retry after {wait:.1f} s", retry_after_headers(wait))
-        window.append(now)
-
-    def _roll(self, name: str, rate: float) -> bool:
+    def roll(self, name: str, rate: float) -> bool:
         if rate <= 0:
             return False
         hit = self.rng.random() < rate
@@ -205,98 +215,82 @@ class Simulator:
             self.ledger.faults[name] += 1
         return hit
 
-    # -- API handlers ----------------------------------------------------------------------
+    # -- submit ----------------------------------------------------------------------------
 
     async def submit(self, request: web.Request) -> web.Response:
-        model = request.match_info["model"]
         received = await self.json_body(request)
-        self._check_burst()
-        if model not in self.config.models:
-            raise ApiError(400, f"unknown model {model!r}: there is no /api/v3/{model}; "
-                                f"known models: {', '.join(self.config.models.ids())}")
-        if model in self.config.faults.unavailable_models:
-            self.ledger.faults["unavailable"] += 1
-            raise ApiError(503, f"model {model} is temporarily unavailable; retry later or use another model")
+        self.admission.check_burst()
+        spec = self.admission.submittable(request.match_info["model"])
         body = {k: v for k, v in received.items() if k != "enable_sync_mode"}
-        task = self._accept(request, model, body)
-        if self._roll("drop-after", self.config.faults.rate_drop_after):
+        task = self._accept(request, spec, body)
+        if self.roll("drop-after", self.config.faults.rate_drop_after):
             raise _Dropped
-        data = task.data(self._result_url(request, task), None)
+        data = self.task_data(task)
         if received.get("enable_sync_mode") is True:
-            data = await self._hold(request, task)
+            data = await self._hold(task)
         return envelope(200, "success", data)
 
-    def _check_burst(self) -> None:
-        faults = self.config.faults
-        if self._burst_left > 0:
-            self._burst_left -= 1
-            self.ledger.faults["429"] += 1
-        elif self._roll("429", faults.rate_429_burst):
-            self._burst_left = max(0, faults.burst_len - 1)
-        else:
-            return
-        raise ApiError(429, "too many requests: the account's rate limit was reached; retry later",
-                       retry_after_headers(self.config.retry_after))
-
-    def _accept(self, request: web.Request, model: str, body: dict[str, Any]) -> Task:
-        spec = self.config.models.get(model)
+    def _accept(self, request: web.Request, spec: ModelSpec, body: dict[str, Any]) -> Task:
         _check_image(body.get("image"))
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ApiError(400, "prompt is required: describe the motion, camera and audio")
-        problems = spec.check(body)
-        if problems:
-            raise ApiError(400, "; ".join(problems))
-        resolution = body.get("resolution", spec.default_resolution)
-        duration = body.get("duration", spec.default_duration)
-        try:
-            price = spec.price(resolution, duration)
-        except ModelTableError as exc:
-            raise ApiError(400, str(exc)) from None
+        price = quote(spec, body)
         key_id = request[KEY_ID]
-        cap = self.config.concurrency_cap
-        if cap is not None and self._active[key_id] >= cap:
-            self.ledger.faults["limit-concurrency"] += 1
-            raise ApiError(429, f"too many requests: {cap} tasks are already in progress for this API key "
-                                "(concurrency limit); retry when one finishes",
-                           retry_after_headers(self.config.retry_after))
-        cfg = self.config
-        gen = (cfg.gen_base + cfg.gen_per_second * duration) * (1 + self.rng.uniform(-cfg.gen_jitter, cfg.gen_jitter))
-        task_id = self.new_hex(32)
-        fails = self._roll("fail", cfg.faults.rate_fail)
-        model_used = model
-        fallback = cfg.fallback_models.get(model)
-        if fallback and self._roll("fallback", cfg.faults.rate_fallback):
-            model_used = fallback
-        now = time.monotonic()
-        task = Task(
-            id=task_id, key_id=key_id, model=model, model_used=model_used, body=body,
-            body_hash=body_hash(body), price=price, duration=duration, resolution=resolution,
-            created_at=iso_now(), accepted_at=now, start_at=now + min(0.5, 0.1 * gen),
-            finish_at=now + gen, fails=fails,
-        )
-        self.tasks[task_id] = task
-        self._active[key_id] += 1
-        self.ledger.max_concurrent = max(self.ledger.max_concurrent, sum(self._active.values()))
+        self.admission.check_limits(key_id, price)
+        task = self.admission.new_task(request, spec, body, price)
+        self.tasks[task.id] = task
+        self.balance -= price
+        self.submits.record(key_id)
+        self.active[key_id] += 1
         self._spawn(task)
         return task
 
     def _spawn(self, task: Task) -> None:
-        job = asyncio.get_running_loop().create_task(run_task(task, self.config.seed, self._get_image, self._render))
+        job = asyncio.get_running_loop().create_task(self._life(task))
         self._jobs.add(job)
-        active = self._active
+        active = self.active
 
         def finished(done: asyncio.Task) -> None:
             self._jobs.discard(done)
             # A reset swaps in a new counter; only the one this task was counted in is decremented.
             active[task.key_id] -= 1
+            if not done.cancelled() and active is self.active:
+                self._ended(task)
 
         job.add_done_callback(finished)
 
+    async def _life(self, task: Task) -> None:
+        """Wait for a slot (queued in ``created``), then generate; the slot is freed however it ends."""
+        slots = self.slots
+        await slots.acquire(task.key_id)
+        try:
+            task.begin(time.monotonic())
+            self.ledger.max_concurrent = max(self.ledger.max_concurrent, sum(slots.running.values()))
+            await run_task(task, self.config.seed, self._get_image, self._render)
+        finally:
+            slots.release(task.key_id)
+
+    def _ended(self, task: Task) -> None:
+        """Refund a failed task (unless failures are charged) and send its webhook."""
+        if task.status() == FAILED and not self.config.charge_failed:
+            self.balance += task.price
+        if task.webhook:
+            job = asyncio.get_running_loop().create_task(self._notify(task))
+            self._jobs.add(job)
+            job.add_done_callback(self._jobs.discard)
+
+    async def _notify(self, task: Task) -> None:
+        cfg = self.config
+        payload = {**self.task_data(task), "input": dict(task.body)}
+        copies = 2 if self.roll("webhook-duplicate", cfg.faults.rate_webhook_duplicate) else 1
+        delivery_id = f"msg_{task.id}"
+        for _ in range(copies):
+            await self.webhooks.deliver(task.webhook, task.key_id, payload, delivery_id=delivery_id,
+                                        attempts=cfg.webhook_attempts, backoff=cfg.webhook_backoff)
+
     async def _get_image(self, url: str) -> bytes:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return await fetch_image(url, self.uploads.store.lookup_path, self._session)
+        return await fetch_image(url, self.uploads.store.lookup_path, self._client())
 
     async def _render(self, image: bytes, width: int, height: int, duration: int, motion: int, seed: int) -> bytes:
         loop = asyncio.get_running_loop()
@@ -304,120 +298,53 @@ class Simulator:
             self._executor, self.cache.get_or_render, image, width, height, duration, motion, seed
         )
 
-    async def _hold(self, request: web.Request, task: Task) -> dict[str, Any]:
+    async def _hold(self, task: Task) -> dict[str, Any]:
         """Sync mode: answer when the task ends, or say the sync wait timed out (data.code 5004)."""
         try:
             await asyncio.wait_for(task.finished.wait(), self.config.sync_timeout)
         except asyncio.TimeoutError:
-            data = task.data(self._result_url(request, task), None)
+            data = self.task_data(task)
             data["code"] = 5004
             data["error"] = (f"Sync mode timed out after {self.config.sync_timeout:g} s; the task is still "
                              f"running, query {data['urls']['get']}")
             return data
-        return self._task_data(request, task)
+        return self.task_data(task)
 
-    async def result(self, request: web.Request) -> web.Response:
-        task = self._own_task(request)
-        self.ledger.polls_by_id[task.id] += 1
-        data = self._task_data(request, task)
-        return self.hostile.result_answer(data) or envelope(200, "success", data)
+    # -- reading tasks -----------------------------------------------------------------------
 
-    def _own_task(self, request: web.Request) -> Task:
-        task_id = request.match_info["id"]
+    def live_tasks(self) -> Iterator[Task]:
+        """Tasks not yet deleted by the 7-day retention, oldest first."""
+        oldest = self.clock.time() - self.config.retention
+        return (t for t in self.tasks.values() if t.created_epoch >= oldest)
+
+    def live_task(self, task_id: str) -> Task | None:
         task = self.tasks.get(task_id)
-        if task is None or task.key_id != request[KEY_ID]:
-            raise ApiError(404, f"prediction {task_id} not found for this API key")
+        if task is None or task.created_epoch < self.clock.time() - self.config.retention:
+            return None
         return task
 
-    def _result_url(self, request: web.Request, task: Task) -> str:
-        return f"{self.origin(request)}/api/v3/predictions/{task.id}/result"
+    async def result(self, request: web.Request) -> web.Response:
+        task_id = request.match_info["id"]
+        task = self.live_task(task_id)
+        if task is None or task.key_id != request[KEY_ID]:
+            raise ApiError(404, f"prediction {task_id} not found for this API key (predictions are deleted "
+                                "after 7 days)")
+        self.ledger.polls_by_id[task.id] += 1
+        data = self.task_data(task)
+        return self.hostile.result_answer(data) or envelope(200, "success", data)
 
-    def _task_data(self, request: web.Request, task: Task) -> dict[str, Any]:
+    def task_data(self, task: Task) -> dict[str, Any]:
+        """The wire ``data`` of a task; ``urls.get`` is the documented ``/predictions/{id}`` form."""
         output = None
         if task.video is not None:
             ttl = self.config.url_ttl
             expires = 0 if ttl is None else int((time.time() + ttl) * 1000)
-            origin = self.hostile.output_base_url or self.origin(request)
-            output = f"{origin}/_sim/outputs/{task.id}/{expires}-{self._sign(task.id, expires)}/video.mp4"
-        return task.data(self._result_url(request, task), output)
+            origin = self.hostile.output_base_url or task.origin
+            output = f"{origin}/_sim/outputs/{task.id}/{expires}-{self.sign(task.id, expires)}/video.mp4"
+        return task.data(f"{task.origin}/api/v3/predictions/{task.id}", output)
 
-    def _sign(self, task_id: str, expires: int) -> str:
+    def sign(self, task_id: str, expires: int) -> str:
         return hmac.new(self._secret, f"{task_id}:{expires}".encode(), "sha256").hexdigest()[:24]
-
-    async def listing(self, request: web.Request) -> web.Response:
-        if not self.config.enable_listing:
-            raise ApiError(404, "listing predictions is not offered by this server")
-        raw = request.query.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise ApiError(400, f"limit must be a whole number from 1 to 1000, got {raw!r}")
-        mine = (t for t in reversed(self.tasks.values()) if t.key_id == request[KEY_ID])
-        items = []
-        for task in mine:
-            if len(items) >= int(raw):
-                break
-            items.append({"id": task.id, "model": task.model, "status": task.status(),
-                          "created_at": task.created_at, "input": task.body, "body_hash": task.body_hash})
-        return envelope(200, "success", {"items": items, "limit": int(raw)})
-
-    # -- output files ----------------------------------------------------------------------
-
-    async def output(self, request: web.Request) -> web.StreamResponse:
-        task_id = request.match_info["id"]
-        expires, _, signature = request.match_info["token"].partition("-")
-        if not expires.isdigit() or not hmac.compare_digest(signature, self._sign(task_id, int(expires))):
-            return signed_url_error(403, "SignatureDoesNotMatch", "The request signature is not valid.")
-        if expires != "0" and time.time() * 1000 > int(expires):
-            return signed_url_error(403, "AccessDenied", "Request has expired; read the result again for a new URL.")
-        task = self.tasks.get(task_id)
-        if task is None or task.video is None:
-            return signed_url_error(404, "NoSuchKey", "The specified key does not exist.")
-        hostile = await self.hostile.output_answer(request)
-        if hostile is not None:
-            return hostile
-        video = task.video
-        self.ledger.downloads_started += 1
-        truncate = self._roll("truncate", self.config.faults.rate_truncate)
-        end = self.rng.randint(1, len(video) - 1) if truncate else len(video)
-        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
-        response.content_length = len(video)
-        try:
-            await response.prepare(request)
-            for offset in range(0, end, _CHUNK):
-                await response.write(video[offset:min(offset + _CHUNK, end)])
-            if truncate:
-                request.transport.close()
-                return response
-            await response.write_eof()
-        except ConnectionResetError:
-            return response
-        self.ledger.downloads += 1
-        self.ledger.outputs[task_id] = task.video_sha256
-        return response
-
-    # -- test hooks ------------------------------------------------------------------------
-
-    async def ledger_view(self, request: web.Request) -> web.Response:
-        return web.json_response(self.ledger_snapshot())
-
-    async def reset_view(self, request: web.Request) -> web.Response:
-        await self.reset()
-        return web.json_response({"reset": True})
-
-    async def config_view(self, request: web.Request) -> web.Response:
-        changes = await self.json_body(request)
-        try:
-            apply_changes(self.config, changes)
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, f"cannot change the simulator config: {exc}") from None
-        return web.json_response(self.config_snapshot())
-
-    async def hostile_view(self, request: web.Request) -> web.Response:
-        try:
-            self.hostile.set(await self.json_body(request))
-        except ValueError as exc:
-            raise ApiError(400, f"cannot set a hostile mode: {exc}") from None
-        return web.json_response({"mode": self.hostile.mode, "left": self.hostile.left,
-                                  "output_base_url": self.hostile.output_base_url})
 
     def config_snapshot(self) -> dict[str, Any]:
         cfg = self.config
@@ -428,6 +355,12 @@ class Simulator:
         return {**plain, "api_key_required": cfg.api_key is not None, "models": cfg.models.ids(), "faults": faults}
 
 
+def _unknown_route(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """No such route (or method) answers 404 like an unknown path, e.g. v1's ``GET /api/v3/predictions``."""
+    status = 404 if exc.status == 405 else exc.status
+    return envelope(status, f"{request.method} {request.path}: {'Not Found' if status == 404 else exc.reason}")
+
+
 def _check_image(image: Any) -> None:
     if not isinstance(image, str) or not image:
         raise ApiError(400, "image is required: the URL of the source picture (upload it first, "
@@ -436,6 +369,6 @@ def _check_image(image: Any) -> None:
         try:
             decode_data_uri(image)
         except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(400, str(exc)) from exc
     elif not image.startswith(("http://", "https://")):
         raise ApiError(400, f"image must be an http(s) URL or a data: URI, got {image[:60]!r}")

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import io
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,15 +49,31 @@ class Task:
     resolution: str
     created_at: str
     accepted_at: float
-    start_at: float
-    finish_at: float
+    #: Seconds of generation once a slot is free (drawn at submit time).
+    gen: float
     fails: bool
+    #: Epoch seconds on the simulator's clock, for the listing's filters and the 7-day retention.
+    created_epoch: float = 0.0
+    #: The error a failing task ends with.
+    fail_error: str = MODERATION_ERROR
+    #: Where to POST the prediction when it ends (``?webhook=`` on submit).
+    webhook: str | None = None
+    #: Scheme and host the task was submitted to, for its ``urls.get`` and output URLs.
+    origin: str = ""
+    #: Monotonic times, set when the task gets a slot; until then it waits in ``created``.
+    start_at: float = math.inf
+    finish_at: float = math.inf
     done: bool = False
     error: str = ""
     video: bytes | None = None
     video_sha256: str = ""
     inference_ms: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def begin(self, now: float) -> None:
+        """The task got a slot: it starts processing shortly and finishes ``gen`` seconds from now."""
+        self.start_at = now + min(0.5, 0.1 * self.gen)
+        self.finish_at = now + self.gen
 
     def status(self, now: float | None = None) -> str:
         if self.done:
@@ -79,9 +96,9 @@ class Task:
         }
 
 
-def iso_now() -> str:
-    """UTC now as ISO 8601 with milliseconds and Z, like ``2023-04-01T12:34:56.789Z``."""
-    now = datetime.now(timezone.utc)
+def iso_at(epoch: float) -> str:
+    """An epoch time as ISO 8601 UTC with milliseconds and Z, like ``2023-04-01T12:34:56.789Z``."""
+    now = datetime.fromtimestamp(epoch, timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -155,7 +172,7 @@ async def run_task(
         await _sleep_until(task.start_at)
         if task.fails:
             await _sleep_until(task.finish_at)
-            task.error = MODERATION_ERROR
+            task.error = task.fail_error
             return
         try:
             image = await get_image(task.body["image"])

@@ -19,6 +19,12 @@ def quiet_sim(tmp_path_factory):
         yield sim
 
 
+@pytest.fixture(autouse=True)
+def sora_pro_default(monkeypatch):
+    """test_manifest.BAD was written when Sora 2 Pro was the default model (see test_manifest.py)."""
+    monkeypatch.setattr("batchgen.manifest_rows.DEFAULT_MODEL", "openai/sora-2/image-to-video-pro")
+
+
 @pytest.fixture
 def folder(tmp_path):
     clear_memory_cache()

@@ -69,7 +69,7 @@ def test_unknown_submits_give_their_slot_back(make_sim, tmp_path):
 def test_reconciled_jobs_are_counted_in_flight_once(make_sim, tmp_path):
     """Found by the torture run: a job adopted from the listing took two slots and gave one back, so
     new submits after it waited for ever."""
-    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=True)
     make_images(tmp_path / "img", 5)
     manifest = write_manifest(tmp_path, [{"image": "img/shot0[0-2].png", "prompt": "The {stem} turns", "duration": 4}])
     assert _run(sim, manifest, tmp_path / "out").returncode == 1

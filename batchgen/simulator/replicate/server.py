@@ -25,7 +25,7 @@ from aiohttp import web
 from ...models import body_hash
 from ..ledger import Ledger
 from ..render import RenderCache
-from ..tasks import Task, fetch_image, iso_now, run_task
+from ..tasks import Task, fetch_image, iso_at, run_task
 from ..wire import ApiError, retry_after_headers
 from .config import ReplicateConfig, apply_changes
 from .files import FileStore, file_id
@@ -215,11 +215,11 @@ class ReplicateSimulator:
         task = Task(
             id=file_id(self.rng.randbytes(16)), key_id=key_id, model=model,
             model_used=model, body=body, body_hash=body_hash(body), price=spec.price(resolution, duration),
-            duration=duration, resolution=resolution, created_at=iso_now(), accepted_at=time.monotonic(),
-            start_at=math.inf, finish_at=math.inf, fails=self._roll("fail", cfg.faults.rate_fail),
+            duration=duration, resolution=resolution, created_at=iso_at(time.time()), created_epoch=time.time(),
+            accepted_at=time.monotonic(), gen=gen, fails=self._roll("fail", cfg.faults.rate_fail),
         )
         version = hashlib.sha256(model.encode()).hexdigest()
-        run = Run(task=task, seq=len(self.runs), version=version, gen_seconds=gen, webhook=webhook, events=events)
+        run = Run(task=task, seq=len(self.runs), version=version, webhook=webhook, events=events)
         self.runs[task.id] = run
         job = asyncio.get_running_loop().create_task(self._drive(run))
         self._jobs.add(job)
@@ -232,8 +232,7 @@ class ReplicateSimulator:
         cap = self.config.concurrency_cap
         slot = self._slots.setdefault(run.task.key_id, asyncio.Semaphore(cap)) if cap else contextlib.nullcontext()
         async with slot:
-            now = time.monotonic()
-            run.task.start_at, run.task.finish_at = now + min(0.5, 0.1 * run.gen_seconds), now + run.gen_seconds
+            run.task.begin(time.monotonic())
             self._processing += 1
             self.ledger.max_concurrent = max(self.ledger.max_concurrent, self._processing)
             try:

@@ -36,7 +36,6 @@ class Run:
     task: Task
     seq: int
     version: str
-    gen_seconds: float
     webhook: str | None = None
     #: Where the API was reached, for the ``urls`` a webhook delivery carries.
     origin: str = ""
