@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from .errors import UsageError
+from .fsguard import create_fresh
 from .lifecycle import JobStatus
 from .manifest import load_manifest
 from .planner import Plan, cost_to_pay
@@ -32,7 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".batchgen-write-test"
-        probe.write_bytes(b"")
+        os.close(create_fresh(probe))  # a link planted at the probe's name is refused, not truncated
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from exc
@@ -53,7 +54,8 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
     async with AsyncExitStack() as stack:
         provider, options.poll = await _provider(args, stack, options, manifest.models)
         stack.push_async_callback(provider.close)
-        state_log = StateLog(state_path)
+        # The key too: a server that echoes it in an error must not get it into the state (or the report).
+        state_log = StateLog(state_path, secrets=[os.environ.get(provider.policy.key_variable)])
         state_log.open()
         stack.callback(state_log.close)
         progress = Progress(len(manifest.jobs), quiet=args.quiet)

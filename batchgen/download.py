@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PermanentError
+from .fsguard import create_fresh, refuse_link
 from .models import RESOLUTION_SIZES
 from .probe import VideoInfo, check_video, probe_video
 
@@ -67,22 +68,27 @@ def _ratio(aspect_ratio: str | None) -> float | None:
 
 
 def set_aside(target: Path, tag: str) -> Path:
-    """Move an older paid video out of the way instead of overwriting it."""
+    """Move an older paid video out of the way instead of overwriting it (a link planted in its
+    place is refused, not kept as if it were a video)."""
+    old_sidecar = sidecar_path(target)
+    refuse_link(target)
+    refuse_link(old_sidecar)
     aside = target.with_name(f"{target.stem}.prev-{tag}{target.suffix}")
     n = 1
-    while aside.exists():  # set aside before (a run that halted after this step): never overwrite it
+    while os.path.lexists(aside):  # set aside before (a run that halted after this step): never overwrite it
         n += 1
         aside = target.with_name(f"{target.stem}.prev-{tag}-{n}{target.suffix}")
     os.replace(target, aside)
-    old_sidecar = sidecar_path(target)
     if old_sidecar.exists():
         os.replace(old_sidecar, sidecar_path(aside))
     return aside
 
 
 def write_sidecar(target: Path, record: dict[str, Any]) -> None:
-    """The video's own description next to it, written atomically."""
+    """The video's own description next to it, written atomically (never through a planted link)."""
     side = sidecar_path(target)
     tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with os.fdopen(create_fresh(tmp), "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    refuse_link(side)
     os.replace(tmp, side)

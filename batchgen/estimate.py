@@ -1,11 +1,12 @@
-"""``batchgen estimate MANIFEST [--state PATH] [--json]``: what a manifest costs, nothing sent.
+"""What a manifest costs, nothing sent: the data behind ``batchgen estimate`` (the CLI renders it).
 
 Prices come from the model table in effect: the built-in one, extended by the user's models
 file (batchgen.user_config) and by the manifest's own ``models:`` block. With a state file,
 jobs already submitted keep the price recorded when they were submitted; every other job is
 priced from the table. Rounding is per job, to the cent, as a generation is billed.
 
-``--json`` prints one object whose fields scripts may rely on (dollars are numbers, USD):
+``Estimate.to_json()`` is one object whose fields scripts may rely on (``estimate --json`` prints
+it; dollars are numbers, USD):
 
     manifest      path of the manifest
     state         path of the state file, or null
@@ -34,10 +35,9 @@ priced from the table. Rounding is per job, to the cent, as a generation is bill
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import StateError
@@ -48,12 +48,6 @@ from .state import JobRecord, State, committed_spend, load
 from .user_config import user_model_table
 
 BUCKETS = ("paid", "in_flight", "failed", "to_pay")
-_LABELS = {
-    "paid": "already paid",
-    "in_flight": "in flight",
-    "failed": "failed",
-    "to_pay": "still to pay",
-}
 
 
 @dataclass
@@ -191,84 +185,12 @@ def _res_order(resolution: str) -> tuple[int, str]:
     return (int(digits), resolution) if digits.isdigit() else (1 << 30, resolution)
 
 
-# -- rendering --------------------------------------------------------------------------
-
-
-def render(est: Estimate) -> str:
-    t = est.total
-    lines = [f"{est.manifest}: {_jobs(t.jobs)}, {t.seconds} s of video, ${t.dollars:.2f} at list price"]
-    flagged = {u["model"] for u in est.unconfirmed}
-    names = [r.model + (" *" if r.model in flagged else "") for r in est.rows]
-    width = max([len("model"), len("total"), *map(len, names)])
-    head = f"  {'model':<{width}}  {'resolution':<10}  {'$/s':>5}  {'jobs':>5}  {'seconds':>7}  {'dollars':>9}"
-    lines += [head, "  " + "-" * (len(head) - 2)]
-    for name, row in zip(names, est.rows):
-        lines.append(f"  {name:<{width}}  {row.resolution:<10}  {row.price_per_second:>5.2f}  {row.jobs:>5}  "
-                     f"{row.seconds:>7}  {row.dollars:>9.2f}")
-    lines.append(f"  {'total':<{width}}  {'':<10}  {'':>5}  {t.jobs:>5}  {t.seconds:>7}  {t.dollars:>9.2f}")
-    for u in est.unconfirmed:
-        lines.append(f"  * price unconfirmed: {u['model']}" + (f" ({u['note']})" if u["note"] else ""))
-    if est.unconfirmed:
-        lines.append("    set the real figures in a models file ($BATCHGEN_MODELS or ~/.config/batchgen/models.yaml) "
-                     "or the manifest's models: block")
-    if est.split is not None:
-        lines.append(f"  against {est.state}:")
-        for name in BUCKETS:
-            a = est.split[name]
-            extra = "  (not billed; paid again only with --retry-failed)" if name == "failed" and a.jobs else ""
-            extra = extra or ("  (prices recorded at submit)" if name in ("paid", "in_flight") and a.jobs else "")
-            lines.append(f"    {_LABELS[name]:<13} {a.jobs:>5} {'job ' if a.jobs == 1 else 'jobs'} {a.seconds:>7} s "
-                         f"  {'$' + format(a.dollars, '.2f'):>10}{extra}")
-        other = est.other_in_state
-        if other and other["jobs"]:
-            lines.append(f"    not in this manifest: {_jobs(other['jobs'])} in the state "
-                         f"(${other['dollars']:.2f} committed), left as they are")
-    if est.max_cost is not None:
-        lines.append(_cap_line(est))
-    if est.fallback is not None:
-        lines += _fallback_lines(est.fallback, est.split is not None)
-    return "\n".join(lines)
-
-
-def _cap_line(est: Estimate) -> str:
-    cap = est.max_cost
-    if est.split is not None:
-        committed = est.split["paid"].dollars + est.split["in_flight"].dollars
-        need = round(committed + est.split["to_pay"].dollars, 2)
-        subject = f"${committed:.2f} committed + ${est.split['to_pay'].dollars:.2f} to pay = ${need:.2f}"
-    else:
-        need = est.total.dollars
-        subject = f"${need:.2f}"
-    if need <= cap + 1e-9:
-        return f"  max_cost ${cap:.2f}: {subject} fits"
-    return (f"  max_cost ${cap:.2f}: {subject} does not fit; the run will stop submitting at the cap "
-            "(raise max_cost or --max-cost to finish)")
-
-
-def _fallback_lines(fb: Fallback, with_state: bool) -> list[str]:
-    which = "still to submit on other models" if with_state else "on other models"
-    if not fb.jobs:
-        return [f"  fallback {fb.model}: no job {which}; nothing would move to it"]
-    accepted = "all" if fb.accepted_jobs == fb.jobs else f"the {fb.accepted_jobs} it accepts"
-    lines = [f"  fallback {fb.model}: the {_jobs(fb.jobs)} {which} cost ${fb.dollars_asked:.2f} as asked; "
-             f"on the fallback, {accepted} would cost ${fb.dollars_on_fallback:.2f}"]
-    for item in fb.not_accepted:
-        lines.append(f"    {_jobs(item['jobs'])} could not fall back: {item['problem']}")
-    return lines
-
-
-def _jobs(n: int) -> str:
-    return f"{n} job{'s' if n != 1 else ''}"
-
-
-def estimate_command(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest, user_model_table())
-    state = None
-    if args.state is not None:
-        if not args.state.is_file():
-            raise StateError(f"{args.state}: no such state file; it is written by 'batchgen run' "
-                             "(default <out>/state.jsonl); leave out --state to price the whole manifest")
-        state = load(args.state)
-    est = estimate(manifest, state, str(args.state) if args.state is not None else None)
-    print(json.dumps(est.to_json(), indent=2) if args.json else render(est))
-    return 0
+def estimate_files(manifest_path: Path, state_path: Path | None = None) -> Estimate:
+    """Read a manifest (with the user's model table) and, if given, a state file, and price it."""
+    manifest = load_manifest(manifest_path, user_model_table())
+    if state_path is None:
+        return estimate(manifest)
+    if not state_path.is_file():
+        raise StateError(f"{state_path}: no such state file; it is written by 'batchgen run' "
+                         "(default <out>/state.jsonl); leave out --state to price the whole manifest")
+    return estimate(manifest, load(state_path), str(state_path))

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .crashtest import kill_point
-from .download import part_path, safe_target, set_aside, write_sidecar
+from .download import part_path, safe_target, set_aside, sidecar_path, write_sidecar
 from .errors import DiskFullError, ExpiredLinkError, PermanentError, TransientError
+from .fsguard import refuse_link
 from .jobs import JobSpec
 from .lifecycle import JobStatus
 from .providers.base import Download, Prediction, PredictionStatus, Provider
@@ -151,6 +152,9 @@ def _move_into_place(target: Path, part: Path, aside_tag: str | None, data: dict
     """Make a verified .part durable and rename it into place (an older paid video there is set
     aside first), then write its sidecar."""
     fsync_path(part)
+    # Links planted at the video's or its sidecar's name are refused before the video is moved in.
+    refuse_link(target)
+    refuse_link(sidecar_path(target))
     aside = set_aside(target, aside_tag) if aside_tag else None
     os.replace(part, target)
     kill_point("placed")

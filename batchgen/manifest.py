@@ -51,6 +51,22 @@ class Manifest:
     warnings: list[Problem] = field(default_factory=list)
 
 
+def _warn_retired(candidates: list[Candidate], manifest: Manifest, problems: Problems) -> None:
+    """Once per retired model the manifest uses (at its first row): what happened and what to do."""
+    seen: set[str] = set()
+    for candidate in candidates:
+        spec = manifest.models.get(candidate.spec.model)
+        if spec.retired is None or spec.id in seen:
+            continue
+        seen.add(spec.id)
+        fallback = candidate.spec.fallback_model
+        what = (f"its jobs move to fallback_model {fallback} on any sign of the retirement" if fallback else
+                f"name a fallback_model: (e.g. {spec.retired.replacement}) so its jobs move there on any sign of "
+                "the retirement, or switch the rows to that model")
+        problems.warn(candidate.spec.where.line, f"{spec.id} is retired upstream since {spec.retired.date} "
+                                                 f"({spec.retired.message}); {what}")
+
+
 def load_manifest(
     path: str | os.PathLike, models: ModelTable | None = None, *, image_cache: ImageCache | None = None
 ) -> Manifest:
@@ -69,6 +85,7 @@ def load_manifest(
         candidates.extend(jobs)
     _check_unique(candidates, problems)
     _check_name_lengths(candidates, problems, _name_max(path.resolve().parent))
+    _warn_retired(candidates, manifest, problems)
     if problems.items:
         raise ManifestError(problems.items)
     if image_cache is not None:

@@ -32,7 +32,7 @@ class PlanRow:
 
 
 def add_plan_parser(sub: argparse._SubParsersAction) -> None:
-    plan = sub.add_parser("plan", help="list every job a manifest expands to, with its price; nothing sent",
+    plan = sub.add_parser("plan", help="every job a manifest expands to, priced; nothing sent",
                           description="List every expanded job (id, output file, rendered prompt, model, "
                                       "parameters, list price) without sending anything.")
     plan.add_argument("manifest", help="the manifest (.yaml or .csv)")

@@ -21,6 +21,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from . import events as ev
+from .fsguard import NoFollowFileHandler
 
 log = logging.getLogger("batchgen")
 
@@ -78,7 +79,7 @@ def setup_logging(log_file: Path | None, verbosity: int, stream: TextIO | None =
     root.addHandler(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh = NoFollowFileHandler(log_file, encoding="utf-8")
         fh.setLevel(logging.INFO)
         fh.addFilter(mask)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

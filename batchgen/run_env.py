@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import os
 import signal
+from typing import Callable
 
 from .errors import UsageError
+
+log = logging.getLogger("batchgen")
 
 
 def api_key_from_env(variable: str) -> str:
@@ -18,19 +23,37 @@ def api_key_from_env(variable: str) -> str:
     return key
 
 
-def install_interrupts(loop: asyncio.AbstractEventLoop, on_first, main_task: asyncio.Task) -> None:
-    """Ctrl-C once (or SIGTERM): stop submitting, let in-flight jobs finish. Twice: quit now."""
-    pressed = {"n": 0}
+def install_interrupts(loop: asyncio.AbstractEventLoop, on_first: Callable[..., None],
+                       main_task: asyncio.Task) -> None:
+    """Ctrl-C or SIGTERM once: stop submitting, let in-flight jobs finish. A second one: quit now.
 
-    def handler() -> None:
+    ``on_first`` receives the signal's name ("SIGINT" or "SIGTERM") when it takes an argument; a
+    callback without parameters is called without it. Either way the signal is logged by name.
+    """
+    pressed = {"n": 0}
+    with_name = _takes_an_argument(on_first)
+
+    def handler(name: str) -> None:
         pressed["n"] += 1
         if pressed["n"] == 1:
-            on_first()
+            log.warning("%s received: no new submits; jobs in flight finish (send it again to quit now)", name)
+            on_first(name) if with_name else on_first()
         else:
+            log.warning("%s received again: quitting now; the state is consistent", name)
             main_task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, handler)
+            loop.add_signal_handler(sig, handler, sig.name)
         except (NotImplementedError, RuntimeError):
             pass
+
+
+def _takes_an_argument(callback: Callable[..., None]) -> bool:
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: assume the new, one-argument form
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return any(p.kind in positional for p in params)

@@ -21,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import StateError, StateLockedError
+from .fsguard import append_whole, create_fresh, open_nofollow, write_error
+from .redact import mask_all, redactors
 from .lifecycle import JobRecord, JobStatus, committed_spend, fold, spend_of
 from .state_events import Event, Run, Snap, Unknown, Upload, event_from_json
 
@@ -130,8 +132,11 @@ def load(path: str | os.PathLike) -> State:
 class StateLog:
     """The one writer of a state file: appends events, fsyncs intents, compacts, locks."""
 
-    def __init__(self, path: str | os.PathLike, *, clock=time.time, strict: bool = True):
+    def __init__(self, path: str | os.PathLike, *, clock=time.time, strict: bool = True,
+                 secrets: Iterable[str | None] = ()):
         self.path = Path(path)
+        # The provider's key: a server that echoes it in an error message must not get it on disk.
+        self._secrets = redactors(secrets)
         self._clock = clock
         self.strict = strict
         self._fh = None
@@ -180,8 +185,10 @@ class StateLog:
         self.close()
 
     def _lock(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fh = open(lock_path, "a+")
+        # Next to the real file: two names for one state (a symlinked --state) must share one lock.
+        real = Path(os.path.realpath(self.path))
+        lock_path = real.with_name(real.name + ".lock")
+        fh = os.fdopen(open_nofollow(lock_path, os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -219,16 +226,24 @@ class StateLog:
         """Fold one event into the state and write it (not yet durable); an event the lifecycle does
         not allow raises before anything is written.
 
-        One os.write per line keeps lines whole, so a kill can only tear the last one.
+        One write per line keeps lines whole, so a kill can only tear the last one; a write the disk
+        cuts short is cut back to the line before and raised (DiskFullError when the disk is full),
+        so nothing is sent on the strength of a line that is not there.
         """
         event = _parsed(ev)
         event = stamped(event, round(self._clock(), 3))
+        wire = event.to_json()
+        if self._secrets and (masked := mask_all(wire, self._secrets)) != wire:
+            wire, event = masked, _parsed(masked)
         apply(self.state, event, strict=self.strict)
-        data = _line(event.to_json())
+        data = _line(wire)
         if self._fh is None:
             # Opened on the first append: planning and a "no" at the prompt leave the file untouched.
             self._fh = open(self.path, "ab", buffering=0)
-        os.write(self._fh.fileno(), data)
+        try:
+            append_whole(self._fh.fileno(), data)
+        except OSError as exc:
+            raise write_error(self.path, exc, what="the state log") from exc
         self.lines += 1
         self._appended += 1
 
@@ -251,14 +266,20 @@ class StateLog:
         upto = self._appended
         if self._fsync_pool is None:
             self._fsync_pool = ThreadPoolExecutor(1, thread_name_prefix="batchgen-state-fsync")
-        await asyncio.get_running_loop().run_in_executor(self._fsync_pool, os.fsync, self._fh.fileno())
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._fsync_pool, os.fsync, self._fh.fileno())
+        except OSError as exc:
+            raise write_error(self.path, exc, what="making the state log durable") from exc
         self._synced = max(self._synced, upto)
         self.fsyncs += 1
 
     def _fsync_now(self) -> None:
         if self._appended > self._synced and self._fh is not None:
             upto = self._appended
-            os.fsync(self._fh.fileno())
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise write_error(self.path, exc, what="making the state log durable") from exc
             self._synced = max(self._synced, upto)
             self.fsyncs += 1
 
@@ -287,10 +308,12 @@ class StateLog:
     def compact(self) -> None:
         """Rewrite the log as one line per job/upload; crash-safe via write-new + replace."""
         state = self.state
-        tmp = self.path.with_name(self.path.name + ".compact")
+        # Beside the real file, replacing it (not a link to it); a link planted at the temporary is refused.
+        real = Path(os.path.realpath(self.path))
+        tmp = real.with_name(real.name + ".compact")
         now = round(self._clock(), 3)
         count = 0
-        with open(tmp, "wb") as fh:
+        with os.fdopen(create_fresh(tmp), "wb") as fh:
             for sha, url in state.uploads.items():
                 # The original time is kept: it is when the provider's copy started to age.
                 fh.write(_line(Upload(sha, url, state.uploaded_at.get(sha, now)).to_json()))
@@ -305,8 +328,8 @@ class StateLog:
             os.fsync(fh.fileno())
         if self._fh is not None:
             self._fh.close()
-        os.replace(tmp, self.path)
-        fsync_path(self.path.parent)
+        os.replace(tmp, real)
+        fsync_path(real.parent)
         self._fh = open(self.path, "ab", buffering=0)
         self._synced = self._appended
         self.lines = count

@@ -35,6 +35,9 @@ def test_sigkill_at_random_moments_then_resume(make_sim, tmp_path):
         proc.wait()
         load(out / "state.jsonl")  # loads after every kill
     assert kills >= 3
+    # A 500/502 to a submit leaves its job unknown (issue 15 item 1) and one to the listing read keeps
+    # it so: the settling runs go without 5xx faults, so they end what the kills and faults left.
+    sim.configure(faults={"5xx": 0.0})
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     if final.returncode == 1:  # answers lost to a kill are reconciled from the listing on this run
         final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)

@@ -192,8 +192,9 @@ def test_a_row_over_50_jobs_or_100_dollars_is_warned_in_validate(d, capsys):
                     f"  - image: a.jpg\n    prompt: y\n    model: {SORA_PRO}\n    duration: 20\n"
                     f"    resolution: 1080p\n    takes: 11\n")
     manifest = load_manifest(path)
-    assert [w.line for w in manifest.warnings] == [2, 5]
-    assert "51 jobs" in manifest.warnings[0].message and "$110.00" in manifest.warnings[1].message
+    big = [w for w in manifest.warnings if "retired" not in w.message]  # Sora 2's own warning aside
+    assert [w.line for w in big] == [2, 5]
+    assert "51 jobs" in big[0].message and "$110.00" in big[1].message
     assert main(["validate", str(path)]) == 0
     assert f"warning: {path}:5:" in capsys.readouterr().err
 
@@ -221,3 +222,16 @@ def test_plan_lists_every_job_as_a_table_and_as_json(d, capsys):
         "price": 1.2, "where": f"{path}:2",
     }
     assert math.isclose(data["total"], 2.4) and data["warnings"] == []
+
+
+def test_a_retired_model_validates_with_one_warning_that_names_the_way_out(d):
+    """Issue 12: Sora 2 is retired upstream; its rows still validate, with one warning per model (not per
+    job) saying so and naming fallback_model: (or what the fallback will do once it is set)."""
+    rows = "".join(f"  - image: a.jpg\n    prompt: take {i}\n    model: {SORA_PRO}\n    output: t{i}\n" for i in range(3))
+    manifest = load_manifest(write(d, "jobs:\n" + rows))
+    (warning,) = manifest.warnings
+    assert warning.line == 2 and "retired upstream since 2026-09-24" in warning.message
+    assert "fallback_model" in warning.message and SEEDANCE in warning.message
+    with_fallback = load_manifest(write(d, f"fallback_model: {SEEDANCE}\njobs:\n" + rows))
+    assert [w.message.endswith(f"move to fallback_model {SEEDANCE} on any sign of the retirement")
+            for w in with_fallback.warnings] == [True]

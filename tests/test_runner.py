@@ -161,6 +161,10 @@ def test_transient_faults_and_account_cap_still_pay_once(make_sim, tmp_path):
     make_images(tmp_path / "img", 6)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}])
     out = tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "4") in (0, 1)
+    # A 500 or 502 to a submit may follow a created task (issue 15 item 1): such a job is unknown,
+    # never sent again in that run; the next run settles it from the listing and pays it once.
+    sim.configure(faults={"5xx": 0.0})
     assert run_cli(sim, manifest, out, "--concurrency", "4") == 0
     ledger = assert_batch_intact(sim, out, 6)
     assert ledger["max_concurrent"] <= 2

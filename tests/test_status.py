@@ -69,7 +69,8 @@ def test_summary_has_counts_spend_failures_unknowns_fallbacks_and_the_next_run(s
     assert s["unknown"] == [{"id": "id-lost", "key": "lost", "where": "shots.yaml:14",
                              "error": "connection reset after the POST was sent"}]
     assert s["fallbacks"] == [{"id": "id-fallback", "key": "fallback", "where": "shots.yaml:11",
-                               "model_asked": SORA, "model_used": SEED}]
+                               "model_asked": SORA, "model_submitted": SORA, "model_used": SEED,
+                               "switched": False, "answered_by_other": True}]
     assert s["next_run"] == {"submit": 1, "poll": 1, "download": 1, "skip_failed": 2, "unknown": 1}
 
 
@@ -81,10 +82,11 @@ def test_cli_json_is_the_summary_and_text_names_each_problem_job(state_path, cap
     text = capsys.readouterr().out
     assert "8 jobs over 1 run(s)" in text
     assert "new 1, unknown 1, submitted 1, completed 1, downloaded 2, failed 2" in text
-    assert "$6.00 committed ($2.40 downloaded, $3.60 in flight or unknown)" in text
+    assert ("$6.00 committed ($2.40 downloaded, $3.60 in flight: 3 jobs billed or maybe billed, not yet on disk)"
+            in text)
     assert "failed  id-taskfail (shots.yaml:12) [task]: content policy" in text
     assert "unknown id-lost (shots.yaml:14): connection reset" in text
-    assert f"fallback id-fallback: asked {SORA}, got {SEED}" in text
+    assert f"fallback id-fallback: asked {SORA}, got {SEED} (answered by another model)" in text
     assert "next run: submit 1, poll 1, download 1; 2 failed kept" in text
 
 
@@ -108,3 +110,69 @@ def test_missing_state_file_says_where_it_comes_from(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nope.jsonl")]) != 0
     err = capsys.readouterr().err
     assert "nope.jsonl: no such state file" in err and "batchgen run" in err
+
+
+def test_json_lists_every_job_with_models_cost_billed_file_error_and_next_action(state_path):
+    s = summarize(load(state_path), str(state_path))
+    jobs = {j["key"]: j for j in s["job_list"]}
+    assert list(jobs) == ["done", "fallback", "taskfail", "rejected", "lost", "gen", "fetch", "new"]
+    assert jobs["fallback"] == {
+        "id": "id-fallback", "key": "fallback", "where": "shots.yaml:11", "status": "downloaded",
+        "model_asked": SORA, "model_submitted": SORA, "model_used": SEED, "cost_billed": 1.2,
+        "file": "fallback.mp4", "error_class": "", "error": "", "attempts": 1, "pid": "pid-fallback",
+        "next_action": "done", "superseded_by": ""}
+    assert (jobs["taskfail"]["cost_billed"], jobs["taskfail"]["error"], jobs["taskfail"]["next_action"]) == (
+        0.0, "content policy", "failed")
+    assert (jobs["lost"]["status"], jobs["lost"]["cost_billed"], jobs["lost"]["next_action"]) == (
+        "unknown", 1.2, "reconcile")
+    assert [jobs[k]["next_action"] for k in ("gen", "fetch", "new")] == ["poll", "download", "submit"]
+    assert jobs["new"]["model_submitted"] == "" and jobs["new"]["cost_billed"] == 0.0
+    # In flight is billed (or maybe billed) and not on disk: submitted, completed, unknown.
+    assert s["in_flight_jobs"] == 3 and s["spend"]["in_flight"] == 3.6
+
+
+def test_plain_status_lists_each_job_needing_attention_with_its_line_and_what_to_do(state_path, capsys):
+    assert main(["status", str(state_path)]) == 0
+    text = capsys.readouterr().out
+    assert "failed  id-taskfail (shots.yaml:12) [task]: content policy\n          -> the provider failed" in text
+    assert "failed  id-rejected (shots.yaml:13) [rejected]: HTTP 400: bad duration\n          -> the provider " \
+           "refused the request; fix the row in the manifest" in text
+    assert "unknown id-lost (shots.yaml:14): connection reset after the POST was sent\n          -> its submit " \
+           "may have been charged" in text
+    assert "submitted id-gen (shots.yaml:15): submitted, not finished (or stalled); run the same command" in text
+    assert "completed id-fetch (shots.yaml:16): generated, not on disk; run the same command to download" in text
+    assert "new      id-new (shots.yaml:17): not submitted yet; run the same command to submit it" in text
+    assert "id-done" not in text, "a finished job needs nothing"
+
+
+def test_plain_status_names_ten_unfinished_jobs_and_counts_the_rest(tmp_path, capsys):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        for n in range(13):
+            _job(log, f"k{n:02d}", n + 1)
+    assert main(["status", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "id-k09 (shots.yaml:10)" in text and "id-k10" not in text
+    assert "... and 3 more unfinished jobs (status --json lists all)" in text
+
+
+def test_jobs_switched_to_the_fallback_model_are_listed_as_fallbacks(make_sim, tmp_path, capsys):
+    from batchgen.simulator import Faults
+    from runner_helpers import make_images, run_cli, write_manifest
+    primary, fallback = "openai/sora-2/image-to-video-pro", "bytedance/seedance-2.0/image-to-video"
+    sim = make_sim(faults=Faults(unavailable_models={primary}))
+    make_images(tmp_path / "img", 3)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}],
+                              fallback_model=fallback, fallback_after=2)
+    assert run_cli(sim, manifest, tmp_path / "out", "--concurrency", "1") == 0
+    capsys.readouterr()
+    assert main(["status", str(tmp_path / "out" / "state.jsonl"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["fallbacks"]) == 3
+    for item in data["fallbacks"]:
+        assert (item["model_asked"], item["model_submitted"], item["model_used"]) == (primary, fallback, fallback)
+        assert item["switched"] is True and item["answered_by_other"] is False
+    assert {(j["model_asked"], j["model_submitted"]) for j in data["job_list"]} == {(primary, fallback)}
+    assert main(["status", str(tmp_path / "out" / "state.jsonl")]) == 0
+    assert f"asked {primary}, got {fallback} (switched to the fallback_model)" in capsys.readouterr().out

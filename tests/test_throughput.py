@@ -144,8 +144,8 @@ def test_the_account_level_sets_concurrency_and_pace_and_explicit_flags_win():
     assert account_limits(_args("--videos-per-minute", "30"), 9) == (9, 30)
     assert account_limits(_args(), None) == (4, None)
     assert ACCOUNT_LEVELS["ultra"].videos_per_minute == 5000
-    with pytest.raises(UsageError, match="--videos-per-minute"):
-        account_limits(_args("--videos-per-minute", "0"), None)
+    with pytest.raises(UsageError, match="--queue-margin"):
+        account_limits(_args("--queue-margin", "-1"), None)
 
 
 def test_reads_follow_each_models_documented_floor_unless_poll_min_lowers_it():

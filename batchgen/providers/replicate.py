@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -28,9 +29,11 @@ from ..errors import (
     UsageError,
 )
 from ..models import ModelSpec, body_hash
-from .base import ListedPrediction, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 from ..webhooks import STANDARD_SCHEME
-from .wavespeed import USER_AGENT, WaveSpeedProvider, parse_retry_after
+from .base import Download, ListedPrediction, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
+from .streams import DownloadLimits, download_output
+from .wavespeed import USER_AGENT
+from .wire import parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
 POLICY = ProviderPolicy(
@@ -160,8 +163,6 @@ class ReplicateProvider:
     """A Replicate client; one aiohttp session shared by all jobs."""
 
     policy = POLICY
-    # The same streaming, hashing, size-capped download as WaveSpeed's, with no Authorization header.
-    download = WaveSpeedProvider.download
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, *, connect_timeout: float = 10.0,
                  read_timeout: float = 60.0, max_connections: int = 64, webhook: str | None = None,
@@ -176,6 +177,7 @@ class ReplicateProvider:
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._webhook = webhook
         self._webhook_events = list(webhook_events)
+        self._limits = DownloadLimits(head_timeout=read_timeout, connect_timeout=connect_timeout)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections),
             timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout),
@@ -184,6 +186,10 @@ class ReplicateProvider:
 
     async def close(self) -> None:
         await self._session.close()
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+        """Stream an output file (delivery URLs are public: no Authorization header)."""
+        return await download_output(self._session, url, dest, max_bytes=max_bytes, limits=self._limits)
 
     # -- the API ----------------------------------------------------------------------
     async def _api(self, method: str, url: str, *, kind: str, submit: bool = False, **kwargs: Any) -> Any:

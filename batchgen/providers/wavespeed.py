@@ -1,38 +1,47 @@
-"""WaveSpeed v3 over aiohttp: the only module that knows WaveSpeed's JSON.
+"""WaveSpeed v3 over aiohttp: the only module that knows WaveSpeed's endpoints.
 
-Every answer is classified here into a typed record or a batchgen.errors class, so the
-runner never sees HTTP. The API key is sent only to ``base_url``'s origin; uploads' PUT
-targets and output files get no Authorization header.
+Every answer is classified here (its JSON by wire.py) into a typed record or a batchgen.errors
+class, so the runner never sees HTTP. The promises a hostile or broken server cannot break:
+
+- a submit is sent again only after an answer that proves it was not taken (a 4xx refusal, a
+  503, a connection that never opened); any other failure after sending is AmbiguousSubmitError,
+  carrying the task id when the unreadable answer still named one;
+- a paid task's result read fails for good only on the provider's own terminal status, or after
+  ODD_ANSWER_LIMIT answers in a row that contradict themselves (an unknown status, a status that
+  went back): one glitch is transient;
+- every wait is bounded: a total timeout per API call, Retry-After clamped to wire.RETRY_AFTER_CAP,
+  a throughput floor on downloads, an answer size cap (MAX_ANSWER_BYTES, never buffered past);
+- the key is sent only to ``base_url``'s origin, and every message raised is masked with it.
 """
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import json
+import asyncio
+import contextlib
 import time
-from datetime import datetime, timezone
+from collections import Counter
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Iterator
+from urllib.parse import quote, urlsplit
 
-import aiofiles
 import aiohttp
 
 from ..errors import (
     AmbiguousSubmitError,
-    UsageError,
-    ExpiredLinkError,
+    BatchgenError,
     FatalError,
-    ModelUnavailableError,
     PermanentError,
     ProviderError,
-    RateLimitedError,
     TransientError,
+    UsageError,
 )
 from ..models import ModelSpec, body_hash
+from ..redact import Redactor
 from ..webhooks import WAVESPEED_SCHEME
-from .base import Download, ListedPrediction, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
+from .base import Download, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
+from .streams import DOWNLOAD_MIN_RATE, DOWNLOAD_WINDOW, DownloadLimits, download_output, read_capped
+from .wire import (BadAnswer, UnknownStatus, answer_payload, iso_time, listed_prediction, listing_page, load_json,
+                   parse_prediction, parse_retry_after, snippet, upload_url)
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 POLICY = ProviderPolicy(
@@ -51,78 +60,17 @@ POLICY = ProviderPolicy(
     webhook_scheme=WAVESPEED_SCHEME,
 )
 USER_AGENT = "batchgen/0.1"
-_TERMINAL_FAILURES = {"failed", "cancelled", "timeout", "deleted"}
-_VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
-_CHUNK = 1 << 16
-
-
-def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds to wait from Retry-After (seconds or HTTP date) or retry-after-ms."""
-    value = headers.get("Retry-After")
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when - (time.time() if now is None else now))
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            return None
-    return None
-
-
-def parse_prediction(payload: Any, where: str) -> Prediction:
-    """The envelope's ``data`` as a Prediction; PermanentError for nonsense."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(data, dict) or not data.get("id"):
-        raise PermanentError(f"{where}: the answer has no data.id: {_snippet(payload)}")
-    raw_status = str(data.get("status") or "created").lower()
-    if raw_status in _TERMINAL_FAILURES:
-        status = PredictionStatus.FAILED
-    else:
-        try:
-            status = PredictionStatus(raw_status)
-        except ValueError:
-            status = PredictionStatus.PROCESSING
-    outputs = data.get("outputs") or ()
-    if isinstance(outputs, str):
-        outputs = (outputs,)
-    timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
-    inference = timings.get("inference")
-    error = data.get("error") or ""
-    if status is PredictionStatus.FAILED and raw_status != "failed" and not error:
-        error = f"the task ended as {raw_status}"
-    return Prediction(
-        id=str(data["id"]),
-        model=str(data.get("model") or ""),
-        status=status,
-        outputs=tuple(str(o) for o in outputs),
-        error=str(error),
-        inference_ms=int(inference) if isinstance(inference, (int, float)) else None,
-        created_at=str(data.get("created_at") or ""),
-    )
-
-
-_MODEL_REFUSALS = ("unavailable", "not found", "retired", "deprecated", "no longer", "shut down")
-
-
-def _refuses_model(status: int, message: str) -> bool:
-    """A submit refused because the model cannot be used (retired upstream, switched off): the
-    wire edge reads the message once, so the runner can act on a typed error."""
-    return status in (400, 404, 410, 503) and any(word in message.lower() for word in _MODEL_REFUSALS)
-
-
-def _snippet(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + "..."
+#: The largest API answer read; a bigger one is dropped unread (a result is a few kB).
+MAX_ANSWER_BYTES = 4 << 20
+#: Consecutive self-contradicting result answers for one task before it is given up.
+ODD_ANSWER_LIMIT = 20
+#: Connection failures in a row, or seconds of nothing but them, before any answer ever came,
+#: that mean "wrong address or no network" (a blackholed host takes a connect timeout per try).
+UNREACHABLE_AFTER = 3
+UNREACHABLE_SECONDS = 10.0
+#: An upload may take the API timeout plus this long per byte (64 KiB/s: 20 MB in ~5 min).
+UPLOAD_MIN_RATE = 64 << 10
+_MAYBE_CREATED = "; the task may have been created, so it is not sent again automatically"
 
 
 class WaveSpeedProvider:
@@ -130,25 +78,34 @@ class WaveSpeedProvider:
 
     policy = POLICY
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-        max_connections: int = 64,
-        listing: bool = True,
-    ):
+    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, *, connect_timeout: float = 10.0,
+                 api_timeout: float = 60.0, max_connections: int = 64, listing: bool = True,
+                 download_min_rate: float = DOWNLOAD_MIN_RATE, download_window: float = DOWNLOAD_WINDOW,
+                 unreachable_seconds: float = UNREACHABLE_SECONDS):
+        """``api_timeout`` bounds each API call whole (an upload gets more per byte); a download
+        is bounded by its head arriving within it, then by the throughput floor."""
         if not api_key:
             raise UsageError(f"no API key: set the {POLICY.key_variable} environment variable")
+        self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"the base URL {base_url!r} is not an http(s) URL; give one like https://api.example.com")
+            raise UsageError(self._redact(f"the base URL {base_url!r} is not an http(s) URL; give one like "
+                                          "https://api.example.com"))
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._listing = listing
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        # A total bound per API call: a trickling answer cannot stretch it as a per-read timeout allows.
+        # The connect bound is the TCP (and TLS) connect only, never a wait for a pooled connection,
+        # so a connect timeout means "nothing was sent" (and counts towards an unreachable host).
+        self._timeout = aiohttp.ClientTimeout(total=api_timeout, sock_connect=connect_timeout)
+        self._limits = DownloadLimits(head_timeout=api_timeout, connect_timeout=connect_timeout,
+                                      min_rate=download_min_rate, window=download_window)
+        self._reached = False
+        self._unreached = 0
+        self._unreachable_seconds = unreachable_seconds
+        self._first_try: float | None = None
+        self._odd: Counter[str] = Counter()
+        self._completed: set[str] = set()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections),
             timeout=self._timeout,
@@ -158,60 +115,68 @@ class WaveSpeedProvider:
     async def close(self) -> None:
         await self._session.close()
 
-    # -- the API ----------------------------------------------------------------------
-    async def _api(self, method: str, path: str, *, kind: str, submit: bool = False, **kwargs: Any) -> Any:
-        """One API call: auth to our origin only, envelope parsed, errors classified."""
-        url = f"{self.base_url}{path}"
+    @contextlib.contextmanager
+    def _masked(self) -> Iterator[None]:
+        """Mask the key in every message raised, and in the messages of its causes: a server
+        that echoes the Authorization header must not put the key in a state file or on screen."""
         try:
-            async with self._session.request(
-                method, url, headers=self._auth, allow_redirects=False, **kwargs
-            ) as resp:
-                body = await resp.read()
-                return self._classify(resp.status, resp.headers, body, kind)
-        except aiohttp.ClientConnectorError as exc:
+            yield
+        except BatchgenError as exc:
+            link: BaseException | None = exc
+            while link is not None:
+                if isinstance(link, (BatchgenError, BadAnswer)):
+                    link.args = tuple(self._redact(a) if isinstance(a, str) else a for a in link.args)
+                link = link.__cause__
+            raise
+
+    # -- the API ----------------------------------------------------------------------
+    async def _api(self, method: str, path: str, *, kind: str, submit: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """One API call: auth to our origin only, the envelope of a success, or its error."""
+        with self._masked():
+            status, headers, body = await self._exchange(method, path, kind=kind, submit=submit, **kwargs)
+            try:
+                return answer_payload(status, headers, body, kind=kind, submit=submit,
+                                      key_variable=POLICY.key_variable)
+            except BadAnswer as exc:
+                raise self._unreadable(f"{kind}: {exc}", exc, submit=submit) from exc
+
+    async def _exchange(self, method: str, path: str, *, kind: str, submit: bool, **kwargs: Any) -> tuple:
+        if self._first_try is None:
+            self._first_try = time.monotonic()
+        try:
+            async with self._session.request(method, f"{self.base_url}{path}", headers=self._auth,
+                                             allow_redirects=False, **kwargs) as resp:
+                answer = resp.status, resp.headers, await read_capped(resp, MAX_ANSWER_BYTES)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The TCP connection never opened: nothing was sent, so even a submit may retry.
-            raise TransientError(f"{kind}: cannot connect to {self.base_url}: {exc.os_error or exc}") from None
+            raise self._unreachable(kind, exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = f"{kind}: the connection failed ({type(exc).__name__}: {exc or 'no answer'})"
             if submit:
-                raise AmbiguousSubmitError(
-                    message + "; the task may have been created, so it is not sent again automatically"
-                ) from None
-            raise TransientError(message) from None
+                raise AmbiguousSubmitError(message + _MAYBE_CREATED) from exc
+            raise TransientError(message) from exc
+        self._reached, self._unreached = True, 0
+        return answer
 
-    def _classify(self, status: int, headers: Any, body: bytes, kind: str) -> Any:
-        try:
-            payload = json.loads(body) if body else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            payload = None
-        message = ""
-        if isinstance(payload, dict):
-            message = str(payload.get("message") or payload.get("error") or "")
-        if not message:
-            message = body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
-        if status == 200:
-            if not isinstance(payload, dict):
-                raise PermanentError(f"{kind}: HTTP 200 but the answer is not JSON: {_snippet(message)}")
-            code = payload.get("code")
-            if isinstance(code, int) and code >= 400:
-                return self._classify(code, headers, body, kind)
-            return payload
-        where = f"{kind}: HTTP {status}: {message}"
-        if status == 401:
-            raise FatalError(f"the API refused the key (HTTP 401: {message}); set {POLICY.key_variable} to a valid key",
-                             status=status)
-        if status == 402 or "balance" in message.lower() or "insufficient" in message.lower():
-            raise FatalError(f"{where}; top up the account, then run the same command again", status=status)
-        if kind == "submit" and _refuses_model(status, message):
-            raise ModelUnavailableError(where, temporary=status >= 500, status=status,
-                                        retry_after=parse_retry_after(headers))
-        if status == 429:
-            raise RateLimitedError(where, status=status, retry_after=parse_retry_after(headers))
-        if status >= 500 or status in (408, 425):
-            raise TransientError(where, status=status, retry_after=parse_retry_after(headers))
-        if status == 403:
-            raise FatalError(f"{where}; the key is not allowed to do this", status=status)
-        raise PermanentError(where, status=status)
+    def _unreachable(self, kind: str, exc: aiohttp.ClientError) -> ProviderError:
+        """Transient, except a few failures in a row before any answer ever came: then the
+        address is wrong or the network is down, and retrying for minutes helps nobody."""
+        reason = getattr(exc, "os_error", None) or exc
+        if not self._reached:
+            self._unreached += 1
+            waited = time.monotonic() - (self._first_try or 0.0)
+            if self._unreached >= UNREACHABLE_AFTER or waited >= self._unreachable_seconds:
+                return FatalError(f"cannot reach {self.base_url}: {reason}; check --base-url / your network",
+                                  url=self.base_url)
+        return TransientError(f"{kind}: cannot connect to {self.base_url}: {reason}", url=self.base_url)
+
+    @staticmethod
+    def _unreadable(message: str, exc: BadAnswer, *, submit: bool) -> ProviderError:
+        """A success answer that cannot be read: after a submit the task may exist (and be
+        billed), so it is never "rejected"; after a read the task is simply read again."""
+        if submit:
+            return AmbiguousSubmitError(message + _MAYBE_CREATED, prediction_id=exc.prediction_id)
+        return TransientError(message + "; reading it again later")
 
     @staticmethod
     def build_body(spec: ModelSpec, image_url: str, prompt: str, params: Any) -> dict[str, Any]:
@@ -230,42 +195,82 @@ class WaveSpeedProvider:
         return body
 
     async def submit(self, model: str, body: dict[str, Any], webhook: str | None = None) -> Prediction:
+        kind = f"submit {model}"
         # API.md: the query parameter, not the body's webhook_url (which one wins is unconfirmed).
         params = {"webhook": webhook} if webhook else None
-        payload = await self._api("POST", f"/api/v3/{model}", kind="submit", submit=True, json=body, params=params)
-        return parse_prediction(payload, f"submit {model}")
+        with self._masked():
+            payload = await self._api("POST", f"/api/v3/{model}", kind=kind, submit=True, json=body, params=params)
+            try:
+                return parse_prediction(payload, strict_status=False)
+            except BadAnswer as exc:
+                raise self._unreadable(f"{kind}: {exc}", exc, submit=True) from exc
 
     async def webhook_secret(self) -> str:
         payload = await self._api("GET", "/api/v3/webhook/secret", kind="webhook secret")
-        secret = (payload.get("data") or {}).get("secret") if isinstance(payload.get("data"), dict) else None
+        secret = payload.get("data", {}).get("secret") if isinstance(payload.get("data"), dict) else None
         if not isinstance(secret, str) or not secret:
-            raise PermanentError(f"webhook secret: the answer has no data.secret: {_snippet(payload)}")
+            raise PermanentError(f"webhook secret: the answer has no data.secret: {snippet(payload)}")
         return secret
 
     @staticmethod
     def parse_webhook(body: bytes) -> Prediction:
         """A delivery carries the prediction's ``data`` fields (and ``input``), not the envelope."""
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PermanentError(f"webhook: the body is not JSON ({exc})") from exc
+        payload = load_json(body)
         if isinstance(payload, dict) and not isinstance(payload.get("data"), dict):
             payload = {"data": payload}
-        return parse_prediction(payload, "webhook")
+        try:
+            return parse_prediction(payload, strict_status=False)
+        except BadAnswer as exc:
+            raise PermanentError(f"webhook: {exc}") from exc
 
     async def result(self, prediction_id: str) -> Prediction:
-        payload = await self._api("GET", f"/api/v3/predictions/{prediction_id}/result", kind="result")
-        return parse_prediction(payload, f"result {prediction_id}")
+        kind = f"result {prediction_id}"
+        with self._masked():
+            payload = await self._api("GET", f"/api/v3/predictions/{quote(prediction_id, safe='')}/result", kind=kind)
+            try:
+                pred = parse_prediction(payload, strict_status=True)
+            except UnknownStatus as exc:
+                raise self._odd_answer(prediction_id, f"the task reports {exc}") from exc
+            except BadAnswer as exc:
+                raise self._unreadable(f"{kind}: {exc}", exc, submit=False) from exc
+            return self._consistent(prediction_id, pred)
+
+    def _consistent(self, pid: str, pred: Prediction) -> Prediction:
+        """``pred``, unless it contradicts itself or what this task said before."""
+        if pred.id != pid:
+            raise TransientError(f"result {pid}: the answer is about another task ({pred.id}); reading it again later")
+        if pred.status is PredictionStatus.COMPLETED and not pred.outputs:
+            raise self._odd_answer(pid, "the task is completed but names no output URL")
+        if pred.status is not PredictionStatus.COMPLETED and pid in self._completed:
+            # Completed is final: a later "processing" or "failed" is a glitch, not a lost paid video.
+            raise self._odd_answer(pid, f"the task went back from completed to {pred.status.value}")
+        if pred.status is PredictionStatus.COMPLETED:
+            self._completed.add(pid)
+        self._odd.pop(pid, None)
+        return pred
+
+    def _odd_answer(self, pid: str, what: str) -> ProviderError:
+        """Transient at first; PermanentError after ODD_ANSWER_LIMIT in a row, so a task whose
+        answers never make sense is not read forever."""
+        self._odd[pid] += 1
+        if self._odd[pid] >= ODD_ANSWER_LIMIT:
+            return PermanentError(f"result {pid}: {what}, {self._odd[pid]} reads in a row; batchgen stops "
+                                  "following it: look the task up on WaveSpeed's dashboard")
+        return TransientError(f"result {pid}: {what}; reading it again later")
 
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
-        form = aiohttp.FormData()
-        form.add_field("file", data, filename=filename, content_type=content_type)
-        payload = await self._api("POST", "/api/v3/media/upload/binary", kind="upload", data=form)
-        info = payload.get("data") if isinstance(payload, dict) else None
-        url = (info or {}).get("download_url") or (info or {}).get("url")
-        if not url:
-            raise PermanentError(f"upload {filename}: the answer has no download_url: {_snippet(payload)}")
-        return str(url)
+        kind = f"upload {filename}"
+        with self._masked():
+            form = aiohttp.FormData()
+            form.add_field("file", data, filename=filename, content_type=content_type)
+            # The API's total bound plus time for the bytes themselves, so a large image on a slow line fits.
+            timeout = aiohttp.ClientTimeout(total=self._timeout.total + len(data) / UPLOAD_MIN_RATE,
+                                            sock_connect=self._timeout.sock_connect)
+            payload = await self._api("POST", "/api/v3/media/upload/binary", kind=kind, data=form, timeout=timeout)
+            try:
+                return upload_url(payload)
+            except BadAnswer as exc:
+                raise self._unreadable(f"{kind}: {exc}", exc, submit=False) from exc
 
     async def list_predictions(self, *, model: str, created_after: float, created_before: float) -> Listing | None:
         """Every prediction of ``model`` created in the window (epoch seconds), paging to ``total``
@@ -275,7 +280,7 @@ class WaveSpeedProvider:
         first ends the read with what it has, marked incomplete."""
         if not self._listing:
             return None
-        filters = {"model": model, "created_after": _iso(created_after), "created_before": _iso(created_before)}
+        filters = {"model": model, "created_after": iso_time(created_after), "created_before": iso_time(created_before)}
         items: dict[str, ListedPrediction] = {}
         for page in range(1, MAX_LIST_PAGES + 1):
             try:
@@ -283,11 +288,11 @@ class WaveSpeedProvider:
                                           json={"page": page, "page_size": LIST_PAGE_SIZE, **filters})
             except PermanentError:
                 payload = None
-            raw, total = _page_of(payload)
+            raw, total = listing_page(payload)
             if raw is None:
                 return None if page == 1 else Listing(tuple(items.values()), complete=False)
             # Newest first: a prediction made while paging shifts older ones onto the next page (seen twice).
-            items.update((p.id, p) for p in map(_listed, raw) if p is not None)
+            items.update((p.id, p) for p in map(listed_prediction, raw) if p is not None)
             if (page - 1) * LIST_PAGE_SIZE + len(raw) >= total:
                 return Listing(tuple(items.values()), complete=True)
             if not raw:
@@ -296,91 +301,16 @@ class WaveSpeedProvider:
 
     # -- files ------------------------------------------------------------------------
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
-        """Stream ``url`` into ``dest``, hashing as it goes; never buffers the whole file."""
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise PermanentError(f"the output URL uses {scheme or 'no'} scheme ({url[:80]}); only http(s) is downloaded")
-        digest = hashlib.sha256()
-        written = 0
-        try:
-            async with self._session.get(url, max_redirects=5) as resp:
-                if resp.status in (401, 403, 404, 410):
-                    raise ExpiredLinkError(f"download: HTTP {resp.status} (the link has expired)", status=resp.status)
-                if resp.status == 429 or resp.status >= 500:
-                    raise TransientError(f"download: HTTP {resp.status}", status=resp.status,
-                                         retry_after=parse_retry_after(resp.headers))
-                if resp.status != 200:
-                    raise PermanentError(f"download: HTTP {resp.status}", status=resp.status)
-                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if ctype and not ctype.startswith(_VIDEO_TYPES):
-                    raise PermanentError(f"download: the server sent {ctype!r}, not a video")
-                expected = resp.content_length
-                if expected is not None and expected > max_bytes:
-                    raise PermanentError(f"download: the file is {expected:,} bytes, over the {max_bytes:,}-byte cap")
-                async with aiofiles.open(dest, "wb") as fh:
-                    async for chunk in resp.content.iter_chunked(_CHUNK):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise PermanentError(f"download: the file passed the {max_bytes:,}-byte cap")
-                        digest.update(chunk)
-                        await fh.write(chunk)
-        except aiohttp.TooManyRedirects:
-            raise PermanentError("download: too many redirects") from None
-        except aiohttp.InvalidURL as exc:
-            raise PermanentError(f"download: invalid URL ({exc})") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise TransientError(f"download: the body was cut after {written:,} bytes ({type(exc).__name__})") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"download: the connection failed ({type(exc).__name__}: {exc})") from None
-        if expected is not None and written != expected:
-            raise TransientError(f"download: got {written:,} of {expected:,} bytes (truncated)")
-        return Download(bytes=written, sha256=digest.hexdigest(), content_type=ctype,
-                        length_checked=expected is not None)
-
-
-INFO = ProviderInfo(policy=POLICY, factory=WaveSpeedProvider)
-
-__all__ = ["DEFAULT_BASE_URL", "INFO", "POLICY", "ProviderError", "WaveSpeedProvider", "parse_prediction", "parse_retry_after"]
+        """Stream ``url`` into ``dest`` (no Authorization header: output URLs are signed)."""
+        with self._masked():
+            return await download_output(self._session, url, dest, max_bytes=max_bytes, limits=self._limits)
 
 
 #: The listing's largest page (docs "Predictions API"), and a bound on pages read for one window.
 LIST_PAGE_SIZE = 100
 MAX_LIST_PAGES = 200
 
+INFO = ProviderInfo(policy=POLICY, factory=WaveSpeedProvider)
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=timezone.utc).timestamp()
-
-
-def _page_of(payload: Any) -> tuple[list | None, int]:
-    """A listing page's items and total, or (None, 0) when the answer is not one."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    items = data.get("items") if isinstance(data, dict) else None
-    total = data.get("total") if isinstance(data, dict) else None
-    if not isinstance(items, list) or not isinstance(total, int) or isinstance(total, bool):
-        return None, 0
-    return items, total
-
-
-def _listed(item: Any) -> ListedPrediction | None:
-    """One listing item; ``input`` and its body hash only when the item carries the request input."""
-    if not isinstance(item, dict) or not item.get("id"):
-        return None
-    given = item.get("input") if isinstance(item.get("input"), dict) else None
-    outputs = item.get("outputs")
-    return ListedPrediction(
-        id=str(item["id"]), model=str(item.get("model") or ""), status=str(item.get("status") or ""),
-        created_at=_epoch(item.get("created_at")),
-        outputs=tuple(str(o) for o in outputs if o) if isinstance(outputs, list) else (),
-        input=given, body_hash=body_hash(given) if given is not None else "",
-    )
+__all__ = ["DEFAULT_BASE_URL", "INFO", "MAX_ANSWER_BYTES", "POLICY", "ProviderError", "WaveSpeedProvider",
+           "parse_prediction", "parse_retry_after"]

@@ -9,6 +9,10 @@ A test names a mode with ``POST /_sim/hostile`` (or ``Simulator.hostile.set``)::
 
 Result-read modes: ``non-json`` (200 with HTML), ``no-data`` (an envelope without ``data``),
 ``file-scheme`` / ``ftp-scheme`` (a completed task whose output URL is file:// or ftp://).
+Submit modes (the task is created and charged first, as a gateway that times out after the backend
+took it): ``submit-500`` / ``submit-502`` / ``submit-504`` (that HTTP status with an error page),
+``submit-non-json`` (200 with HTML), ``submit-code-500`` (200 with an envelope ``code: 500`` that
+still holds ``data.id``).
 Output-download modes: ``redirect-loop`` (302 to itself, forever), ``huge`` (Content-Length of
 10 GB, then zeros trickled slowly), ``huge-stream`` (no Content-Length, zeros without end),
 ``html-content-type`` (200 with an HTML page instead of a video).
@@ -27,6 +31,7 @@ from .wire import envelope
 
 RESULT_MODES = ("non-json", "no-data", "file-scheme", "ftp-scheme")
 OUTPUT_MODES = ("redirect-loop", "huge", "huge-stream", "html-content-type")
+SUBMIT_MODES = ("submit-500", "submit-502", "submit-504", "submit-non-json", "submit-code-500")
 HUGE_BYTES = 10 * 1000**3
 #: How long a hostile stream trickles before the simulator gives up on a client that keeps reading.
 _TRICKLE_SECONDS = 30.0
@@ -48,8 +53,9 @@ class Hostile:
             raise ValueError(f"unknown hostile setting(s) {sorted(unknown)}; known: mode, count, output_base_url")
         if "mode" in changes:
             mode = changes["mode"]
-            if mode is not None and mode not in RESULT_MODES + OUTPUT_MODES:
-                raise ValueError(f"unknown hostile mode {mode!r}; known: {', '.join(RESULT_MODES + OUTPUT_MODES)}")
+            known = RESULT_MODES + OUTPUT_MODES + SUBMIT_MODES
+            if mode is not None and mode not in known:
+                raise ValueError(f"unknown hostile mode {mode!r}; known: {', '.join(known)}")
             count = changes.get("count")
             if count is not None and (not isinstance(count, int) or count < 1):
                 raise ValueError(f"count must be a positive whole number, got {count!r}")
@@ -79,6 +85,19 @@ class Hostile:
         if mode in ("file-scheme", "ftp-scheme"):
             url = "file:///etc/passwd" if mode == "file-scheme" else "ftp://files.example.invalid/video.mp4"
             return envelope(200, "success", {**data, "outputs": [url]})
+        return None
+
+    def submit_answer(self, data: dict[str, Any]) -> web.Response | None:
+        """A hostile answer to a submit whose task was already created (and charged), or None."""
+        mode = self._take(SUBMIT_MODES)
+        if mode in ("submit-500", "submit-502", "submit-504"):
+            status = int(mode.rsplit("-", 1)[1])
+            return web.Response(status=status, text=f"<html><body>{status} Gateway error</body></html>",
+                                content_type="text/html")
+        if mode == "submit-non-json":
+            return web.Response(status=200, text="<html><body>Accepted</body></html>", content_type="text/html")
+        if mode == "submit-code-500":
+            return web.json_response({"code": 500, "message": "internal error", "data": data})
         return None
 
     async def output_answer(self, request: web.Request) -> web.StreamResponse | None:

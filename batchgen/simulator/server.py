@@ -226,6 +226,9 @@ class Simulator:
         if self.roll("drop-after", self.config.faults.rate_drop_after):
             raise _Dropped
         data = self.task_data(task)
+        hostile = self.hostile.submit_answer(data)
+        if hostile is not None:
+            return hostile
         if received.get("enable_sync_mode") is True:
             data = await self._hold(task)
         return envelope(200, "success", data)

@@ -1,0 +1,66 @@
+"""Files batchgen creates in its output folder refuse planted links (issue 15 item 7)."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from test_state_disk import small_tmpfs
+
+from batchgen.download import set_aside, write_sidecar
+from batchgen.errors import OutputPathError
+from batchgen.progress import setup_logging
+
+
+@pytest.fixture
+def outside(tmp_path):
+    path = tmp_path / "elsewhere.txt"
+    path.write_text("keep me\n")
+    return path
+
+
+def test_set_aside_refuses_a_link_in_the_videos_place(tmp_path, outside):
+    target = tmp_path / "out" / "clip.mp4"
+    target.parent.mkdir()
+    target.symlink_to(outside)
+    with pytest.raises(OutputPathError, match="clip.mp4 is a symbolic link"):
+        set_aside(target, "abc")
+    assert target.is_symlink() and not list(target.parent.glob("*.prev-*"))
+
+
+def test_set_aside_does_not_land_on_a_dangling_link(tmp_path):
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(b"old video")
+    (tmp_path / "clip.prev-abc.mp4").symlink_to(tmp_path / "nowhere")
+    aside = set_aside(target, "abc")
+    assert aside.name == "clip.prev-abc-2.mp4" and aside.read_bytes() == b"old video"
+
+
+def test_write_sidecar_replaces_a_stale_temporary_and_refuses_a_planted_one(tmp_path, outside):
+    target = tmp_path / "clip.mp4"
+    (tmp_path / "clip.json.tmp").write_text("left by a killed run")
+    write_sidecar(target, {"id": "a"})
+    assert '"id": "a"' in (tmp_path / "clip.json").read_text() and not (tmp_path / "clip.json.tmp").exists()
+    (tmp_path / "clip.json.tmp").symlink_to(outside)
+    with pytest.raises(OutputPathError, match="clip.json.tmp is a symbolic link"):
+        write_sidecar(target, {"id": "b"})
+    assert outside.read_text() == "keep me\n"
+
+
+def test_the_log_file_stays_quiet_on_a_full_disk_and_refuses_a_link(tmp_path, outside, capsys):
+    with small_tmpfs() as disk:
+        setup_logging(disk / "batchgen.log", 0, stream=io.StringIO())
+        try:
+            with open(disk / "filler", "wb", buffering=0) as fh, pytest.raises(OSError):
+                while True:
+                    fh.write(bytes(4096))
+            for n in range(50):
+                logging.getLogger("batchgen").info("line %d %s", n, "x" * 200)
+        finally:
+            setup_logging(None, 0, stream=io.StringIO())
+    assert "Logging error" not in capsys.readouterr().err
+    (tmp_path / "batchgen.log").symlink_to(outside)
+    with pytest.raises(OutputPathError, match="batchgen.log is a symbolic link"):
+        setup_logging(tmp_path / "batchgen.log", 0, stream=io.StringIO())
+    assert outside.read_text() == "keep me\n"

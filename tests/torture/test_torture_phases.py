@@ -1,0 +1,39 @@
+"""bench/torture_phases.py at CI size: a disk that fills during the run, and a server whose answers lie."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import torture  # noqa: E402
+import torture_phases  # noqa: E402
+
+
+@pytest.mark.slow
+def test_full_disk_phase_halts_cleanly_pays_once_and_finishes_once_there_is_room(tmp_path, render_cache_dir, capsys):
+    outcome = torture_phases.run_disk_phase(torture_phases.PhaseSettings(jobs=12, workdir=tmp_path,
+                                                                         render_cache=render_cache_dir))
+    if "skipped" in outcome.figures:
+        pytest.skip(outcome.figures["skipped"])
+    with capsys.disabled():
+        print("\n" + torture.table(outcome))
+    assert outcome.problems == []
+    figures = outcome.figures
+    assert figures["run 1 on the full disk"].startswith("exit 3, 0 paid"), "the state log met the wall first"
+    assert figures["run 2 on the full disk"].startswith("exit 3")
+    assert figures["downloaded"] == 12 and figures["duplicates (paid twice)"] == 0
+    assert figures["paid videos lost"] == 0
+
+
+@pytest.mark.slow
+def test_hostile_answers_phase_pays_once_and_loses_no_paid_video(tmp_path, render_cache_dir, capsys):
+    outcome = torture_phases.run_hostile_phase(torture_phases.PhaseSettings(jobs=12, workdir=tmp_path,
+                                                                            render_cache=render_cache_dir))
+    with capsys.disabled():
+        print("\n" + torture.table(outcome))
+    assert outcome.figures["hostile answers served"] == len(torture_phases.HOSTILE_ROUND)
+    assert outcome.problems == []
+    assert outcome.figures["duplicates (paid twice)"] == 0 and outcome.figures["paid videos lost"] == 0
