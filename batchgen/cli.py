@@ -28,6 +28,7 @@ from .errors import BatchgenError, UsageError
 from .estimate import estimate_files
 from .export import add_export_arguments, export_command
 from .manifest import load_manifest
+from .pacing import ACCOUNT_LEVELS
 from .plan_table import add_plan_parser, render_json, render_table, warning_lines
 from .providers import provider_names
 from .review import add_review_arguments, review_command
@@ -87,8 +88,20 @@ def _add_run_pace(run: argparse.ArgumentParser) -> None:
     run.add_argument("--concurrency", type=at_least_one, default=None,
                      help="jobs generating at once; your account's cap (default 4)")
     run.add_argument("--download-concurrency", type=at_least_one, default=4, help="downloads at once (default 4)")
-    run.add_argument("--poll-min", type=positive_seconds, default=1.0, metavar="SECONDS",
-                     help="shortest wait between two reads of one job's result (default 1)")
+    run.add_argument("--poll-min", type=positive_seconds, default=None, metavar="SECONDS",
+                     help="shortest wait between two reads of one job's result (default: the model's documented "
+                          "cadence, 5 s for video models; lower it only for short test jobs)")
+    run.add_argument("--account-level", choices=tuple(ACCOUNT_LEVELS), default=None,
+                     help="your WaveSpeed account level: sets --concurrency and --videos-per-minute from its limits")
+    run.add_argument("--videos-per-minute", type=at_least_one, default=None, metavar="N",
+                     help="submits per minute your account allows (paces submits; default: the level's, else none)")
+    run.add_argument("--queue-margin", type=int, default=None, metavar="N",
+                     help="tasks kept waiting in the provider's queue beyond --concurrency, billed at submit "
+                          "(default: sized from the read lag, at most a quarter of --concurrency or 3)")
+    run.add_argument("--webhook-url", default=None, metavar="URL",
+                     help="public https URL that reaches --listen: results arrive by webhook, reads are a safety net")
+    run.add_argument("--listen", default="127.0.0.1:8787", metavar="HOST:PORT",
+                     help="where the webhook listener binds (default 127.0.0.1:8787)")
 
 
 def _add_run_spending(run: argparse.ArgumentParser) -> None:

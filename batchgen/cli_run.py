@@ -22,8 +22,8 @@ from .providers import provider_info
 from .redo import Redo, link_redo_takes, plan_redo
 from .run_env import api_key_from_env, install_interrupts
 from .runner import RunOptions, Runner, RunResult
+from .run_flags import account_limits, describe_limits, poll_policy, webhook_options
 from .unmatched import listed as unmatched_videos
-from .schedule import PollPolicy
 from .state import StateLog
 from .user_config import user_model_table
 from .verifier import Verifier
@@ -33,9 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest, user_model_table())
     out_dir = (args.out or Path("outputs") / args.manifest.stem).resolve()
     state_path = args.state or out_dir / "state.jsonl"
-    concurrency = args.concurrency or int(manifest.settings.get("concurrency", 4))
-    if concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
+    concurrency, per_minute = account_limits(args, manifest.settings.get("concurrency"))
     max_cost = args.max_cost if args.max_cost is not None else manifest.max_cost
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +45,8 @@ def run_command(args: argparse.Namespace) -> int:
     setup_logging(out_dir / "batchgen.log", -1 if args.quiet else args.verbose)
     options = RunOptions(out_dir=out_dir, concurrency=concurrency, download_concurrency=args.download_concurrency,
                          retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
-                         max_cost=max_cost, seed=args.seed, fallback_after=manifest.fallback_after)
+                         max_cost=max_cost, seed=args.seed, fallback_after=manifest.fallback_after,
+                         videos_per_minute=per_minute, queue_margin=args.queue_margin, **webhook_options(args))
     try:
         return asyncio.run(_run(args, manifest, state_path, options))
     except asyncio.CancelledError:
@@ -95,6 +94,7 @@ async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions)
     to_pay = cost_to_pay(plan, runner.price)
     balance = await runner.provider.balance() if to_pay > 0 else None
     print(describe_plan(plan, to_pay, manifest, options, balance), file=sys.stderr)
+    print(describe_limits(runner), file=sys.stderr)
     if deferred:
         print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
     if not _confirmed(args, to_pay):
@@ -117,8 +117,10 @@ def _redo(args, manifest, state_log: StateLog, options: RunOptions) -> Redo:
 async def _execute(runner: Runner, plan: Plan, progress: Progress) -> RunResult:
     main_task = asyncio.current_task()
     # install_interrupts tells the user (by the signal's name); the stop itself goes to the log file.
-    install_interrupts(asyncio.get_running_loop(), lambda name: runner.stop(f"interrupted ({name})", halt=False),
-                       main_task)
+    # Tasks queued at the provider are paid: they run and are downloaded like the rest.
+    install_interrupts(asyncio.get_running_loop(), lambda name: runner.stop(
+        f"interrupted ({name}): no new submits; jobs in flight, queued ones too, finish and are downloaded",
+        halt=False), main_task)
     try:
         return await runner.run(plan)
     finally:
@@ -139,14 +141,13 @@ async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
         stack.push_async_callback(running.close)
         print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
               file=sys.stderr)
-        poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=min(args.poll_min, 0.25),
-                          max_interval=5.0)
+        poll = poll_policy(args, models, local=True, prior=config.gen_base + 4 * config.gen_per_second, max_interval=5.0)
         return provider_info("wavespeed").factory("local-simulator", running.base_url), poll
     info = provider_info(args.provider)
     base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or info.policy.default_base_url
     provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
                             max_connections=max(16, 2 * options.concurrency))
-    return provider, PollPolicy(min_interval=args.poll_min)
+    return provider, poll_policy(args, models)
 
 
 def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) -> int:

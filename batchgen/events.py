@@ -34,6 +34,14 @@ class Stopping(RunEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class QueueMargin(RunEvent):
+    """How many tasks may wait in the provider's queue beyond its concurrency (billed at submit)."""
+
+    concurrency: int
+    margin: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobEvent(RunEvent):
     job: JobSpec
 

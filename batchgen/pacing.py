@@ -1,11 +1,13 @@
-"""Submit pacing and the in-flight target: spacing after a 429, a per-minute token bucket, and
-the slots that bound how many jobs run. Small classes; time is always a parameter."""
+"""Submit pacing and the in-flight target: spacing after a 429, a per-minute token bucket, the
+slots that bound how many jobs run, and the account levels that set both. Small classes; time is
+always a parameter."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 Clock = Callable[[], float]
@@ -13,6 +15,24 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: A provider's per-minute limit resets every minute (API.md v2, "Account limits").
 WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class AccountLevel:
+    """What an account may do: videos started per minute, tasks generating at once."""
+
+    videos_per_minute: int
+    concurrency: int
+
+
+#: API.md v2 "Account limits" (docs "Account Levels & Rate Limits"); the page's numbers change
+#: between versions, so these are data a user overrides with --videos-per-minute/--concurrency.
+ACCOUNT_LEVELS: dict[str, AccountLevel] = {
+    "bronze": AccountLevel(5, 3),
+    "silver": AccountLevel(60, 100),
+    "gold": AccountLevel(600, 2000),
+    "ultra": AccountLevel(5000, 5000),
+}
 
 
 class Pacer:
@@ -110,13 +130,18 @@ class Slots:
     """Jobs in flight at the provider, with a target that shrinks on 429s and probes back up.
 
     Each shrink doubles how many accepted submits it takes before probing one slot higher, so a
-    --concurrency far above the account's cap costs a few 429s, not one every few submits."""
+    --concurrency far above the account's cap costs a few 429s, not one every few submits. A 429
+    while fewer jobs run than have run before (``proven``) is not the cap: it is sporadic (a
+    burst, an overloaded gateway) and leaves the target alone, or 20 % injected 429s would walk
+    the target down to one job at a time."""
 
     def __init__(self, limit: int, *, probe_every: int = 4, max_probe_every: int = 64):
         self.limit = limit
         self.target = limit
         self.in_flight = 0
         self.probe_every = probe_every
+        #: The most jobs seen in flight when a submit was accepted.
+        self.proven = 0
         self._max_probe_every = max_probe_every
         self._ok_since_shrink = 0
         self._cond = asyncio.Condition()
@@ -136,14 +161,27 @@ class Slots:
             # One slot freed wakes one waiter: notify_all made every release cost O(jobs waiting).
             self._cond.notify(1)
 
-    def shrink(self) -> None:
-        """The account said 429: aim just under what is running now (the refused one included)."""
-        self.target = max(1, min(self.target, self.in_flight - 1))
+    async def set_limit(self, limit: int) -> None:
+        """A new ceiling (the queue margin changed): the target follows unless a 429 holds it lower."""
+        async with self._cond:
+            held = self.target < self.limit
+            self.limit = limit
+            self.target = min(self.target, limit) if held else limit
+            self._cond.notify(max(0, self.target - self.in_flight))
+
+    def shrink(self) -> bool:
+        """The account said 429 to a submit: aim just under what is running now (the refused one
+        included), unless fewer run than were accepted before. True when the target moved."""
+        if self.in_flight <= self.proven:
+            return False
+        self.target = max(1, self.proven, min(self.target, self.in_flight - 1))
         self.probe_every = min(self._max_probe_every, self.probe_every * 2)
         self._ok_since_shrink = 0
+        return True
 
     async def accepted(self) -> None:
         """A submit went through: after a few, probe one slot higher again."""
+        self.proven = max(self.proven, self.in_flight)
         if self.target >= self.limit:
             return
         self._ok_since_shrink += 1
@@ -152,3 +190,30 @@ class Slots:
             async with self._cond:
                 self.target += 1
                 self._cond.notify(1)
+
+
+class QueueMargin:
+    """How many submits beyond the account's concurrency wait in the provider's queue, for a
+    provider that queues over its cap (and bills at submit).
+
+    A slot that frees at the provider is refilled only after a read notices the end and a new submit
+    arrives; meanwhile about ``concurrency * (lag + submit) / generation`` more slots free. That many
+    queued tasks (plus one for the spread) keep every freed slot busy. The margin only grows during
+    a run (a flapping target would stall submits for nothing), and never past ``cap``: a quarter of
+    the concurrency, at least 3, since each one is paid before it starts."""
+
+    def __init__(self, concurrency: int, fixed: int | None = None):
+        self.concurrency = concurrency
+        self.cap = max(3, math.ceil(concurrency / 4)) if fixed is None else fixed
+        self.fixed = fixed is not None
+        self.value = fixed if fixed is not None else min(self.cap, max(1, math.ceil(concurrency / 10)))
+
+    def grow(self, lag: float, submit: float, generation: float | None) -> bool:
+        """Size the margin for what was measured; True when it grew."""
+        if self.fixed or not generation or generation <= 0:
+            return False
+        want = min(self.cap, math.ceil(self.concurrency * (lag + submit) / generation) + 1)
+        if want <= self.value:
+            return False
+        self.value = want
+        return True

@@ -142,6 +142,8 @@ class Progress:
         self._last_tenth = 0
         self._last_postfix = float("-inf")
         self._last_status = ""
+        #: Tasks the run keeps queued at the provider beyond its concurrency (0: none).
+        self.margin = 0
 
     def counts(self) -> Counter:
         return self._counts
@@ -162,6 +164,8 @@ class Progress:
     def _parts(self) -> list[str]:
         c = self.counts()
         parts = [f"{name} {c[name]}" for name in _SHOWN if c[name]]
+        if self.margin and c["queued"]:
+            parts.append(f"provider queue margin {self.margin}")  # how many more than generating are sent
         parts.append(f"${self.spent():.2f}")
         return parts
 
@@ -213,6 +217,8 @@ class Progress:
         if isinstance(event, ev.Planned):
             self._start(event.plan)
             return
+        if isinstance(event, ev.QueueMargin):
+            self.margin = event.margin
         if isinstance(event, ev.Stopping):
             self._stop()
             # Said once on the console elsewhere: a halt's reason ends the summary, a signal is announced

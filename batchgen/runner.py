@@ -22,7 +22,7 @@ from typing import Callable
 from . import events as ev
 from .api_origin import identity
 from .budget import Budget
-from .candidates import CandidateFetcher
+from .deliveries import Deliveries
 from .errors import BatchgenError, DiskFullError, FatalError, TransientError
 from .fetch import Fetcher
 from .jobs import JobSpec
@@ -30,13 +30,13 @@ from .lifecycle import JobStatus, is_unfinished
 from .models import ModelTable
 from .planner import Plan, PlanOptions, files_present, plan
 from .providers.base import Provider
-from .reconcile import Survey, settle, survey
 from .retry import RetryPolicy
-from .pacing import Pacer, Slots
+from . import recovery
+from .pacing import Pacer, Slots, TokenBucket
+from .priming import QueuePriming
 from .schedule import PollPolicy, PollSchedule
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
-from .unmatched import forget, kept_copy
 from .poll import Poller
 from .submit import Submitter
 from .uploads import Uploads
@@ -63,6 +63,14 @@ class RunOptions:
     candidate_wait: float = 600.0
     #: Consecutive "unavailable" submit answers from a model before its jobs go to their fallback.
     fallback_after: int = 3
+    #: Submits per minute the account allows (its videos/min); None: no bucket, 429s pace.
+    videos_per_minute: float | None = None
+    #: Tasks queued at the provider beyond ``concurrency`` (a provider that queues); None: sized
+    #: from the read lag and the submit time (pacing.QueueMargin).
+    queue_margin: int | None = None
+    #: The public URL deliveries come to, and where the listener binds (deliveries.py).
+    webhook_url: str | None = None
+    listen: tuple[str, int] = ("127.0.0.1", 8787)
     poll: PollPolicy = field(default_factory=PollPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     seed: int | None = None
@@ -98,9 +106,13 @@ class Runner:
         self.sleep, self.clock = sleep, clock
         self.rng = random.Random(options.seed)
         self.retry = options.retry
-        self.schedule = PollSchedule(options.poll, self.rng)
+        queues = provider.policy.queues_over_limit
+        self.schedule = PollSchedule(options.poll, self.rng, capacity=options.concurrency if queues else None)
         self.pacer = Pacer(options.submit_interval, sleep=sleep)
-        self.slots = Slots(options.concurrency)
+        self.bucket = (TokenBucket(options.videos_per_minute, clock=clock, sleep=sleep)
+                       if options.videos_per_minute else None)
+        self.priming = QueuePriming(self)
+        self.slots = Slots(self.priming.in_flight)
         self.budget = Budget(options.max_cost, lambda: self.state_log.state)
         self.uploads = Uploads(provider, state_log, self.retry, clock=clock, sleep=sleep, rng=self.rng,
                                on_upload=lambda job, url: self.emit(ev.Uploaded(job=job, url=url)))
@@ -108,6 +120,8 @@ class Runner:
                                on_completed=lambda job, pred: self.poller.completed(job, pred), on_downloading=lambda j: self.emit(ev.Downloading(job=j)))
         self.submitter = Submitter(self)
         self.poller = Poller(self)
+        self.hooks = Deliveries(self)
+        self._by_pid: dict[str, JobSpec] = {}
         self._awaiting_slot = 0
         self.halted = ""
         self.stopping = False
@@ -138,6 +152,11 @@ class Runner:
             self.schedule.drain()
             self.emit(ev.Stopping(reason=reason or "interrupted", halt=halt and bool(reason)))
 
+    def job_by_pid(self, pid: str) -> JobSpec | None:
+        if pid not in self._by_pid:
+            self._by_pid = {self.rec(j).pid: j for j in self.jobs if self.rec(j).pid}
+        return self._by_pid.get(pid)
+
     def price(self, job: JobSpec, model: str | None = None) -> float:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
 
@@ -159,41 +178,8 @@ class Runner:
         return result
 
     async def reconcile(self, plan: Plan) -> list[Event]:
-        """Settle the plan's lost submits with the provider's listing (free: it comes before the spend
-        is confirmed); moves them in the plan and returns the events, writing none."""
-        if not plan.unknown or plan.found is not None:
-            return []
-        poll = self.opt.poll
-        fetcher = CandidateFetcher(self.provider, self.opt.out_dir.resolve(), self.retry, sleep=self.sleep,
-                                   rng=self.rng, clock=self.clock, wait_max=self.opt.candidate_wait,
-                                   read_every=lambda model: max(poll.min_interval,
-                                                                poll.read_floors.get(model, poll.read_floor)),
-                                   max_bytes=self.opt.max_download_bytes)
-        found = await survey(list(plan.unknown), Survey(self.provider, self.state, fetcher, self.opt,
-                                                         self.sleep, self.clock))
-        return settle(plan, found, resubmit_unknown=self.opt.resubmit_unknown)
-
-    async def _adopt(self, plan: Plan) -> None:
-        """Put the videos reconciliation fetched in their jobs' places (also those a stopped run left in
-        unmatched/ after recording the match): their bytes are not fetched again."""
-        found = {a.job.key: (a.fetched.path, a.fetched.got) for a in (plan.found.adopted if plan.found else ())
-                 if a.fetched is not None}
-        for job in list(plan.download):
-            copy = kept_copy(self.opt.out_dir, self.rec(job).pid)
-            if copy is not None:
-                found[job.key] = copy
-                plan.download.remove(job)
-                plan.adopt.append(job)
-        for job in plan.adopt:
-            path, got = found[job.key]
-            try:
-                placed = await self.fetcher.adopt(job, path, got)
-            except (BatchgenError, OSError) as exc:
-                log.warning("job %s: the video found for it cannot be placed (%s); it is downloaded", job.id, exc)
-                plan.download.append(job)
-                continue
-            forget(self.opt.out_dir, self.rec(job).pid)
-            self.emit(ev.Downloaded(job=job, path=placed.path, bytes=placed.bytes, sha256=placed.sha256))
+        """Settle the plan's lost submits (recovery.py); the events are returned, none written."""
+        return await recovery.reconcile(self, plan)
 
     # -- the run ----------------------------------------------------------------------
     async def run(self, plan: Plan | None = None) -> RunResult:
@@ -207,8 +193,12 @@ class Runner:
                                    **identity(self.provider.policy.name, self.provider.base_url)}))
         self.state_log.flush()
         self.commit(await self.reconcile(plan))
-        await self._adopt(plan)
-        await self._drive(plan)
+        await recovery.adopt(self, plan)
+        await self.hooks.start()
+        try:
+            await self._drive(plan)
+        finally:
+            await self.hooks.close()
         counts = Counter(self.rec(j).status for j in self.jobs)
         self.state_log.append(Run({"phase": "end", "counts": {k.value: v for k, v in counts.items()},
                                    "halted": self.halted}))
@@ -230,6 +220,8 @@ class Runner:
         self._awaiting_slot = len(plan.submit)
         if not plan.submit:
             self.schedule.drain()
+        else:
+            self.priming.start()
         await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
 
     def _learn_from_earlier_runs(self) -> None:

@@ -1,5 +1,6 @@
-"""Timing decisions: retry backoff and the learned poll schedule (submit pacing and the in-flight
-target are in pacing.py). Pure functions and small classes; time is always a parameter."""
+"""Timing decisions: the learned poll schedule (retry backoff is retry.py's; submit pacing and the
+in-flight target are in pacing.py; the provider's queue is modelled in server_queue.py). Small
+classes; time is always a parameter."""
 
 from __future__ import annotations
 
@@ -14,25 +15,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from .pacing import Clock, Sleep
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential backoff: base * factor**attempt, capped, times (1 ± jitter)."""
-
-    base: float = 0.5
-    factor: float = 2.0
-    cap: float = 30.0
-    jitter: float = 0.3
-    attempts: int = 8
-
-    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
-        raw *= 1 + rng.uniform(-self.jitter, self.jitter)
-        if retry_after is not None:
-            # The server's advice is a floor, never shortened by jitter.
-            raw = max(raw, retry_after)
-        return max(0.0, raw)
+from .server_queue import ServerQueue
 
 
 @dataclass(frozen=True)
@@ -110,8 +93,13 @@ def _check(name: str, value: object, ok: bool, rule: str) -> None:
 class PollSchedule:
     """Learns generation time per (model, duration) from finished jobs of this batch."""
 
-    def __init__(self, policy: PollPolicy, rng: random.Random, window: int = 256, *, clock: Clock = time.monotonic):
+    def __init__(self, policy: PollPolicy, rng: random.Random, window: int = 256, *, clock: Clock = time.monotonic,
+                 capacity: int | None = None):
         self.policy = policy
+        #: How many of the jobs in flight the provider generates at once; the rest wait in its queue.
+        self.queue = ServerQueue(capacity, clock)
+        #: Deliveries tell when a job ends: reads are only a safety net for a lost one.
+        self.webhooks = False
         self._rng = rng
         self._clock = clock
         self._seen: dict[tuple[str, int], deque[float]] = defaultdict(lambda: deque(maxlen=window))
@@ -216,30 +204,32 @@ class PollSchedule:
         """The read schedule of one job submitted ``elapsed`` seconds ago."""
         watch = Watch(self, model, duration, self._clock() - elapsed)
         self._running[watch.key].add(watch)
+        self.queue.admit(watch)
         return watch
 
     async def until_read(self, watch: "Watch", sleep: Sleep = asyncio.sleep) -> None:
         """Sleep until ``watch``'s next read is due, re-planning long waits before the window."""
-        while True:
+        while not watch.delivered.is_set():
             delay = watch.delay()
             if not watch.before_window or delay <= self.policy.recheck:
                 await self.nap(delay, sleep, watch)
                 rest = watch.floor_wait()
-                if rest > 0:
+                if rest > 0 and not watch.delivered.is_set():
                     await sleep(rest)  # woken early, but the read floor holds all the same
                 return
             await self.nap(self.policy.recheck, sleep, watch)
 
     async def nap(self, seconds: float, sleep: Sleep = asyncio.sleep, watch: "Watch | None" = None) -> None:
-        """Sleep, but wake early the first time anything is learned, or when ``watch`` is handed the
-        probing place of a prober that failed: a job that was waiting blind then reads at once."""
-        if self._learned.is_set():
-            await sleep(seconds)
-            return
-        events = [self._learned]
+        """Sleep, but wake early the first time anything is learned, when ``watch`` is handed the
+        probing place of a prober that failed (a job that was waiting blind then reads at once) or
+        a server slot (it left the provider's queue), or when a delivery said its job ended."""
+        events = [] if self._learned.is_set() else [self._learned]
         if watch is not None:
             watch.handed.clear()  # a place handed before this nap is already in the delay it sleeps
-            events.append(watch.handed)
+            events += [watch.handed, watch.delivered]
+        if not events:
+            await sleep(seconds)
+            return
         waits = [asyncio.ensure_future(event.wait()) for event in events]
         slept = asyncio.ensure_future(sleep(seconds))
         try:
@@ -258,14 +248,21 @@ class Watch:
     def __init__(self, schedule: PollSchedule, model: str, duration: int, started: float):
         self.schedule = schedule
         self.key = (model, duration)
-        self.started = started
+        self.started = self.submitted = started
         self.misses = 0
         self._last_read: float | None = None
         self._past_window = 0
         self._read_past_window = False
         self._prober = False
-        #: Set when a prober that failed hands this waiting job its place (see close).
+        #: Set when a prober that failed hands this waiting job its place (see close), or when it
+        #: leaves the provider's queue for a server slot (ServerQueue).
         self.handed = asyncio.Event()
+        #: Set when a webhook delivery recorded the job's end: no read is needed.
+        self.delivered = asyncio.Event()
+        #: Waiting in the provider's queue (not generating yet): ``started`` is provisional.
+        self.queued = False
+        #: The generation time a delivery reported (see Poller.delivered).
+        self.took: float | None = None
         self.before_window = False
 
     def delay(self) -> float:
@@ -283,6 +280,10 @@ class Watch:
         window = s.window(*self.key)
         self.before_window = False
         self._read_past_window = False
+        if self.queued or s.webhooks:
+            # Nothing to read yet: a server slot or a delivery wakes it (PollSchedule.nap).
+            self._leave_probing()
+            return self._safety_net(window)
         if window is None:
             return self._blind()
         self._leave_probing()
@@ -312,6 +313,17 @@ class Watch:
             delay = horizon - s._clock() + s.jitter(p.min_interval)
         return delay
 
+    def _safety_net(self, window: tuple[float, float] | None) -> float:
+        """The wait before a read that only guards against a lost delivery or a wrong guess about the
+        provider's queue: well past the latest expected end, then ever more rarely."""
+        s, p = self.schedule, self.schedule.policy
+        late = 2 * (window[1] if window else p.max_interval) + 2 * p.recheck
+        elapsed = s._clock() - self.started
+        if elapsed < late:
+            self.before_window = True
+            return late - elapsed
+        return max(p.max_interval, elapsed / 2)
+
     def missed(self) -> None:
         """A read just found the job unfinished."""
         self.misses += 1
@@ -319,13 +331,15 @@ class Watch:
         if self._read_past_window:
             self._past_window += 1
 
-    def close(self) -> None:
-        """The job stopped being read (finished, failed or gave up): free its probing place.
+    def close(self, took: float | None = None) -> None:
+        """The job stopped being read (finished, failed or gave up): free its probing place and its
+        server slot (``took``: the generation time the provider reported, when it finished).
 
         A prober that taught nothing (its job failed) hands its place at once to the job that has
         waited longest: left to its next blind read, that job would sleep up to max_interval."""
         s = self.schedule
         s._running[self.key].discard(self)
+        s.queue.leave(self, took)
         if self._prober and s.expected(*self.key) is None:
             waiters = [w for w in s._running[self.key] if not w._prober]
             if waiters:

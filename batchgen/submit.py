@@ -18,6 +18,7 @@ from .errors import (AmbiguousSubmitError, FatalError, ModelUnavailableError, Pe
                      TransientError)
 from .jobs import JobSpec
 from .models import body_hash
+from .pacing import WINDOW
 from .providers.base import Prediction
 from .retry import RETRY_DEFAULT, retrying
 from .state_events import Failed, Submitted, Submitting, Unknown, Unsent
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("batchgen")
 
 
+#: 429s in a row (nothing accepted between) after which every submit waits, not only the refused one:
+#: a per-minute limit refuses every submit, while sporadic 429s come alone or in short bursts.
+STREAK = 6
+#: The longest wait before sending again a submit refused with a 5xx (no Retry-After).
+SUBMIT_BACKOFF_CAP = 2.0
+
+
 class _Stop(Exception):
     """Raised inside an attempt to end the job's submit without a retry (budget, stop, refusal)."""
 
@@ -37,6 +45,10 @@ class Submitter:
     def __init__(self, runner: "Runner"):
         self.r = runner
         self.unavailable: Counter = Counter()
+        #: Seconds a submit POST takes (moving average), for sizing the provider-queue margin.
+        self.latency = 0.0
+        #: 429s since the last accepted submit.
+        self.refused_streak = 0
 
     def model_for(self, job: JobSpec) -> str:
         """The model to submit to now: the job's own, or its fallback once the primary is unavailable."""
@@ -95,11 +107,7 @@ class Submitter:
     def _decide(self, job: JobSpec, exc: BaseException, refusals: Counter) -> Any:
         """Whether a refused submit is sent again, and after how long (its 'unsent' line is written)."""
         if isinstance(exc, RateLimitedError):
-            self.r.slots.shrink()
-            delay = self.r.retry.wait(1, self.r.rng, RETRY_DEFAULT if exc.retry_after is None else exc.retry_after)
-            self.r.pacer.pause(delay)  # every submit waits, not only this one
-            log.info("submit %s: rate limited; all submits wait %.1fs", job.id, delay)
-            return 0.0
+            return self._rate_limited(job, exc)
         if isinstance(exc, ModelUnavailableError) and self.model_for(job) != self.r.rec(job).submit_model:
             return 0.0  # its fallback now stands in
         if not isinstance(exc, TransientError) and not (isinstance(exc, ModelUnavailableError) and exc.temporary):
@@ -108,7 +116,38 @@ class Submitter:
         if refusals["n"] >= self.r.retry.attempts:
             return None
         retry_after = getattr(exc, "retry_after", None)
-        return RETRY_DEFAULT if retry_after is None else retry_after
+        # Backed off by this job's own refusals (counting its 429s too made a sporadic 5xx wait 30 s),
+        # and briefly: the job holds an in-flight place meanwhile, and a refused POST cost nothing.
+        if retry_after is None:
+            return min(SUBMIT_BACKOFF_CAP, self.r.retry.backoff(refusals["n"], self.r.rng))
+        return retry_after
+
+    def _rate_limited(self, job: JobSpec, exc: RateLimitedError) -> float:
+        """How long this refused submit waits; whether every submit waits too.
+
+        A provider that queues over its cap answers 429 only for its per-minute limit, so its 429
+        never shrinks the in-flight target. One without Retry-After waits for the next window (a
+        growing backoff would skip windows the account could use), and so does every submit. With
+        Retry-After, a lone 429 holds only its own submit (sporadic ones are common and must not
+        stall the run); a streak of them holds all."""
+        r = self.r
+        queues = r.provider.policy.queues_over_limit
+        self.refused_streak += 1
+        if not queues:
+            r.slots.shrink()
+        if exc.retry_after is not None:
+            delay = r.retry.wait(1, r.rng, exc.retry_after)
+            everyone = not queues or self.refused_streak >= STREAK
+        elif queues or r.bucket is not None:
+            delay, everyone = r.retry.wait(1, r.rng, WINDOW), True
+        else:
+            delay, everyone = r.retry.wait(1, r.rng, RETRY_DEFAULT), True
+        if everyone:
+            if r.bucket is not None:
+                r.bucket.pause(delay)
+            r.pacer.pause(delay)
+        log.info("submit %s: rate limited; %s wait %.1fs", job.id, "all submits" if everyone else "it will", delay)
+        return delay
 
     async def _attempt(self, job: JobSpec) -> Prediction:
         r = self.r
@@ -119,6 +158,8 @@ class Submitter:
                                      await r.uploads.params(job))
         cost = r.price(job, model)
         await r.pacer.wait()
+        if r.bucket is not None:
+            await r.bucket.acquire()  # the per-minute limit counts submits, so a refused one takes a token too
         # From this check to the intent line below there is no await: jobs submitting side by
         # side each see the others' spend, so the cap holds however many slots there are.
         if r.stopping or not r.budget.allows(job, cost, r.stop):
@@ -129,11 +170,15 @@ class Submitter:
         await r.state_log.append_durable(Submitting(job.key, rec.attempts + 1, body_hash(body), model, cost))
         r.emit(ev.Submitting(job=job, attempt=rec.attempts, model=model, cost=cost))
         kill_point("submitting")
+        sent = r.clock()
         try:
-            return await r.provider.submit(model, body)
+            pred = await r.provider.submit(model, body, **r.hooks.submit_options())
         except BaseException as exc:
             self._answered_with(job, model, exc)
             raise
+        self.latency += (max(0.0, r.clock() - sent) - self.latency) * 0.2
+        self.refused_streak = 0
+        return pred
 
     def _answered_with(self, job: JobSpec, model: str, exc: BaseException) -> None:
         """Record what a failed POST proves; raise _Stop when the job's submit ends here."""

@@ -15,6 +15,7 @@ import aiohttp
 
 from batchgen.jobs import JobSpec
 from batchgen.models import ModelTable
+from batchgen.providers.wavespeed import WaveSpeedProvider
 
 POLL_EVERY = 1.0
 RETRY_429 = 1.0
@@ -52,7 +53,7 @@ async def run_baseline(base_url: str, api_key: str, jobs: list[JobSpec], concurr
                 return payload["data"]
 
         async def one(job: JobSpec) -> None:
-            body = models.get(job.model).body(urls[job.image_sha256], job.prompt, job.params)
+            body = WaveSpeedProvider.build_body(models.get(job.model), urls[job.image_sha256], job.prompt, job.params)
             async with slots:
                 task = await call("POST", f"{base_url}/api/v3/{job.model}", "submit", json=body)
                 while task["status"] not in ("completed", "failed"):

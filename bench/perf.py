@@ -1,8 +1,14 @@
-"""batchgen against a naive runner, on the simulator, in one run: the issue-7 performance table.
+"""batchgen against a naive runner, on the simulator, in one run: the issue-7 and issue-13 tables.
 
-    .venv/bin/python bench/perf.py                 # all scenarios (about 10 minutes)
-    .venv/bin/python bench/perf.py --quick         # scaled-down variants (about 2 minutes)
-    .venv/bin/python bench/perf.py --scenario t20  # one scenario
+    .venv/bin/python bench/perf.py                 # all scenarios (about 25 minutes)
+    .venv/bin/python bench/perf.py --quick         # scaled-down variants (about 5 minutes)
+    .venv/bin/python bench/perf.py --scenario q5   # one scenario
+
+Scenarios: ``t20`` (a provider that answers 429 at its cap, as before API.md v2), ``q5``/``q20`` (the
+simulator queues over its cap, as WaveSpeed does: batchgen primes the queue), ``hook`` (queueing,
+results by webhook), ``gold`` (10,000 jobs on 2,000 slots, batchgen alone) and ``faults`` (20 % 429
+bursts and 5xx, against batchgen's own fault-free run). "bound" is list scheduling over the
+simulator's own generation times (every job queued at once, started oldest first as slots free).
 
 One simulator subprocess per scenario serves both runners; it is reset (same seed, so the same
 generation times in submit order) before each. Each runner runs in its own subprocess so its CPU
@@ -13,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
-import math
 import os
 import resource
 import subprocess
@@ -47,41 +53,81 @@ class Scenario:
     durations: tuple[int, ...] = (4,)
     rpm: int | None = None
     rpm_window: float = 60.0
+    #: The simulator over its cap: "queue" (API.md v2, WaveSpeed) or "429" (batchgen is told so).
+    at_cap: str = "queue"
+    #: batchgen's --poll-min (it lowers the read floor); None: the documented 5 s floor.
+    poll_min: float | None = 1.0
+    webhook: bool = False
+    #: Fault name -> rate, as `batchgen simulate --fault`.
+    faults: tuple[tuple[str, float], ...] = ()
+    #: What batchgen is compared with: the 1 s poller, or its own run without the faults.
+    against: str = "baseline"
     note: str = ""
-
-    def gen_mean(self) -> float:
-        return sum(self.gen_base + self.gen_per_second * d for d in self.durations) / len(self.durations)
-
-    def bound(self) -> float:
-        return math.ceil(self.n / self.c) * self.gen_mean()
 
 
 SCENARIOS = {
-    "t20": Scenario("t20", 128, 32, 20.0, note="T=20 s +-20 %"),
-    "mixed": Scenario("mixed", 2000, 64, 1.4, 0.15, 0.3, durations=(4, 6, 8), note="T~2 s, durations 4/6/8 s"),
-    "rpm": Scenario("rpm", 200, 8, 2.0, rpm=60, rpm_window=6.0,
-                    note="60 req/min at time scale 1/10: 60 req per 6 s, T=2 s (=20 s at scale 1)"),
-    "big": Scenario("big", 10000, 500, 1.0, note="T~1 s"),
+    "t20": Scenario("t20", 128, 32, 20.0, at_cap="429", note="429 at the cap (before API.md v2), T=20 s +-20 %"),
+    "q5": Scenario("q5", 128, 8, 5.0, note="queueing, T=5 s +-20 %, --poll-min 1"),
+    "q20": Scenario("q20", 128, 32, 20.0, poll_min=None, note="queueing, T=20 s +-20 %, 5 s read floor"),
+    "hook": Scenario("hook", 128, 32, 20.0, poll_min=None, webhook=True, note="queueing + webhooks, T=20 s +-20 %"),
+    "gold": Scenario("gold", 10000, 2000, 20.0, poll_min=None, against="", note="Gold: 10,000 jobs, 2,000 slots, T=20 s"),
+    "faults": Scenario("faults", 128, 8, 5.0, faults=(("429", 0.2), ("5xx", 0.2)), against="faultfree",
+                       note="queueing, T=5 s, 20 % 429 bursts + 20 % 5xx vs no faults"),
+    "mixed": Scenario("mixed", 2000, 64, 1.4, 0.15, 0.3, durations=(4, 6, 8), at_cap="429",
+                      note="T~2 s, durations 4/6/8 s, 429 at the cap"),
+    "rpm": Scenario("rpm", 200, 8, 2.0, rpm=60, rpm_window=6.0, at_cap="429",
+                    note="60 videos/min at time scale 1/10 (60 per 6 s), T=2 s, 429 at the cap"),
 }
 QUICK = {
-    "t20": replace(SCENARIOS["t20"], n=64, gen_base=4.0, note="T=4 s +-20 % (quick)"),
+    "t20": replace(SCENARIOS["t20"], n=64, gen_base=4.0, note="429 at the cap, T=4 s +-20 % (quick)"),
+    "q5": replace(SCENARIOS["q5"], n=48, note="queueing, T=5 s (quick)"),
+    "q20": replace(SCENARIOS["q20"], n=64, gen_base=8.0, note="queueing, T=8 s, 5 s floor (quick)"),
+    "hook": replace(SCENARIOS["hook"], n=64, gen_base=4.0, note="queueing + webhooks, T=4 s (quick)"),
+    "gold": replace(SCENARIOS["gold"], n=2000, c=400, gen_base=5.0, note="2,000 jobs, 400 slots, T=5 s (quick)"),
+    "faults": replace(SCENARIOS["faults"], n=48, note="queueing, T=5 s, 20 % 429s + 5xx (quick)"),
     "mixed": replace(SCENARIOS["mixed"], n=400, note="T~2 s mixed (quick)"),
-    "rpm": replace(SCENARIOS["rpm"], n=48, note="60 req per 6 s, T=2 s (quick)"),
-    "big": replace(SCENARIOS["big"], n=2000, c=250, note="T~1 s (quick)"),
+    "rpm": replace(SCENARIOS["rpm"], n=48, note="60 per 6 s, T=2 s (quick)"),
 }
 
 
 # -- the simulator subprocess -------------------------------------------------------------
+def _scenario(raw: dict) -> Scenario:
+    return Scenario(**{**raw, "durations": tuple(raw["durations"]), "faults": tuple(map(tuple, raw["faults"]))})
+
+
 async def _serve(spec: dict) -> None:
+    from aiohttp import web
+
     from batchgen.models import output_size
     from batchgen.simulator import SimConfig, start
+    from batchgen.simulator.config import FAULT_FLAGS
     from batchgen.simulator.tasks import motion_for, upright_size
 
-    sc = Scenario(**{**spec["scenario"], "durations": tuple(spec["scenario"]["durations"])})
+    sc = _scenario(spec["scenario"])
     config = SimConfig(api_key=KEY, seed=SEED, gen_base=sc.gen_base, gen_per_second=sc.gen_per_second,
-                       gen_jitter=sc.jitter, concurrency_cap=sc.c, rpm=sc.rpm, rpm_window=sc.rpm_window,
-                       render_cache_items=64)
+                       gen_jitter=sc.jitter, concurrency_cap=sc.c, at_cap=sc.at_cap, rpm=sc.rpm,
+                       rpm_window=sc.rpm_window, render_cache_items=64)
     running = await start(config)
+    sim = running.simulator
+
+    async def gens(request: web.Request) -> web.Response:
+        """Each task's own generation time, in the order the simulator accepted them (the bench's bound)."""
+        return web.json_response([t.gen for t in sorted(sim.tasks.values(), key=lambda t: t.accepted_at)])
+
+    async def faults(request: web.Request) -> web.Response:
+        """Switch the scenario's faults on or off for the next run."""
+        on = (await request.json())["on"]
+        for name, rate in sc.faults:
+            setattr(sim.config.faults, FAULT_FLAGS[name], rate if on else 0.0)
+        return web.json_response({"on": on})
+
+    bench_app = web.Application()
+    bench_app.router.add_get("/gens", gens)
+    bench_app.router.add_post("/faults", faults)
+    bench_runner = web.AppRunner(bench_app, access_log=None)
+    await bench_runner.setup()
+    site = web.TCPSite(bench_runner, "127.0.0.1", 0)
+    await site.start()
     # Render every clip once now: a cold render would add to the first wave's generation time.
     for path in spec["images"]:
         image = Path(path).read_bytes()
@@ -89,7 +135,7 @@ async def _serve(spec: dict) -> None:
         for duration in sc.durations:
             for prompt in PROMPTS:
                 running.simulator.cache.get_or_render(image, width, height, duration, motion_for(prompt, SEED), SEED)
-    print(running.base_url, flush=True)
+    print(running.base_url, f"http://127.0.0.1:{bench_runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
 
 
@@ -109,24 +155,41 @@ def make_jobs(sc: Scenario, images: list[str]):
     return jobs
 
 
+def _batchgen_options(sc: Scenario, out: Path):
+    import socket
+
+    from batchgen.runner import RunOptions
+    from batchgen.run_flags import VIDEO_READ_FLOOR
+    from batchgen.schedule import PollPolicy
+
+    # Wired as cli_run.py does for a remote API: nothing known about generation times up front.
+    floor = VIDEO_READ_FLOOR if sc.poll_min is None else sc.poll_min
+    hooks = {}
+    if sc.webhook:
+        with socket.socket() as probe:  # a free loopback port for the listener
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        hooks = {"webhook_url": f"http://127.0.0.1:{port}/hook", "listen": ("127.0.0.1", port)}
+    return RunOptions(out_dir=out, concurrency=sc.c, download_concurrency=DOWNLOADS, seed=1,
+                      poll=PollPolicy(min_interval=min(1.0, floor), read_floor=floor), **hooks)
+
+
 async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
     from batchgen.lifecycle import JobStatus
     from batchgen.models import ModelTable
-    from batchgen.providers.wavespeed import WaveSpeedProvider
-    from batchgen.runner import RunOptions, Runner
-    from batchgen.schedule import PollPolicy
+    from batchgen.providers.wavespeed import POLICY, WaveSpeedProvider
+    from batchgen.runner import Runner
     from batchgen.state import StateLog
     from batchgen.verifier import Verifier
 
-    # Wired as cli_run.py does for a remote API: nothing known about generation times up front.
     provider = WaveSpeedProvider(KEY, url, max_connections=max(16, 2 * sc.c))
+    if sc.at_cap == "429":
+        provider.policy = replace(POLICY, queues_over_limit=False)  # a provider that refuses at its cap
     state_log = StateLog(out / "state.jsonl")
     state_log.open()
-    options = RunOptions(out_dir=out, concurrency=sc.c, download_concurrency=DOWNLOADS, seed=1,
-                         poll=PollPolicy(min_interval=1.0))
     verifier = Verifier()
     try:
-        runner = Runner(jobs, provider, state_log, ModelTable(), options, verifier=verifier)
+        runner = Runner(jobs, provider, state_log, ModelTable(), _batchgen_options(sc, out), verifier=verifier)
         plan = runner.plan()
         started = time.monotonic()
         result = await runner.run(plan)
@@ -135,7 +198,8 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
         verifier.shutdown()
         await provider.close()
         state_log.close()
-    return {"makespan": makespan, "done": result.counts[JobStatus.DOWNLOADED], "fsyncs": state_log.fsyncs}
+    return {"makespan": makespan, "done": result.counts[JobStatus.DOWNLOADED], "fsyncs": state_log.fsyncs,
+            "deliveries": runner.hooks.recorded, "margin": runner.priming.margin.value if runner.priming.margin else 0}
 
 
 async def _run_baseline(url: str, sc: Scenario, jobs, out: Path) -> dict:
@@ -147,12 +211,12 @@ async def _run_baseline(url: str, sc: Scenario, jobs, out: Path) -> dict:
 
 
 def _child_run(spec: dict) -> None:
-    sc = Scenario(**{**spec["scenario"], "durations": tuple(spec["scenario"]["durations"])})
+    sc = _scenario(spec["scenario"])
     jobs = make_jobs(sc, spec["images"])
     import batchgen.download, batchgen.runner, batchgen.providers.wavespeed, baseline  # noqa: E401,F401 - not timed
     out = Path(spec["out"])
     before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    run = _run_batchgen if spec["runner"] == "batchgen" else _run_baseline
+    run = _run_baseline if spec["runner"] == "baseline" else _run_batchgen
     got = asyncio.run(run(spec["url"], sc, jobs, out))
     after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     # Children count too: batchgen verifies downloads in a worker process it reaps at the end of a run.
@@ -185,7 +249,39 @@ def _images(folder: Path) -> list[str]:
     return paths
 
 
-def run_scenario(sc: Scenario, work: Path, runners=("batchgen", "baseline"), keep: bool = False) -> list[dict]:
+def _runners(sc: Scenario, only) -> list[str]:
+    """batchgen first, then what it is compared with (the 1 s poller, or itself without the faults)."""
+    names = ["batchgen"] + ([{"baseline": "baseline", "faultfree": "batchgen-faultfree"}[sc.against]]
+                            if sc.against else [])
+    return [name for name in names if not only or name.split("-")[0] in only]
+
+
+def list_bound(gens: list[float], c: int) -> float:
+    """Every job queued at once, started oldest first as one of ``c`` slots frees: the ideal makespan."""
+    free = [0.0] * c
+    for gen in gens:
+        heapq.heapreplace(free, free[0] + gen)
+    return max(free, default=0.0)
+
+
+def _row(sc: Scenario, runner: str, got: dict, ledger: dict, bound: float, sim_cpu: float) -> dict:
+    req = ledger["requests"]
+    events = sum(req.get(k, 0) for k in ("submit", "result")) + ledger["downloads"] + got.get("deliveries", 0)
+    return {
+        "scenario": sc.name, "runner": runner, "n": sc.n, "c": sc.c, "bound": bound, "makespan": got["makespan"],
+        "ratio": got["makespan"] / bound if bound else 0.0, "done": got["done"], "vs": None,
+        "reads_per_job": req.get("result", 0) / sc.n, "submits_per_job": req.get("submit", 0) / sc.n,
+        # The bench's jobs share bodies (2 images x 2 prompts): a task beyond one per job is a paid repeat.
+        "paid_twice": len(ledger["submissions"]) - sc.n,
+        "r429": int(ledger["responses"].get("429", 0)), "r5xx": sum(v for k, v in ledger["responses"].items()
+                                                                   if k.startswith("5")),
+        "deliveries": got.get("deliveries", 0), "margin": got.get("margin", 0),
+        "cpu_ms_per_event": got["cpu"] / max(1, events) * 1000, "rss_mb": got["rss_mb"], "sim_cpu": sim_cpu,
+        "max_concurrent": ledger["max_concurrent"],
+    }
+
+
+def run_scenario(sc: Scenario, work: Path, only=(), keep: bool = False) -> list[dict]:
     images = _images(work)
     me = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(me).parent), str(Path(me).parent.parent)])}
@@ -193,47 +289,51 @@ def run_scenario(sc: Scenario, work: Path, runners=("batchgen", "baseline"), kee
                            stdout=subprocess.PIPE, text=True, env=env)
     rows = []
     try:
-        url = sim.stdout.readline().strip()
+        url, bench = (sim.stdout.readline().split() + ["", ""])[:2]
         if not url.startswith("http"):
             raise SystemExit(f"the simulator for {sc.name} did not start (exit {sim.wait()})")
-        for runner in runners:
+        for runner in _runners(sc, only):
             _sim_call(url, "/_sim/reset", post=True)
+            _post(bench + "/faults", {"on": runner != "batchgen-faultfree"})
             sim_cpu = _cpu_of(sim.pid)
-            out = work / runner
-            spec = {"scenario": asdict(sc), "images": images, "url": url, "out": str(out), "runner": runner}
+            spec = {"scenario": asdict(sc), "images": images, "url": url, "out": str(work / runner), "runner": runner}
             child = subprocess.run([sys.executable, me, "--_run", json.dumps(spec)], capture_output=True, text=True,
                                    env=env)
             if child.returncode != 0:
                 raise SystemExit(f"{runner} failed in {sc.name}:\n{child.stderr[-3000:]}")
-            got = json.loads(child.stdout.strip().splitlines()[-1])
             ledger = _sim_call(url, "/_sim/ledger")
             if keep:
-                (out / "ledger.json").write_text(json.dumps(ledger))
-            req = ledger["requests"]
-            rows.append({
-                "scenario": sc.name, "runner": runner, "n": sc.n, "c": sc.c, "bound": sc.bound(),
-                "makespan": got["makespan"], "ratio": got["makespan"] / sc.bound(), "done": got["done"],
-                "reads_per_job": req.get("result", 0) / sc.n, "submits_per_job": req.get("submit", 0) / sc.n,
-                "requests": sum(v for k, v in req.items() if k in ("submit", "result", "upload_binary", "list")),
-                "r429": int(ledger["responses"].get("429", 0)),
-                "cpu_per_1000": got["cpu"] / sc.n * 1000, "rss_mb": got["rss_mb"],
-                "sim_cpu": _cpu_of(sim.pid) - sim_cpu, "max_concurrent": ledger["max_concurrent"],
-            })
-            print(_format_row(rows[-1]), flush=True)
+                (work / runner / "ledger.json").write_text(json.dumps(ledger))
+            bound = list_bound(_sim_call(bench, "/gens"), sc.c)
+            rows.append(_row(sc, runner, json.loads(child.stdout.strip().splitlines()[-1]), ledger, bound,
+                             _cpu_of(sim.pid) - sim_cpu))
     finally:
         sim.terminate()
         sim.wait()
+    if len(rows) == 2:
+        rows[0]["vs"] = rows[0]["makespan"] / rows[1]["makespan"]
+    for row in rows:
+        print(_format_row(row), flush=True)
     return rows
 
 
-HEADER = ("| scenario | runner | N | C | bound s | makespan s | ratio | result reads/job | submits/job | "
-          "API requests | 429s | CPU s/1000 jobs | peak RSS MB | sim CPU s |")
+def _post(url: str, body: dict) -> None:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        resp.read()
+
+
+HEADER = ("| scenario | runner | N | C | list bound s | makespan s | vs bound | vs compared | reads/job | "
+          "submits/job | deliveries | margin | 429s | 5xx | paid twice | CPU ms/job event | peak RSS MB | sim CPU s |")
 
 
 def _format_row(r: dict) -> str:
+    vs = f"{r['vs']:.3f}" if r["vs"] is not None else ""
     return (f"| {r['scenario']} | {r['runner']} | {r['n']} | {r['c']} | {r['bound']:.1f} | {r['makespan']:.1f} | "
-            f"{r['ratio']:.3f} | {r['reads_per_job']:.2f} | {r['submits_per_job']:.2f} | {r['requests']} | "
-            f"{r['r429']} | {r['cpu_per_1000']:.2f} | {r['rss_mb']:.0f} | {r['sim_cpu']:.1f} |")
+            f"{r['ratio']:.3f} | {vs} | {r['reads_per_job']:.2f} | {r['submits_per_job']:.2f} | {r['deliveries']} | "
+            f"{r['margin']} | {r['r429']} | {r['r5xx']} | {r['paid_twice']} | {r['cpu_ms_per_event']:.2f} | "
+            f"{r['rss_mb']:.0f} | {r['sim_cpu']:.1f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (state files, clips) for a look")
     parser.add_argument("--runner", choices=("batchgen", "baseline"), action="append",
-                        help="run only this runner (repeatable; default both)")
+                        help="run only this runner (repeatable; default: batchgen and what it is compared with)")
     parser.add_argument("--_serve", help=argparse.SUPPRESS)
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -256,11 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     table = QUICK if args.quick else SCENARIOS
     names = args.scenario or list(table)
     for name in names:
-        print(f"{name}: {table[name].note}; bound ceil(N/C) x T = {table[name].bound():.1f} s", flush=True)
+        print(f"{name}: {table[name].note}; compared with: {table[name].against or 'nothing'}", flush=True)
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
     rows = []
-    runners = args.runner or ("batchgen", "baseline")
+    runners = args.runner or ()
     for name in names:
         if args.keep:
             (args.keep / name).mkdir(parents=True, exist_ok=True)

@@ -52,3 +52,30 @@ def test_jobs_waiting_blind_are_not_held_up_when_the_first_jobs_fail():
     assert statistics.mean(got["ratio"]) <= 1.04
     _, first_wave_lag = got["batchgen"]["waves"][0]
     assert first_wave_lag <= 5.0
+
+
+# -- a provider that queues over its concurrency (API.md v2; issue 13) ---------------------
+def test_queueing_short_jobs_beat_the_1s_poller_with_few_reads():
+    """128 jobs, 8 slots, 5 s +-20 %, --poll-min 1: the primed queue keeps every slot busy whatever
+    the read lag, so the makespan nears list scheduling (about 0.91x the poller's)."""
+    batches = [draw(128, 5.0, 0.2, seed) for seed in range(10)]
+    got = compare(batches, 8, PollPolicy(min_interval=1.0, read_floor=1.0), queue=True)
+    assert statistics.mean(got["ratio"]) <= 0.97
+    assert got["batchgen"]["reads"] <= 3.0
+
+
+def test_queueing_20s_jobs_at_the_documented_5s_floor_read_little():
+    """128 jobs, 32 slots, 20 s +-20 %, reads at least 5 s apart (the docs' cadence). Reads: at most 3
+    per job. Time: the last job's read lag (up to the 5 s floor) is what is left over the ideal; the
+    issue's 1.00x is not reached at this floor (about 1.06x), guarded here against getting worse."""
+    batches = [draw(128, 20.0, 0.2, seed) for seed in range(10)]
+    got = compare(batches, 32, PollPolicy(min_interval=1.0, read_floor=5.0), queue=True)
+    assert got["batchgen"]["reads"] <= 3.0
+    assert statistics.mean(got["ratio"]) <= 1.08
+
+
+def test_queueing_3_minute_jobs_take_at_most_4_reads():
+    times = draw(320, 180.0, 0.2, 1)
+    sim = simulate(times, 32, PollPolicy(min_interval=1.0, read_floor=5.0), queue=True)
+    assert sum(sim.reads.values()) / sim.n <= 4.0
+    assert sim.finished_at <= simulate(times, 32, None).finished_at * 1.06

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from ..models import ModelSpec
+from ..webhooks import SignatureScheme
 
 
 class PredictionStatus(str, Enum):
@@ -91,6 +92,8 @@ class ProviderPolicy:
     #: Over the account's concurrency cap the server accepts (and bills) a submit and queues it
     #: (True), or refuses it with a 429 (False).
     queues_over_limit: bool = False
+    #: How its webhook deliveries are signed; None: it sends none batchgen can verify.
+    webhook_scheme: SignatureScheme | None = None
 
 
 class Provider(Protocol):
@@ -105,9 +108,15 @@ class Provider(Protocol):
     async def upload(self, data: bytes, filename: str, content_type: str) -> str:
         """Store an image; return the URL to put in a submit body."""
 
-    async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
-        """Create a task. AmbiguousSubmitError when the answer was lost after sending;
-        ModelUnavailableError when the model cannot be used now."""
+    async def submit(self, model: str, body: dict[str, Any], webhook: str | None = None) -> Prediction:
+        """Create a task (``webhook``: a URL to call when it ends). AmbiguousSubmitError when the
+        answer was lost after sending; ModelUnavailableError when the model cannot be used now."""
+
+    async def webhook_secret(self) -> str:
+        """The account's secret that signs webhook deliveries (``policy.webhook_scheme``)."""
+
+    def parse_webhook(self, body: bytes) -> Prediction:
+        """A delivery's body as a Prediction; PermanentError when it is not one."""
 
     async def result(self, prediction_id: str) -> Prediction:
         """Read a task's current state."""

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..models import SEEDANCE as WAVESPEED_SEEDANCE
 from ..models import ModelSpec, ModelTable, body_hash
+from ..webhooks import STANDARD_SCHEME
 from .base import Download, ListedPrediction, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 from .http import checked_base_url, connection_failed, standard_body
 from .streams import DownloadLimits, download_output
@@ -54,6 +55,8 @@ POLICY = ProviderPolicy(
     # There is no account concurrency cap that refuses a create: over capacity a prediction waits in
     # `starting` (docs "Prediction lifecycle"); only the request rate answers 429 (docs "Rate limits").
     queues_over_limit=True,
+    # Standard Webhooks (docs "Verify webhooks").
+    webhook_scheme=STANDARD_SCHEME,
 )
 
 #: Seedance 2.0 as Replicate names it (docs/replicate.md): one model for text and image to video.
@@ -243,13 +246,14 @@ class ReplicateProvider:
     #: The prediction ``input``; Replicate's schema names the extra fields (e.g. last_frame_image).
     build_body = staticmethod(standard_body)
 
-    async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
+    async def submit(self, model: str, body: dict[str, Any], webhook: str | None = None) -> Prediction:
         if not _MODEL_NAME.match(model):
             raise PermanentError(f"submit: {model!r} is not a Replicate model name; use owner/name, "
                                  f"e.g. {SEEDANCE}", model=model)
         request: dict[str, Any] = {"input": body}
-        if self._webhook:
-            request["webhook"] = self._webhook
+        webhook = webhook or self._webhook
+        if webhook:
+            request["webhook"] = webhook
             request["webhook_events_filter"] = self._webhook_events
         payload = await self._api("POST", f"{self.base_url}/v1/models/{model}/predictions", kind="submit",
                                   submit=True, json=request)
@@ -266,6 +270,15 @@ class ReplicateProvider:
     async def cancel(self, prediction_id: str) -> Prediction:
         payload = await self._api("POST", f"{self.base_url}/v1/predictions/{prediction_id}/cancel", kind="cancel")
         return parse_prediction(payload, f"cancel {prediction_id}")
+
+    @staticmethod
+    def parse_webhook(body: bytes) -> Prediction:
+        """A delivery's body is the prediction object, as a read answers it."""
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PermanentError(f"webhook: the body is not JSON ({exc})") from exc
+        return parse_prediction(payload, "webhook")
 
     async def webhook_secret(self) -> str:
         """The account's signing secret (``whsec_...``) for verifying deliveries (webhooks.STANDARD_SCHEME)."""

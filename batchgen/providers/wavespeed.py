@@ -36,11 +36,12 @@ from ..errors import (
 )
 from ..models import body_hash
 from ..redact import Redactor
+from ..webhooks import WAVESPEED_SCHEME
 from .base import Download, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 from .http import checked_base_url, connection_failed, standard_body
 from .streams import DOWNLOAD_MIN_RATE, DOWNLOAD_WINDOW, DownloadLimits, download_output, read_capped
-from .wire import (BadAnswer, UnknownStatus, answer_payload, iso_time, listed_prediction, listing_page,
-                   parse_prediction, parse_retry_after, upload_url)
+from .wire import (BadAnswer, UnknownStatus, answer_payload, iso_time, listed_prediction, listing_page, load_json,
+                   parse_prediction, parse_retry_after, snippet, upload_url)
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 POLICY = ProviderPolicy(
@@ -55,6 +56,8 @@ POLICY = ProviderPolicy(
     failed_tasks_billed=False,
     # Over the concurrency cap a submit waits in `created` (docs "Account Levels & Rate Limits").
     queues_over_limit=True,
+    # Docs "Verifying Webhooks" (shared/API.md "Webhooks").
+    webhook_scheme=WAVESPEED_SCHEME,
 )
 USER_AGENT = "batchgen/0.1"
 #: The largest API answer read; a bigger one is dropped unread (a result is a few kB).
@@ -168,14 +171,34 @@ class WaveSpeedProvider:
 
     build_body = staticmethod(standard_body)
 
-    async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
+    async def submit(self, model: str, body: dict[str, Any], webhook: str | None = None) -> Prediction:
         kind = f"submit {model}"
+        # API.md: the query parameter, not the body's webhook_url (which one wins is unconfirmed).
+        params = {"webhook": webhook} if webhook else None
         with self._masked():
-            payload = await self._api("POST", f"/api/v3/{model}", kind=kind, submit=True, json=body)
+            payload = await self._api("POST", f"/api/v3/{model}", kind=kind, submit=True, json=body, params=params)
             try:
                 return parse_prediction(payload, strict_status=False)
             except BadAnswer as exc:
                 raise self._unreadable(f"{kind}: {exc}", exc, submit=True) from exc
+
+    async def webhook_secret(self) -> str:
+        payload = await self._api("GET", "/api/v3/webhook/secret", kind="webhook secret")
+        secret = payload.get("data", {}).get("secret") if isinstance(payload.get("data"), dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise PermanentError(f"webhook secret: the answer has no data.secret: {snippet(payload)}")
+        return secret
+
+    @staticmethod
+    def parse_webhook(body: bytes) -> Prediction:
+        """A delivery carries the prediction's ``data`` fields (and ``input``), not the envelope."""
+        payload = load_json(body)
+        if isinstance(payload, dict) and not isinstance(payload.get("data"), dict):
+            payload = {"data": payload}
+        try:
+            return parse_prediction(payload, strict_status=False)
+        except BadAnswer as exc:
+            raise PermanentError(f"webhook: {exc}") from exc
 
     async def result(self, prediction_id: str) -> Prediction:
         kind = f"result {prediction_id}"
