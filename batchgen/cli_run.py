@@ -15,10 +15,9 @@ from .lifecycle import JobStatus
 from .manifest import load_manifest
 from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
-from .providers import provider_info
-from .run_env import api_key_from_env, install_interrupts
+from .run_env import install_interrupts
+from .run_providers import Clients, local_clients, real_clients
 from .runner import RunOptions, Runner, RunResult
-from .schedule import PollPolicy
 from .state import StateLog
 from .user_config import user_model_table
 from .verifier import Verifier
@@ -53,10 +52,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
     async with AsyncExitStack() as stack:
-        provider, options.poll = await _provider(args, stack, options, manifest.models)
+        clients = await _clients(args, stack, options, manifest)
+        provider, options.poll = clients.provider, clients.poll
         stack.push_async_callback(provider.close)
-        # The key too: a server that echoes it in an error must not get it into the state (or the report).
-        state_log = StateLog(state_path, secrets=[os.environ.get(provider_info(args.provider).policy.key_variable)])
+        # The keys too: a server that echoes one in an error must not get it into the state (or the report).
+        state_log = StateLog(state_path, secrets=clients.secrets)
         state_log.open()
         stack.callback(state_log.close)
         progress = Progress(len(manifest.jobs), quiet=args.quiet)
@@ -82,22 +82,13 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         return result.exit_code
 
 
-async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
+async def _clients(args, stack: AsyncExitStack, options: RunOptions, manifest) -> Clients:
+    """A client per provider the manifest uses (run_providers.py); the local simulators know its models too."""
     if args.provider == "local":
-        from .simulator import SimConfig, start
-        config = SimConfig(seed=args.seed or 0, models=models)  # the local API knows the manifest's models too
-        running = await start(config)
-        stack.push_async_callback(running.close)
-        print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
-              file=sys.stderr)
-        poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=min(args.poll_min, 0.25),
-                          max_interval=5.0)
-        return provider_info("wavespeed").factory("local-simulator", running.base_url), poll
-    info = provider_info(args.provider)
-    base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or info.policy.default_base_url
-    provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
-                            max_connections=max(16, 2 * options.concurrency))
-    return provider, PollPolicy(min_interval=args.poll_min)
+        clients = await local_clients(manifest.jobs, manifest.models, args.seed or 0, args.poll_min, stack)
+        print("\n".join(clients.notes), file=sys.stderr)
+        return clients
+    return await real_clients(manifest.jobs, args.provider, args.base_url, args.poll_min, options.concurrency)
 
 
 def _confirmed(args, to_pay: float) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from .errors import ModelTableError
+from .routing import provider_of, tag
 
 SORA_PRO = "openai/sora-2/image-to-video-pro"
 SORA_STD = "openai/sora-2/image-to-video"
@@ -64,6 +65,11 @@ class ModelSpec:
     retired: Retirement | None = None
     #: Shortest wait in seconds between two reads of one task (the docs ask 5 s for video tasks).
     min_read_interval: float = 5.0
+
+    @property
+    def provider(self) -> str:
+        """The provider that serves this row: the id's ``provider:`` prefix (none: WaveSpeed)."""
+        return provider_of(self.id)
 
     def price(self, resolution: str, duration: int) -> float:
         """Dollars for one generation, rounded to the cent."""
@@ -195,11 +201,22 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 )
 
 
-class ModelTable:
-    """The models batchgen knows, by endpoint path; extendable from data."""
+def builtin_models() -> tuple[ModelSpec, ...]:
+    """WaveSpeed's rows above and every registered provider's own (``ProviderInfo.models``), each under
+    its ``provider:`` prefix: a provider module stays the one source of its models' specs."""
+    from .providers import provider_info, provider_names  # the registry's modules import this one
 
-    def __init__(self, models: Iterable[ModelSpec] = BUILTIN_MODELS):
-        self._models = {m.id: m for m in models}
+    rows = list(BUILTIN_MODELS)
+    for name in provider_names():
+        rows += [replace(spec, id=tag(name, spec.id)) for spec in provider_info(name).models]
+    return tuple(rows)
+
+
+class ModelTable:
+    """The models batchgen knows, by id (``provider:`` prefixed off WaveSpeed); extendable from data."""
+
+    def __init__(self, models: Iterable[ModelSpec] | None = None):
+        self._models = {m.id: m for m in (builtin_models() if models is None else models)}
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._models

@@ -21,7 +21,8 @@ from typing import Callable
 
 from . import events as ev
 from .budget import Budget
-from .errors import BatchgenError, DiskFullError, FatalError, TransientError
+from .deadlines import EXPIRED, Deadlines, expired_message
+from .errors import BatchgenError, DiskFullError, FatalError, OutputExpiredError, TransientError
 from .fetch import Fetcher
 from .jobs import JobSpec
 from .lifecycle import JobStatus, is_unfinished
@@ -97,6 +98,7 @@ class Runner:
         self.pacer = Pacer(options.submit_interval, sleep=sleep)
         self.slots = Slots(options.concurrency)
         self.budget = Budget(options.max_cost, lambda: self.state_log.state)
+        self.deadlines = Deadlines(provider, clock, sleep)
         self.uploads = Uploads(provider, state_log, self.retry, clock=clock, sleep=sleep, rng=self.rng,
                                on_upload=lambda job, url: self.emit(ev.Uploaded(job=job, url=url)))
         self.fetcher = Fetcher(provider, state_log, verifier, options, self.retry, sleep=sleep, rng=self.rng,
@@ -116,6 +118,7 @@ class Runner:
         return self.state.record(job.key)
 
     def emit(self, event: ev.RunEvent) -> None:
+        self.deadlines.see(event, self.rec)
         try:
             self.observer(replace(event, committed=round(self.state.committed, 2)))
         except Exception as exc:  # noqa: BLE001 - e.g. stderr piped into a closed `head`
@@ -181,7 +184,7 @@ class Runner:
         for job in plan.poll:
             self.slots.take()
             tasks.append(self._job(job, "poll"))
-        tasks += [self._job(job, "download") for job in plan.download]
+        tasks += [self._job(job, "download") for job in self.deadlines.first(plan.download, self.rec)]
         tasks += [self._job(job, "submit") for job in plan.submit]
         self._awaiting_slot = len(plan.submit)
         if not plan.submit:
@@ -204,6 +207,8 @@ class Runner:
         except (FatalError, DiskFullError) as exc:
             self.stop(str(exc))
             log.error("run halted: %s", exc)
+        except OutputExpiredError as exc:
+            self._fail(job, EXPIRED, expired_message(job, exc))
         except TransientError as exc:
             # The job keeps its place (submitted or completed): the next run picks it up.
             self.emit(ev.Stalled(job=job, error=str(exc)))

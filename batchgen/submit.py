@@ -100,7 +100,7 @@ class Submitter:
             self.r.pacer.pause(delay)  # every submit waits, not only this one
             log.info("submit %s: rate limited; all submits wait %.1fs", job.id, delay)
             return 0.0
-        if isinstance(exc, ModelUnavailableError) and self.model_for(job) != self.r.rec(job).submit_model:
+        if isinstance(exc, ModelUnavailableError) and self.model_for(job) != (exc.model or self.r.rec(job).submit_model):
             return 0.0  # its fallback now stands in
         if not isinstance(exc, TransientError) and not (isinstance(exc, ModelUnavailableError) and exc.temporary):
             return None
@@ -115,9 +115,14 @@ class Submitter:
         if r.stopping:
             raise _Stop()
         model = self.model_for(job)
-        body = r.provider.build_body(r.models.get(model), await r.uploads.image_url(job), job.prompt,
-                                     await r.uploads.params(job))
+        try:
+            body = r.provider.build_body(r.models.get(model), await r.uploads.image_url(job, model), job.prompt,
+                                         await r.uploads.params(job, model))
+        except ModelUnavailableError as exc:
+            self._note(model, exc)  # its provider cannot even take the image (unreachable): a refusal too
+            raise
         cost = r.price(job, model)
+        await r.deadlines.before_submit(lambda: r.stopping)
         await r.pacer.wait()
         # From this check to the intent line below there is no await: jobs submitting side by
         # side each see the others' spend, so the cap holds however many slots there are.

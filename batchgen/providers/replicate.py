@@ -341,7 +341,7 @@ class ReplicateProvider:
         return Listing(items=tuple(found), complete=False)
 
 
-INFO = ProviderInfo(policy=POLICY, factory=ReplicateProvider)
+INFO = ProviderInfo(policy=POLICY, factory=ReplicateProvider, models=MODELS)
 
 __all__ = ["DEFAULT_BASE_URL", "INFO", "MODELS", "POLICY", "SEEDANCE", "ReplicateProvider", "parse_listed",
            "parse_prediction", "parse_time"]
