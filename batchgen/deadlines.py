@@ -8,11 +8,11 @@ side), reported per job: never silent.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from . import events as ev
 from .jobs import JobSpec
-from .lifecycle import JobRecord
+from .lifecycle import JobRecord, JobStatus
 from .providers.base import Provider
 from .providers.multi import member
 
@@ -23,7 +23,8 @@ log = logging.getLogger("batchgen")
 DOWNLOAD_FIRST = 600.0
 #: How often a held submit looks again.
 HOLD_STEP = 1.0
-#: The failure class of a paid video the provider deleted before batchgen could fetch it.
+#: The failure class of a paid video the provider deleted before batchgen could fetch it (one of
+#: lifecycle.VERDICTS: --retry-failed submits such a job again).
 EXPIRED = "expired"
 #: Events after which a job no longer waits to be downloaded in this run.
 _SETTLED = (ev.Downloaded, ev.Failed, ev.Stalled, ev.Unknown)
@@ -38,8 +39,8 @@ def deadline(rec: JobRecord, provider: Provider, model: str) -> float | None:
 
 
 def expired_message(job: JobSpec, exc: Exception) -> str:
-    return (f"{exc}; job {job.id} ({job.where}) was paid but its video is lost; --retry-failed pays for it "
-            "again")
+    return (f"{exc}; job {job.id} ({job.where}) was paid but its video is lost; --retry-failed submits "
+            "it again (and pays again)")
 
 
 class Deadlines:
@@ -87,4 +88,15 @@ class Deadlines:
 
 
 
-__all__ = ["DOWNLOAD_FIRST", "EXPIRED", "Deadlines", "deadline", "expired_message"]
+def expired_summary(jobs: Iterable[JobSpec], records: Mapping[str, JobRecord]) -> str:
+    """The end-of-run line naming every paid video the provider deleted first ("" when none was)."""
+    ids = [job.id for job in jobs if (rec := records.get(job.key)) is not None
+           and rec.status is JobStatus.FAILED and rec.error_class == EXPIRED]
+    if not ids:
+        return ""
+    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return (f"  LOST: {len(ids)} paid video(s) were deleted by the provider before they were downloaded "
+            f"(expired): {shown}; 'batchgen status' lists them, --retry-failed submits them again")
+
+
+__all__ = ["DOWNLOAD_FIRST", "EXPIRED", "Deadlines", "deadline", "expired_message", "expired_summary"]
