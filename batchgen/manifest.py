@@ -20,6 +20,7 @@ from .errors import ManifestError, ModelTableError, Problem
 from .images import ImageCache
 from .jobs import JobSpec
 from .manifest_read import Problems, RawManifest, decode, read_csv, read_yaml
+from .manifest_providers import providers_setting
 from .manifest_rows import BUILTIN_PLACEHOLDERS, CORE_FIELDS, DEFAULT_OUTPUT, Candidate, Expander, job_fields
 from .models import ModelTable
 
@@ -67,6 +68,7 @@ def load_manifest(
         jobs = expander.row(row, raw.defaults)
         _warn_big_row(jobs, manifest.models, row.line, problems)
         candidates.extend(jobs)
+    providers_setting(raw.settings, manifest, candidates, problems)
     _check_unique(candidates, problems)
     _check_name_lengths(candidates, problems, _name_max(path.resolve().parent))
     if problems.items:

@@ -65,6 +65,8 @@ class ModelSpec:
     retired: Retirement | None = None
     #: Shortest wait in seconds between two reads of one task (the docs ask 5 s for video tasks).
     min_read_interval: float = 5.0
+    #: The same model as other providers serve it (``providers: [wavespeed, replicate]`` pairs rows by it).
+    family: str = ""
 
     @property
     def provider(self) -> str:
@@ -162,6 +164,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         extra_fields=_SEEDANCE_EXTRAS,
         confirmed=False,
         note="$0.24/s at 720p from the docs; 480p/1080p prices, generate_audio and seed unconfirmed",
+        family="seedance-2.0",
     ),
     ModelSpec(
         id=SEEDANCE_FAST,
@@ -255,7 +258,7 @@ class ModelTable:
 
 _SPEC_FIELDS = {
     "durations", "default_duration", "resolutions", "default_resolution", "price_per_second",
-    "extra_fields", "sends_resolution", "confirmed", "note", "retired", "min_read_interval",
+    "extra_fields", "sends_resolution", "confirmed", "note", "retired", "min_read_interval", "family",
 }
 
 
@@ -291,7 +294,7 @@ def _values_from_data(raw: Mapping[str, Any], base: ModelSpec | None) -> dict[st
         values["retired"] = _retirement(raw["retired"])
     if "min_read_interval" in raw:
         values["min_read_interval"] = _finite("min_read_interval", raw["min_read_interval"], allow_zero=True)
-    for name, cast in (("default_duration", int), ("default_resolution", str), ("note", str),
+    for name, cast in (("default_duration", int), ("default_resolution", str), ("note", str), ("family", str),
                        ("sends_resolution", bool), ("confirmed", bool)):
         if name in raw:
             values[name] = cast(raw[name])

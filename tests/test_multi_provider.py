@@ -8,12 +8,15 @@ import hashlib
 from pathlib import Path
 
 import aiohttp
+import pytest
 from runner_helpers import make_images, write_manifest
 
 from batchgen import events as ev
+from batchgen.errors import ManifestError
+from batchgen.estimate import estimate
 from batchgen.lifecycle import JobStatus
 from batchgen.manifest import load_manifest
-from batchgen.models import SEEDANCE
+from batchgen.models import SEEDANCE, SEEDANCE_FAST
 from batchgen.providers.multi import MultiProvider
 from batchgen.providers.replicate import ReplicateProvider
 from batchgen.providers.wavespeed import WaveSpeedProvider
@@ -97,7 +100,8 @@ def test_mixed_batch_falls_back_to_the_other_provider_when_one_is_switched_off(t
                     switches.append(asyncio.ensure_future(_switch_off(ws.base_url, SEEDANCE)))
 
         def members():
-            return {"wavespeed": WaveSpeedProvider(API_KEY, ws.base_url), "replicate": ReplicateProvider(API_KEY, rep.base_url)}
+            return {"wavespeed": WaveSpeedProvider(API_KEY, ws.base_url),
+                    "replicate": ReplicateProvider(API_KEY, rep.base_url)}
 
         try:
             with zero_sleeps():
@@ -147,3 +151,54 @@ def test_an_unreachable_provider_moves_jobs_to_the_fallback_instead_of_halting(t
 
     result = asyncio.run(body())
     assert not result.halted and result.exit_code == 0 and len(result.fallbacks) == 2
+
+
+def test_providers_pairs_the_same_model_on_two_providers_and_the_estimate_prices_both(tmp_path):
+    manifest = _manifest(tmp_path, [SEEDANCE, REPLICATE], providers=["replicate", "wavespeed"])
+    loaded = load_manifest(manifest)
+    assert {(j.model, j.fallback_model) for j in loaded.jobs} == {(REPLICATE, SEEDANCE)}
+    est = estimate(loaded)
+    assert est.fallback is not None and est.fallback.model == SEEDANCE and est.fallback.accepted_jobs == 2
+    assert [r.model for r in est.rows] == [REPLICATE]
+    for bad, message in (([], "must list two different providers"), (["wavespeed", "fal"], "unknown provider")):
+        with pytest.raises(ManifestError, match=message):
+            load_manifest(_manifest(tmp_path / str(len(bad)), [SEEDANCE], providers=bad))
+    with pytest.raises(ManifestError, match="has no row on replicate"):
+        load_manifest(_manifest(tmp_path / "fast", [SEEDANCE_FAST], providers=["wavespeed", "replicate"]))
+    with pytest.raises(ManifestError, match="either providers"):
+        load_manifest(_manifest(tmp_path / "both", [SEEDANCE], providers=["wavespeed", "replicate"],
+                                fallback_model=REPLICATE))
+
+
+def test_providers_list_moves_jobs_when_replicate_switches_the_model_off_half_way(tmp_path, render_cache_dir):
+    manifest = _manifest(tmp_path, [SEEDANCE] * 4, providers=["replicate", "wavespeed"])
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def body():
+        ws = await start_wavespeed(SimConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0, gen_jitter=0.0,
+                                             render_cache_dir=render_cache_dir))
+        rep = await start_replicate(ReplicateConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0,
+                                                    gen_jitter=0.0, render_cache_dir=render_cache_dir))
+        switches = []
+
+        def observer(event):
+            if isinstance(event, ev.Submitted) and not switches:
+                switches.append(asyncio.ensure_future(_switch_off(rep.base_url, "bytedance/seedance-2.0")))
+
+        members = {"wavespeed": WaveSpeedProvider(API_KEY, ws.base_url),
+                   "replicate": ReplicateProvider(API_KEY, rep.base_url)}
+        try:
+            with zero_sleeps():
+                result = await _run(manifest, out, members, observer=observer)
+                await asyncio.gather(*switches)
+            _check_ledgers(out, {"wavespeed": ws.ledger(), "replicate": rep.ledger()}, 4)
+            return result
+        finally:
+            await ws.close()
+            await rep.close()
+
+    result = asyncio.run(body())
+    assert result.exit_code == 0 and len(result.fallbacks) == 3
+    pids = sorted(r.pid.startswith("replicate:") for r in load(out / "state.jsonl").jobs.values())
+    assert pids == [False, False, False, True]

@@ -72,6 +72,7 @@ MODELS: tuple[ModelSpec, ...] = (
         },
         confirmed=False,
         note="fields from Replicate's schema page; 1080p and every price unconfirmed (WaveSpeed's figures)",
+        family="seedance-2.0",
     ),
 )
 
