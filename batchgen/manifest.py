@@ -58,7 +58,7 @@ def load_manifest(
     """Read, expand and validate a manifest; ManifestError lists every problem found."""
     path = Path(path)
     problems = Problems(str(path))
-    manifest = Manifest(path=path, jobs=[], models=models if models is not None else ModelTable())
+    manifest = Manifest(path=path, jobs=[], models=models if models is not None else ModelTable.builtin())
     raw = _read(path, manifest.models, problems)
     _settings(raw, manifest, problems)
     expander = Expander(path, manifest.models, problems, raw.vars, manifest.fallback_model, image_cache,

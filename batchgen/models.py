@@ -218,8 +218,14 @@ def builtin_models() -> tuple[ModelSpec, ...]:
 class ModelTable:
     """The models batchgen knows, by id (``provider:`` prefixed off WaveSpeed); extendable from data."""
 
-    def __init__(self, models: Iterable[ModelSpec] | None = None):
-        self._models = {m.id: m for m in (builtin_models() if models is None else models)}
+    def __init__(self, models: Iterable[ModelSpec] = BUILTIN_MODELS):
+        self._models = {m.id: m for m in models}
+
+    @classmethod
+    def builtin(cls) -> "ModelTable":
+        """Every provider's built-in rows (builtin_models); ``ModelTable()`` alone is WaveSpeed's, which
+        a provider module may read while it is being imported."""
+        return cls(builtin_models())
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._models

@@ -154,7 +154,7 @@ def test_replicate_rows_come_from_its_module_under_their_prefix():
     from batchgen.providers.replicate import MODELS
     from batchgen.routing import split, tag
 
-    table = ModelTable()
+    table = ModelTable.builtin()
     row = table.get("replicate:bytedance/seedance-2.0")
     assert row.provider == "replicate" and row.price_per_second == MODELS[0].price_per_second
     assert row.durations == MODELS[0].durations and table.get(SEEDANCE).provider == "wavespeed"
@@ -250,7 +250,7 @@ def test_models_file_named_but_missing_is_an_error_not_ignored(tmp_path):
 
 def test_empty_models_file_changes_nothing(tmp_path):
     path = _models_file(tmp_path / "models.yaml", "# nothing yet\n")
-    assert user_model_table({"BATCHGEN_MODELS": str(path)}).ids() == ModelTable().ids()
+    assert user_model_table({"BATCHGEN_MODELS": str(path)}).ids() == ModelTable.builtin().ids()
 
 
 def test_cli_reports_a_malformed_models_file_with_exit_2(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from ..models import BUILTIN_MODELS, SEEDANCE, SORA_PRO, SORA_STD, ModelTable
+from ..models import SEEDANCE, SORA_PRO, SORA_STD, ModelTable
 from ..user_config import user_model_table
 
 __all__ = ["ACCOUNT_LEVELS", "FAULT_FLAGS", "Faults", "RETIRED_MODES", "SimConfig", "add_arguments", "apply_changes",
@@ -118,8 +118,7 @@ class SimConfig:
     render_cache_dir: str | None = None
     render_cache_items: int = 256
     render_workers: int = 2
-    #: WaveSpeed's rows only: the table's ``provider:`` rows are other APIs'.
-    models: ModelTable = field(default_factory=lambda: ModelTable(BUILTIN_MODELS))
+    models: ModelTable = field(default_factory=ModelTable)
     faults: Faults = field(default_factory=Faults)
 
 
