@@ -109,7 +109,7 @@ async def local_clients(jobs: list[JobSpec], models: ModelTable, seed: int, poll
         running = await _start_local(name, seed, models)
         stack.push_async_callback(running.close)
         members[name] = provider_info(name).factory("local-simulator", running.base_url)
-        notes.append(f"using the local {name} simulator at {running.base_url} (no key, no network, "
+        notes.append(f"using the local simulator at {running.base_url} ({name}: no key, no network, "
                      "nothing is billed)")
     config = running.simulator.config
     poll = PollPolicy(prior=config.gen_base + 4 * config.gen_per_second, min_interval=min(poll_min, 0.25),

@@ -28,7 +28,9 @@ def test_local_starts_a_simulator_per_provider_and_routes_each_job(mixed, capsys
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     assert main(["run", str(manifest), "--out", str(out), "--provider", "local", "--yes", "--poll-min", "0.05"]) == 0
     err = capsys.readouterr().err
-    assert "local wavespeed simulator" in err and "local replicate simulator" in err and "2 downloaded" in err
+    assert err.count("using the local simulator at") == 2
+    assert "(wavespeed: no key" in err and "(replicate: no key" in err
+    assert "2 downloaded" in err
     by_id = {r.id: r for r in load(out / "state.jsonl").jobs.values()}
     ws, rep = by_id["shot00-4s-480p"], by_id["shot01-4s-480p"]
     assert ws.status is rep.status is JobStatus.DOWNLOADED
