@@ -68,11 +68,13 @@ def _add_run(sub) -> None:
     run.add_argument("manifest", type=Path, help="the manifest (.yaml, .yml or .csv)")
     run.add_argument("--out", type=Path, help="output folder (default outputs/<manifest stem>/)")
     run.add_argument("--state", type=Path, help="state file (default <out>/state.jsonl)")
-    run.add_argument("--provider", choices=(*provider_names(), "local"), default="wavespeed",
-                     help="the API to run on (default wavespeed); 'local' starts the simulator in-process: "
-                          "no key, no network, no cost")
+    run.add_argument("--provider", choices=(*provider_names(), "local"), default=None,
+                     help="'local' starts a simulator per provider the manifest uses, in-process: no key, no "
+                          "network, no cost. Otherwise the models' ids name their providers (replicate:owner/name; "
+                          "no prefix: wavespeed), each keyed by its own variable")
     run.add_argument("--base-url", type=http_url, default=None,
-                     help="API base URL (default $WAVESPEED_BASE_URL or WaveSpeed's)")
+                     help="API base URL of a run on one provider (default $<NAME>_BASE_URL, e.g. "
+                          "$WAVESPEED_BASE_URL, or the provider's own)")
     run.add_argument("--allow-other-api", action="store_true",
                      help="resume a state made against another API (a simulator rehearsal vs the real one); "
                           "refused without it")

@@ -13,6 +13,8 @@ _LISTED = 10
 _FAILED_ADVICE = {
     "task": "the provider failed the generation; change the row's prompt or image, or run with --retry-failed",
     "rejected": "the provider refused the request; fix the row in the manifest, then run again",
+    "expired": "PAID, but the provider deleted the video before it was downloaded (Replicate keeps outputs about "
+               "an hour); run with --retry-failed to submit it again (paid again)",
 }
 _FAILED_DEFAULT = "run again with --retry-failed to try it again"
 #: What the next plain run does with a job that is not finished yet.

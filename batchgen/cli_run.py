@@ -12,17 +12,18 @@ from pathlib import Path
 from .api_origin import check_same_api
 from .budget import check_cap
 from .errors import UsageError
+from .deadlines import expired_summary
 from .fsguard import create_fresh
 from .lifecycle import JobStatus
 from .manifest import load_manifest
 from .picks import PICKS_FILE
 from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
-from .providers import provider_info
 from .redo import Redo, link_redo_takes, plan_redo
-from .run_env import api_key_from_env, install_interrupts
-from .runner import RunOptions, Runner, RunResult
+from .run_env import install_interrupts
 from .run_flags import account_limits, describe_limits, poll_policy, webhook_options
+from .run_providers import Clients, local_clients, real_clients
+from .runner import RunOptions, Runner, RunResult
 from .unmatched import listed as unmatched_videos
 from .state import StateLog
 from .user_config import user_model_table
@@ -57,10 +58,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
     async with AsyncExitStack() as stack:
-        provider, options.poll = await _provider(args, stack, options, manifest.models)
+        clients = await _clients(args, stack, options, manifest)
+        provider, options.poll = clients.provider, clients.poll
         stack.push_async_callback(provider.close)
-        # The key too: a server that echoes it in an error must not get it into the state (or the report).
-        state_log = StateLog(state_path, secrets=[os.environ.get(provider.policy.key_variable)])
+        # The keys too: a server that echoes one in an error must not get it into the state (or the report).
+        state_log = StateLog(state_path, secrets=clients.secrets)
         state_log.open()
         stack.callback(state_log.close)
         redo = _redo(args, manifest, state_log, options)
@@ -127,29 +129,6 @@ async def _execute(runner: Runner, plan: Plan, progress: Progress) -> RunResult:
         progress.close()
 
 
-async def _provider(args, stack: AsyncExitStack, options: RunOptions, models):
-    if args.provider == "local":
-        from .simulator import SimConfig, start
-        from .simulator.persist import FOLDER, Keeper
-        config = SimConfig(seed=args.seed or 0, models=models)  # the local API knows the manifest's models too
-        # Its uploads and tasks live under the output folder, so a resumed or repaired run finds them.
-        keeper = Keeper(options.out_dir / FOLDER)
-        try:
-            running = await start(config, port=keeper.port(), keep=keeper)
-        except OSError:  # the earlier port is taken: old output links fail, the results are read again
-            running = await start(config, keep=keeper)
-        stack.push_async_callback(running.close)
-        print(f"using the local simulator at {running.base_url} (no key, no network, nothing is billed)",
-              file=sys.stderr)
-        poll = poll_policy(args, models, local=True, prior=config.gen_base + 4 * config.gen_per_second, max_interval=5.0)
-        return provider_info("wavespeed").factory("local-simulator", running.base_url), poll
-    info = provider_info(args.provider)
-    base_url = args.base_url or os.environ.get("WAVESPEED_BASE_URL") or info.policy.default_base_url
-    provider = info.factory(api_key_from_env(info.policy.key_variable), base_url,
-                            max_connections=max(16, 2 * options.concurrency))
-    return provider, poll_policy(args, models)
-
-
 def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) -> int:
     """Refuse a run whose submits pass the cap before anything is paid (OverBudgetError), or with
     --partial keep the submits that fit; returns how many were left for a later run."""
@@ -164,6 +143,18 @@ def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) 
     plan.submit = check_cap(plan.submit, runner.price, committed, options.max_cost,
                             cap_name=cap_name, partial=args.partial)
     return wanted - len(plan.submit)
+
+
+async def _clients(args, stack: AsyncExitStack, options: RunOptions, manifest) -> Clients:
+    """A client per provider the manifest uses (run_providers.py); the local simulators know its models too."""
+    if args.provider == "local":
+        clients = await local_clients(manifest.jobs, manifest.models, args.seed or 0,
+                                      lambda **extra: poll_policy(args, manifest.models, local=True, **extra),
+                                      stack, options.out_dir)
+        print("\n".join(clients.notes), file=sys.stderr)
+        return clients
+    return await real_clients(manifest.jobs, args.provider, args.base_url, poll_policy(args, manifest.models),
+                              options.concurrency)
 
 
 def _confirmed(args, to_pay: float) -> bool:
@@ -248,6 +239,8 @@ def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> s
     if strays:
         lines.append(f"  {len(strays)} paid video(s) could not be matched to a job; kept in {options.out_dir / 'unmatched'}:")
         lines += [f"    {s['prediction_id']} ({s.get('model')}): {s.get('why')}" for s in strays[:10]]
+    if lost := expired_summary(runner.jobs, runner.state.jobs):
+        lines.append(lost)
     if result.fallbacks:
         lines.append(f"  {len(result.fallbacks)} job(s) were generated by another model than asked: "
                      + ", ".join(result.fallbacks[:10]))

@@ -18,6 +18,7 @@ from .providers.base import PredictionStatus
 from .webhooks import Delivery, WebhookListener
 
 if TYPE_CHECKING:
+    from .jobs import JobSpec
     from .runner import Runner
 
 log = logging.getLogger("batchgen")
@@ -42,6 +43,13 @@ class Deliveries:
         self.listener: WebhookListener | None = None
         #: Job ends recorded from deliveries (not from reads).
         self.recorded = 0
+        self._by_pid: dict[str, "JobSpec"] = {}
+
+    def job_by_pid(self, pid: str) -> "JobSpec | None":
+        r = self.r
+        if pid not in self._by_pid:
+            self._by_pid = {r.rec(j).pid: j for j in r.jobs if r.rec(j).pid}
+        return self._by_pid.get(pid)
 
     def submit_options(self) -> dict[str, Any]:
         """What a submit adds to ask for a callback."""
@@ -88,7 +96,7 @@ class Deliveries:
         except PermanentError as exc:
             log.warning("webhook %s: the body is not a prediction (%s); ignored", delivery.id, exc)
             return
-        job = self.r.job_by_pid(pred.id)
+        job = self.job_by_pid(pred.id)
         if job is None:
             if any(self.r.rec(j).status is JobStatus.SUBMITTING for j in self.r.jobs):
                 # Possibly a task whose submit answer is still on its way: the provider delivers again.

@@ -21,6 +21,7 @@
         │   └── OutputExpiredError    the provider deleted a paid task's outputs (Replicate: after ~1 h)
         ├── ModelUnavailableError     the model is retired (permanent) or switched off for now (temporary)
         └── FatalError                the run cannot go on: 401 bad key, 402 no balance (exit 3)
+            └── UnreachableError      the provider's host never answered (another provider may stand in)
 
 Every error carries its context as attributes (``job``, ``model``, ``url``, ``status``) where
 it has one. A failed *job* is not an exception: it is recorded in the state and the batch goes on.
@@ -188,3 +189,8 @@ class FatalError(ProviderError):
     """The whole run must stop submitting: bad key, no balance."""
 
     exit_code = 3
+
+
+class UnreachableError(FatalError):
+    """The provider's host never answered (wrong address, no network, an outage). Fatal on its own;
+    with another provider in the run, its jobs move to their fallback there instead."""

@@ -273,9 +273,11 @@ class Action(str, Enum):
     FAILED = "failed"
 
 
-#: Failure classes that are the provider's verdict on the request itself; every other failure after
-#: a prediction id existed was local (reading, downloading, a bug) and resumes from what was paid.
-VERDICTS = frozenset({"task", "rejected"})
+#: Failure classes that are the provider's verdict on the request itself, or on its task for good
+#: ("expired": paid, but its outputs were deleted before the download, so only a new submit can give
+#: the video); every other failure after a prediction id existed was local (reading, downloading, a
+#: bug) and resumes from what was paid.
+VERDICTS = frozenset({"task", "rejected", "expired"})
 
 _BY_STATUS = {S.NEW: Action.SUBMIT, S.SUBMITTING: Action.RECONCILE, S.UNKNOWN: Action.RECONCILE,
               S.SUBMITTED: Action.POLL, S.COMPLETED: Action.DOWNLOAD, S.DOWNLOADED: Action.DONE}

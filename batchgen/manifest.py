@@ -20,6 +20,7 @@ from .errors import ManifestError, ModelTableError, Problem
 from .images import ImageCache
 from .jobs import JobSpec
 from .manifest_read import Problems, RawManifest, decode, read_csv, read_yaml
+from .manifest_providers import providers_setting
 from .manifest_rows import BUILTIN_PLACEHOLDERS, CORE_FIELDS, DEFAULT_OUTPUT, Candidate, Expander, job_fields
 from .models import ModelTable
 
@@ -75,7 +76,7 @@ def load_manifest(
     empty unless ``notes`` (by row line and image as written: a reviewer's redo notes) gives one."""
     path = Path(path)
     problems = Problems(str(path))
-    manifest = Manifest(path=path, jobs=[], models=models if models is not None else ModelTable())
+    manifest = Manifest(path=path, jobs=[], models=models if models is not None else ModelTable.builtin())
     raw = _read(path, manifest.models, problems)
     _settings(raw, manifest, problems)
     expander = Expander(path, manifest.models, problems, raw.vars, manifest.fallback_model, image_cache,
@@ -86,6 +87,7 @@ def load_manifest(
         jobs = expander.row(row, raw.defaults)
         _warn_big_row(jobs, manifest.models, row.line, problems)
         candidates.extend(jobs)
+    providers_setting(raw.settings, manifest, candidates, problems)
     _check_unique(candidates, problems)
     _check_name_lengths(candidates, problems, _name_max(path.resolve().parent))
     _warn_retired(candidates, manifest, problems)

@@ -19,7 +19,7 @@ import yaml
 from .errors import Problem
 
 TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "max_jobs", "fallback_model", "fallback_after",
-                  "concurrency", "jobs")
+                  "providers", "concurrency", "jobs")
 _NULL = "tag:yaml.org,2002:null"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import BUILTIN_MODELS, ModelSpec, ModelTable, compact_durations
+from .models import ModelSpec, ModelTable, builtin_models, compact_durations
 
 __all__ = ["model_rows", "render_models"]
 
 
 def _origin(spec: ModelSpec) -> str:
-    builtin = {m.id: m for m in BUILTIN_MODELS}.get(spec.id)
+    builtin = {m.id: m for m in builtin_models()}.get(spec.id)
     if builtin is None:
         return "user"
     return "built-in" if builtin == spec else "built-in, changed by the user"
@@ -30,6 +30,7 @@ def model_rows(table: ModelTable) -> list[dict[str, Any]]:
         retired = spec.retired
         rows.append({
             "model": spec.id,
+            "provider": spec.provider,
             "origin": _origin(spec),
             "durations": ", ".join(compact_durations(spec.durations)),
             "resolutions": ", ".join(spec.resolutions) if spec.sends_resolution else "none to choose",
@@ -48,7 +49,7 @@ def render_models(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
         retired = row["retired"]
-        lines.append(f"{row['model']}  ({row['origin']})")
+        lines.append(f"{row['model']}  (on {row['provider']}; {row['origin']})")
         lines.append(f"    durations: {row['durations']}; resolutions: {row['resolutions']}")
         lines.append(f"    price: {row['price']}" + ("" if row["confirmed"] else " (unconfirmed)")
                      + f"; results read at most every {row['min_read_interval']:g} s")

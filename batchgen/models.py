@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from .errors import ModelTableError
+from .routing import provider_of, tag
 
 SORA_PRO = "openai/sora-2/image-to-video-pro"
 SORA_STD = "openai/sora-2/image-to-video"
@@ -64,6 +65,13 @@ class ModelSpec:
     retired: Retirement | None = None
     #: Shortest wait in seconds between two reads of one task (the docs ask 5 s for video tasks).
     min_read_interval: float = 5.0
+    #: The same model as other providers serve it (``providers: [wavespeed, replicate]`` pairs rows by it).
+    family: str = ""
+
+    @property
+    def provider(self) -> str:
+        """The provider that serves this row: the id's ``provider:`` prefix (none: WaveSpeed)."""
+        return provider_of(self.id)
 
     def price(self, resolution: str, duration: int) -> float:
         """Dollars for one generation, rounded to the cent."""
@@ -156,6 +164,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         extra_fields=_SEEDANCE_EXTRAS,
         confirmed=False,
         note="$0.24/s at 720p from the docs; 480p/1080p prices, generate_audio and seed unconfirmed",
+        family="seedance-2.0",
     ),
     ModelSpec(
         id=SEEDANCE_FAST,
@@ -195,11 +204,28 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 )
 
 
+def builtin_models() -> tuple[ModelSpec, ...]:
+    """WaveSpeed's rows above and every registered provider's own (``ProviderInfo.models``), each under
+    its ``provider:`` prefix: a provider module stays the one source of its models' specs."""
+    from .providers import provider_info, provider_names  # the registry's modules import this one
+
+    rows = list(BUILTIN_MODELS)
+    for name in provider_names():
+        rows += [replace(spec, id=tag(name, spec.id)) for spec in provider_info(name).models]
+    return tuple(rows)
+
+
 class ModelTable:
-    """The models batchgen knows, by endpoint path; extendable from data."""
+    """The models batchgen knows, by id (``provider:`` prefixed off WaveSpeed); extendable from data."""
 
     def __init__(self, models: Iterable[ModelSpec] = BUILTIN_MODELS):
         self._models = {m.id: m for m in models}
+
+    @classmethod
+    def builtin(cls) -> "ModelTable":
+        """Every provider's built-in rows (builtin_models); ``ModelTable()`` alone is WaveSpeed's, which
+        a provider module may read while it is being imported."""
+        return cls(builtin_models())
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._models
@@ -238,7 +264,7 @@ class ModelTable:
 
 _SPEC_FIELDS = {
     "durations", "default_duration", "resolutions", "default_resolution", "price_per_second",
-    "extra_fields", "sends_resolution", "confirmed", "note", "retired", "min_read_interval",
+    "extra_fields", "sends_resolution", "confirmed", "note", "retired", "min_read_interval", "family",
 }
 
 
@@ -274,7 +300,7 @@ def _values_from_data(raw: Mapping[str, Any], base: ModelSpec | None) -> dict[st
         values["retired"] = _retirement(raw["retired"])
     if "min_read_interval" in raw:
         values["min_read_interval"] = _finite("min_read_interval", raw["min_read_interval"], allow_zero=True)
-    for name, cast in (("default_duration", int), ("default_resolution", str), ("note", str),
+    for name, cast in (("default_duration", int), ("default_resolution", str), ("note", str), ("family", str),
                        ("sends_resolution", bool), ("confirmed", bool)):
         if name in raw:
             values[name] = cast(raw[name])

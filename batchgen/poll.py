@@ -10,6 +10,7 @@ from .errors import FatalError, PermanentError
 from .jobs import JobSpec
 from .lifecycle import JobStatus
 from .providers.base import Prediction, PredictionStatus
+from .providers.multi import member
 from .retry import retry_transient, retrying
 from .schedule import Watch
 from .state_events import Completed, Failed
@@ -77,7 +78,8 @@ class Poller:
                 raise PermanentError(f"result {rec.pid}: completed without an output URL", job=job.id)
             self.completed(job, pred)
             return True
-        cost = rec.cost if self.r.provider.policy.failed_tasks_billed else 0.0
+        billed = member(self.r.provider, rec.submit_model or job.model).policy.failed_tasks_billed
+        cost = rec.cost if billed else 0.0
         message = pred.error or "the provider reported the task failed without a reason"
         self.r.state_log.append(Failed(job.key, "task", message, rec.attempts, cost))
         self.r.emit(ev.Failed(job=job, error=message, cls="task"))

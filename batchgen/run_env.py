@@ -1,26 +1,15 @@
-"""What ``batchgen run`` takes from its environment: the provider's key and the interrupt signals."""
+"""What ``batchgen run`` takes from its environment: the interrupt signals (keys: run_providers.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
-import os
 import signal
 from typing import Callable
 
-from .errors import UsageError
 
 log = logging.getLogger("batchgen")
-
-
-def api_key_from_env(variable: str) -> str:
-    """The provider's key from its own environment variable (never from a file or a flag)."""
-    key = os.environ.get(variable, "").strip()
-    if not key:
-        raise UsageError(f"no API key: set the {variable} environment variable "
-                         "(or rehearse for free with --provider local)")
-    return key
 
 
 def install_interrupts(loop: asyncio.AbstractEventLoop, on_first: Callable[..., None],

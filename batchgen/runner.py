@@ -22,8 +22,9 @@ from typing import Callable
 from . import events as ev
 from .api_origin import identity
 from .budget import Budget
+from .deadlines import EXPIRED, Deadlines, expired_message
 from .deliveries import Deliveries
-from .errors import BatchgenError, DiskFullError, FatalError, TransientError
+from .errors import BatchgenError, DiskFullError, FatalError, OutputExpiredError, TransientError
 from .fetch import Fetcher
 from .jobs import JobSpec
 from .lifecycle import JobStatus, is_unfinished
@@ -114,6 +115,7 @@ class Runner:
         self.priming = QueuePriming(self)
         self.slots = Slots(self.priming.in_flight)
         self.budget = Budget(options.max_cost, lambda: self.state_log.state)
+        self.deadlines = Deadlines(provider, clock, sleep)
         self.uploads = Uploads(provider, state_log, self.retry, clock=clock, sleep=sleep, rng=self.rng,
                                on_upload=lambda job, url: self.emit(ev.Uploaded(job=job, url=url)))
         self.fetcher = Fetcher(provider, state_log, verifier, options, self.retry, sleep=sleep, rng=self.rng,
@@ -121,7 +123,6 @@ class Runner:
         self.submitter = Submitter(self)
         self.poller = Poller(self)
         self.hooks = Deliveries(self)
-        self._by_pid: dict[str, JobSpec] = {}
         self._awaiting_slot = 0
         self.halted = ""
         self.stopping = False
@@ -135,6 +136,7 @@ class Runner:
         return self.state.record(job.key)
 
     def emit(self, event: ev.RunEvent) -> None:
+        self.deadlines.see(event, self.rec)
         try:
             self.observer(replace(event, committed=round(self.state.committed, 2)))
         except Exception as exc:  # noqa: BLE001 - e.g. stderr piped into a closed `head`
@@ -151,11 +153,6 @@ class Runner:
             self.stopping = True
             self.schedule.drain()
             self.emit(ev.Stopping(reason=reason or "interrupted", halt=halt and bool(reason)))
-
-    def job_by_pid(self, pid: str) -> JobSpec | None:
-        if pid not in self._by_pid:
-            self._by_pid = {self.rec(j).pid: j for j in self.jobs if self.rec(j).pid}
-        return self._by_pid.get(pid)
 
     def price(self, job: JobSpec, model: str | None = None) -> float:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
@@ -215,7 +212,7 @@ class Runner:
         for job in plan.poll:
             self.slots.take()
             tasks.append(self._job(job, "poll"))
-        tasks += [self._job(job, "download") for job in plan.download]
+        tasks += [self._job(job, "download") for job in self.deadlines.first(plan.download, self.rec)]
         tasks += [self._job(job, "submit") for job in plan.submit]
         self._awaiting_slot = len(plan.submit)
         if not plan.submit:
@@ -239,6 +236,8 @@ class Runner:
             await self._advance(job, action, stage)
         except (FatalError, DiskFullError) as exc:
             self.stop(str(exc))
+        except OutputExpiredError as exc:
+            self._fail(job, EXPIRED, expired_message(job, exc))
         except TransientError as exc:
             # The job keeps its place (submitted or completed): the next run picks it up.
             self.emit(ev.Stalled(job=job, error=str(exc)))

@@ -16,7 +16,8 @@ meaning while ``schema`` stays 1:
     in_flight_jobs  how many current jobs ``spend.in_flight`` covers
     failed        [{id, key, where, class, error, attempts, pid}]  in state order (manifest order)
                   where: "manifest.yaml:LINE" (CSV: the row's line); class: task (the provider failed
-                  it), rejected (refused at submit), transient (submit retries ran out), or the
+                  it), rejected (refused at submit), transient (submit retries ran out), expired
+                  (paid, but the provider deleted the output before it was downloaded), or the
                   stage an error ended it in: submit, poll, download
     unknown       [{id, key, where, error}]  submits whose answer was lost; may have been charged
     fallbacks     [{id, key, where, model_asked, model_submitted, model_used, switched, answered_by_other}]

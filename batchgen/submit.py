@@ -108,7 +108,7 @@ class Submitter:
         """Whether a refused submit is sent again, and after how long (its 'unsent' line is written)."""
         if isinstance(exc, RateLimitedError):
             return self._rate_limited(job, exc)
-        if isinstance(exc, ModelUnavailableError) and self.model_for(job) != self.r.rec(job).submit_model:
+        if isinstance(exc, ModelUnavailableError) and self.model_for(job) != (exc.model or self.r.rec(job).submit_model):
             return 0.0  # its fallback now stands in
         if not isinstance(exc, TransientError) and not (isinstance(exc, ModelUnavailableError) and exc.temporary):
             return None
@@ -154,9 +154,14 @@ class Submitter:
         if r.stopping:
             raise _Stop()
         model = self.model_for(job)
-        body = r.provider.build_body(r.models.get(model), await r.uploads.image_url(job), job.prompt,
-                                     await r.uploads.params(job))
+        try:
+            body = r.provider.build_body(r.models.get(model), await r.uploads.image_url(job, model), job.prompt,
+                                         await r.uploads.params(job, model))
+        except ModelUnavailableError as exc:
+            self._note(model, exc)  # its provider cannot even take the image (unreachable): a refusal too
+            raise
         cost = r.price(job, model)
+        await r.deadlines.before_submit(lambda: r.stopping)
         await r.pacer.wait()
         if r.bucket is not None:
             await r.bucket.acquire()  # the per-minute limit counts submits, so a refused one takes a token too

@@ -48,7 +48,7 @@ def user_models_path(env: Mapping[str, str] = os.environ) -> Path | None:
 
 def user_model_table(env: Mapping[str, str] = os.environ, base: ModelTable | None = None) -> ModelTable:
     """The built-in table (or ``base``) extended by the user's models file, if any."""
-    table = base if base is not None else ModelTable()
+    table = base if base is not None else ModelTable.builtin()
     path = user_models_path(env)
     if path is None:
         return table

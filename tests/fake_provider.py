@@ -40,7 +40,7 @@ class FakeProvider:
         self.images[url] = data
         return url
 
-    async def submit(self, model: str, body: dict[str, Any]) -> Prediction:
+    async def submit(self, model: str, body: dict[str, Any], webhook: str | None = None) -> Prediction:
         pid = f"fake-{next(self._ids)}"
         self.tasks[pid], self.reads[pid] = (model, dict(body)), 0
         return Prediction(id=pid, model=model, status=PredictionStatus.CREATED)

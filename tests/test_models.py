@@ -135,10 +135,11 @@ def test_models_command_lists_built_in_and_user_models(tmp_path, monkeypatch, ca
     monkeypatch.setenv("BATCHGEN_MODELS", str(_models_file(tmp_path / "models.yaml", USER_MODELS)))
     assert main(["models"]) == 0
     text = capsys.readouterr().out
-    assert (f"{ACME}  (user)\n    durations: 5, 10; resolutions: 720p\n    price: $0.22/s (unconfirmed); "
+    assert (f"{ACME}  (on wavespeed; user)\n    durations: 5, 10; resolutions: 720p\n    price: $0.22/s (unconfirmed); "
             "results read at most every 5 s") in text
-    assert f"{SORA_STD}  (built-in, changed by the user)" in text
-    assert f"{SEEDANCE_FAST}  (built-in)\n    durations: 4-15 (whole seconds); resolutions: 480p, 720p" in text
+    assert f"{SORA_STD}  (on wavespeed; built-in, changed by the user)" in text
+    assert "replicate:bytedance/seedance-2.0  (on replicate; built-in)" in text
+    assert f"{SEEDANCE_FAST}  (on wavespeed; built-in)\n    durations: 4-15 (whole seconds); resolutions: 480p, 720p" in text
     assert text.count("RETIRED since 2026-09-24") == 2 and f"use {SEEDANCE} instead" in text
     assert main(["models", "--json"]) == 0
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
@@ -146,6 +147,19 @@ def test_models_command_lists_built_in_and_user_models(tmp_path, monkeypatch, ca
     assert rows[SEEDANCE]["retired"] is None and rows[SEEDANCE]["price"].startswith("$0.12/s at 480p")
     assert rows[SORA_STD]["resolutions"] == "none to choose" and rows[ACME]["origin"] == "user"
     assert rows[SEEDANCE]["min_read_interval"] == 5.0
+    assert rows[SEEDANCE]["provider"] == "wavespeed" and rows["replicate:bytedance/seedance-2.0"]["provider"] == "replicate"
+
+
+def test_replicate_rows_come_from_its_module_under_their_prefix():
+    from batchgen.providers.replicate import MODELS
+    from batchgen.routing import split, tag
+
+    table = ModelTable.builtin()
+    row = table.get("replicate:bytedance/seedance-2.0")
+    assert row.provider == "replicate" and row.price_per_second == MODELS[0].price_per_second
+    assert row.durations == MODELS[0].durations and table.get(SEEDANCE).provider == "wavespeed"
+    assert split("replicate:abc") == ("replicate", "abc") and split("abc") == ("wavespeed", "abc")
+    assert split("owner/model:v2") == ("wavespeed", "owner/model:v2") and tag("wavespeed", "x") == "x"
 
 
 def test_extended_overrides_one_field_and_keeps_the_rest():
@@ -236,7 +250,7 @@ def test_models_file_named_but_missing_is_an_error_not_ignored(tmp_path):
 
 def test_empty_models_file_changes_nothing(tmp_path):
     path = _models_file(tmp_path / "models.yaml", "# nothing yet\n")
-    assert user_model_table({"BATCHGEN_MODELS": str(path)}).ids() == ModelTable().ids()
+    assert user_model_table({"BATCHGEN_MODELS": str(path)}).ids() == ModelTable.builtin().ids()
 
 
 def test_cli_reports_a_malformed_models_file_with_exit_2(tmp_path, monkeypatch, capsys):

@@ -20,6 +20,7 @@ from batchgen.errors import (
     PermanentError,
     RateLimitedError,
     TransientError,
+    UnreachableError,
 )
 from batchgen.providers.base import PredictionStatus
 from batchgen.providers.wavespeed import MAX_ANSWER_BYTES, WaveSpeedProvider
@@ -278,7 +279,7 @@ def test_an_unreachable_base_url_is_fatal_after_a_few_tries():
 
     first, last = run(body())
     assert all(type(e) is TransientError for e in first), first
-    assert type(last) is FatalError and "cannot reach http://127.0.0.1:" in str(last)
+    assert type(last) is UnreachableError and isinstance(last, FatalError) and "cannot reach http://127.0.0.1:" in str(last)
     assert "check --base-url" in str(last)
 
 
@@ -291,7 +292,7 @@ def test_a_host_that_never_connected_for_the_time_limit_is_fatal_at_once():
         finally:
             await provider.close()
 
-    assert type(run(body())) is FatalError
+    assert type(run(body())) is UnreachableError
 
 
 def test_connection_failures_stay_transient_once_the_api_answered(server):

@@ -141,3 +141,5 @@ class ProviderInfo:
     policy: ProviderPolicy
     #: ``factory(api_key, base_url, **options)`` -> Provider.
     factory: Callable[..., Provider]
+    #: Model rows the provider brings, by its own ids; the table lists them as ``name:id``.
+    models: tuple[ModelSpec, ...] = ()

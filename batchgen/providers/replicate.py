@@ -75,6 +75,7 @@ MODELS: tuple[ModelSpec, ...] = (
         },
         confirmed=False,
         note="fields from Replicate's schema page; 1080p and every price unconfirmed (WaveSpeed's figures)",
+        family="seedance-2.0",
     ),
 )
 
@@ -332,7 +333,7 @@ class ReplicateProvider:
         return Listing(items=tuple(found), complete=False)
 
 
-INFO = ProviderInfo(policy=POLICY, factory=ReplicateProvider)
+INFO = ProviderInfo(policy=POLICY, factory=ReplicateProvider, models=MODELS)
 
 __all__ = ["DEFAULT_BASE_URL", "INFO", "MODELS", "POLICY", "SEEDANCE", "ReplicateProvider", "parse_listed",
            "parse_prediction", "parse_time"]

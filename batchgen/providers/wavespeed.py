@@ -33,6 +33,7 @@ from ..errors import (
     PermanentError,
     ProviderError,
     TransientError,
+    UnreachableError,
 )
 from ..models import body_hash
 from ..redact import Redactor
@@ -157,7 +158,7 @@ class WaveSpeedProvider:
             self._unreached += 1
             waited = time.monotonic() - (self._first_try or 0.0)
             if self._unreached >= UNREACHABLE_AFTER or waited >= self._unreachable_seconds:
-                return FatalError(f"cannot reach {self.base_url}: {reason}; check --base-url / your network",
+                return UnreachableError(f"cannot reach {self.base_url}: {reason}; check --base-url / your network",
                                   url=self.base_url)
         return TransientError(f"{kind}: cannot connect to {self.base_url}: {reason}", url=self.base_url)
 

@@ -77,8 +77,13 @@ class SimulatorThread:
     Use as a context manager: ``with SimulatorThread(SimConfig(gen_base=0.05)) as sim: sim.base_url``.
     """
 
-    def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0, *,
+                 starter: Callable[..., Awaitable[RunningSimulator]] | None = None,
+                 apply: Callable[[Any, Any], None] = apply_changes):
+        """``starter`` and ``apply`` run another API's simulator the same way (the Replicate one's
+        ``start`` and ``apply_changes``)."""
         self.config = config or SimConfig()
+        self._start, self._apply = starter or start, apply
         self._host, self._port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -115,7 +120,7 @@ class SimulatorThread:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._running = loop.run_until_complete(start(self.config, self._host, self._port))
+            self._running = loop.run_until_complete(self._start(self.config, self._host, self._port))
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that called __enter__
             self._error = exc
             self._ready.set()
@@ -148,7 +153,7 @@ class SimulatorThread:
     def configure(self, **changes: Any) -> None:
         """Change the live config like ``POST /_sim/config`` (e.g. ``faults={"5xx": 1.0}``)."""
         async def apply() -> None:
-            apply_changes(self.simulator.config, changes)
+            self._apply(self.simulator.config, changes)
 
         self.call(apply)
 
