@@ -121,3 +121,13 @@ def test_estimate_and_status_build_data_and_only_the_entry_points_import_the_cli
     assert importers == {"__main__"}, "only the entry point imports the CLI: no cycle"
     for name in ("cli_common.py", "run_env.py"):
         assert not any(n.startswith((".cli", "batchgen.cli")) for n in _imports(PACKAGE / name)), name
+
+
+def test_simulate_help_explains_every_fault_name():
+    """Issue 14 item 14: each --fault name is explained, not only listed."""
+    from batchgen.simulator.config import FAULT_FLAGS
+
+    _, commands = _subparsers(build_parser())
+    text = commands["simulate"].format_help()
+    for name in FAULT_FLAGS:
+        assert any(line.split()[:1] == [name] and len(line.split()) > 4 for line in text.splitlines()), name

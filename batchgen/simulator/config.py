@@ -195,11 +195,30 @@ URLs only. Models: the built-in table plus your models file ($BATCHGEN_MODELS or
 ~/.config/batchgen/models.yaml)."""
 
 
+#: What each --fault name does, for --help (the Faults fields say the same).
+FAULT_HELP: dict[str, str] = {
+    "429": "a submit starts a burst of 429 answers to the next submits (--fault 429=0.05)",
+    "5xx": "any API request answers 500, 502 or 503 without doing anything",
+    "slow": "any API request waits a while (2 s) before it is handled",
+    "drop-before": "any API request has its connection closed before it is processed",
+    "drop-after": "a submit is accepted and charged, then its connection closes unanswered (a lost answer)",
+    "truncate": "an output download promises the full length, sends part of it and closes",
+    "fail": "a task ends failed with a moderation-style error (not billed)",
+    "fallback": "a task completes, but data.model names another model (a silent fallback)",
+    "webhook-duplicate": "a webhook delivery is sent twice",
+}
+
+
+def _fault_help() -> str:
+    return "Faults (--fault NAME=RATE, RATE from 0 to 1, drawn from the seeded RNG):\n" + "\n".join(
+        f"  {name:<18} {FAULT_HELP[name]}" for name in FAULT_FLAGS)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``batchgen simulate`` flags."""
     parser.description = ("A local simulator of the WaveSpeed v3 API (or Replicate's, with --provider replicate): "
                           "nothing is generated or billed for real.")
-    parser.epilog = MODES_HELP
+    parser.epilog = MODES_HELP + "\n\n" + _fault_help()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--provider", choices=("wavespeed", "replicate"), default="wavespeed",
                         help="which API to simulate (default wavespeed; replicate: docs/replicate.md)")
