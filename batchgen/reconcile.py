@@ -27,6 +27,7 @@ from .jobs import JobSpec
 from .matching import assign, pairings
 from .planner import Plan
 from .providers.base import ListedPrediction, Listing, Provider
+from .retry import retrying
 from .state import State
 from .state_events import Completed, Event, Submitted, Unsent
 from .unmatched import record
@@ -95,9 +96,13 @@ async def survey(unknown: list[JobSpec], s: Survey) -> Findings:
 async def _survey_model(model: str, jobs: list[JobSpec], s: Survey, found: Findings) -> None:
     times = [s.state.record(j.key).submitted_at or 0.0 for j in jobs]
     margin = s.options.listing_margin
+    f = s.fetcher
     try:
-        listing = await s.provider.list_predictions(model=model, created_after=min(times) - margin,
-                                                    created_before=max(times) + margin)
+        # Reading the listing changes nothing at the provider: a transient error is worth another try, or
+        # one 5xx would leave every lost submit of the model unsettled for the whole run.
+        listing = await retrying(lambda: s.provider.list_predictions(
+            model=model, created_after=min(times) - margin, created_before=max(times) + margin),
+            f.retry, sleep=f.sleep, rng=f.rng, what=f"list {model}")
     except BatchgenError as exc:
         log.warning("cannot list %s predictions to settle %d unknown job(s): %s", model, len(jobs), exc)
         listing, why = None, f"the provider's listing failed ({exc})"

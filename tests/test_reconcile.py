@@ -183,3 +183,28 @@ def test_a_proven_absent_resubmit_is_capped_once_not_counted_in_flight_and_again
     price = load_manifest(manifest).models.get(job.model).price(job.resolution, job.duration)
     assert run_cli(sim, manifest, out, "--max-cost", f"{price:.2f}") == 0
     assert len(sim.ledger()["submissions"]) == 1
+
+
+def test_one_failed_listing_read_is_tried_again_not_left_for_the_next_run(make_sim, tmp_path, monkeypatch):
+    """A 5xx on the listing once left every lost submit of the model unknown for the whole run (seen in the
+    200-job torture); reading the listing changes nothing at the provider, so it is retried."""
+    from batchgen.errors import TransientError
+    from batchgen.retry import zero_sleeps
+
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=True)
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 1
+    sim.configure(faults={"drop-after": 0.0})
+    real, calls = WaveSpeedProvider.list_predictions, []
+
+    async def fails_once(self, **window):
+        calls.append(window)
+        if len(calls) == 1:
+            raise TransientError("list: HTTP 502: bad gateway", status=502)
+        return await real(self, **window)
+
+    monkeypatch.setattr(WaveSpeedProvider, "list_predictions", fails_once)
+    with zero_sleeps():
+        assert run_cli(sim, manifest, out) == 0
+    assert len(calls) == 2 and [r.status.value for r in load(out / "state.jsonl").jobs.values()] == ["downloaded"]
+    assert len(sim.ledger()["submissions"]) == 1, "found on the provider, not paid again"

@@ -30,10 +30,11 @@ def test_full_disk_phase_halts_cleanly_pays_once_and_finishes_once_there_is_room
 
 @pytest.mark.slow
 def test_hostile_answers_phase_pays_once_and_loses_no_paid_video(tmp_path, render_cache_dir, capsys):
-    outcome = torture_phases.run_hostile_phase(torture_phases.PhaseSettings(jobs=12, workdir=tmp_path,
+    outcome = torture_phases.run_hostile_phase(torture_phases.PhaseSettings(jobs=24, workdir=tmp_path,
                                                                             render_cache=render_cache_dir))
     with capsys.disabled():
         print("\n" + torture.table(outcome))
+    # 24 jobs: enough submits and reads that each mode meets one even when the machine is loaded.
     assert outcome.figures["hostile answers served"] == len(torture_phases.HOSTILE_ROUND)
     assert outcome.problems == []
     assert outcome.figures["duplicates (paid twice)"] == 0 and outcome.figures["paid videos lost"] == 0
