@@ -117,10 +117,10 @@ def image_info(path: str | os.PathLike, cache: ImageCache | None = None) -> Imag
     shown = os.fspath(path)
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise ValueError(f"image {shown} does not exist; check the path (relative paths start at the manifest's folder)") from None
+    except FileNotFoundError as exc:
+        raise ValueError(f"image {shown} does not exist; check the path (relative paths start at the manifest's folder)") from exc
     except OSError as exc:
-        raise ValueError(f"image {shown} cannot be read ({exc.strerror}); check its permissions") from None
+        raise ValueError(f"image {shown} cannot be read ({exc.strerror}); check its permissions") from exc
     if not os.path.isfile(path):
         raise ValueError(f"image {shown} is not a file; give the path of an image file")
     realpath = os.path.realpath(path)
@@ -161,17 +161,17 @@ def _inspect(shown: str, size: int) -> ImageInfo:
                     warnings.simplefilter("error", Image.DecompressionBombWarning)
                     with Image.open(fh) as im:
                         fmt, (width, height) = im.format, im.size
-            except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
                 raise ValueError(
                     f"image {shown} has too many pixels for a source image; scale it down (e.g. to 4096 px wide)"
-                ) from None
-            except UnidentifiedImageError:
+                ) from exc
+            except UnidentifiedImageError as exc:
                 raise ValueError(
                     f"image {shown} is not an image Pillow can read (whatever its extension says); "
                     f"use a {', '.join(ALLOWED_FORMATS)} file"
-                ) from None
+                ) from exc
             except (OSError, SyntaxError) as exc:
-                raise ValueError(f"image {shown} is damaged ({exc}); re-export it") from None
+                raise ValueError(f"image {shown} is damaged ({exc}); re-export it") from exc
             if fmt not in ALLOWED_FORMATS:
                 raise ValueError(
                     f"image {shown} is a {fmt} file, which the API does not accept; "
@@ -182,5 +182,5 @@ def _inspect(shown: str, size: int) -> ImageInfo:
             for chunk in iter(lambda: fh.read(_CHUNK), b""):
                 digest.update(chunk)
     except PermissionError as exc:
-        raise ValueError(f"image {shown} cannot be read ({exc.strerror}); check its permissions") from None
+        raise ValueError(f"image {shown} cannot be read ({exc.strerror}); check its permissions") from exc
     return ImageInfo(digest.hexdigest(), size, fmt, width, height)

@@ -79,7 +79,7 @@ def placeholders(template: str) -> tuple[str, ...]:
     try:
         parsed = list(_formatter.parse(template))
     except ValueError as exc:
-        raise ValueError(f"malformed template ({exc}); write literal braces as '{{{{' and '}}}}'") from None
+        raise ValueError(f"malformed template ({exc}); write literal braces as '{{{{' and '}}}}'") from exc
     names = []
     for _, name, spec, _ in parsed:
         if name is None:
@@ -103,7 +103,7 @@ def render(what: str, template: str, context: Mapping[str, Any]) -> str:
     try:
         return template.format_map(context)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{what} template cannot be rendered: {exc}") from None
+        raise ValueError(f"{what} template cannot be rendered: {exc}") from exc
 
 
 def output_name(rendered: str) -> str:

@@ -77,11 +77,11 @@ class ModelSpec:
         """Dollars for one generation, rounded to the cent."""
         try:
             rate = self.price_per_second[resolution]
-        except KeyError:
+        except KeyError as exc:
             raise ModelTableError(
                 f"model {self.id} has no price for resolution {resolution!r}; "
                 f"known: {', '.join(sorted(self.price_per_second))}"
-            ) from None
+            ) from exc
         return round(rate * duration, 2)
 
     def typed(self, name: str, value: Any) -> Any:
@@ -239,11 +239,11 @@ class ModelTable:
     def get(self, model_id: str) -> ModelSpec:
         try:
             return self._models[model_id]
-        except KeyError:
+        except KeyError as exc:
             raise ModelTableError(
                 f"unknown model {model_id!r}; known models: {', '.join(self.ids())} "
                 "(add one under 'models:' in the manifest)"
-            ) from None
+            ) from exc
 
     def extended(self, entries: Mapping[str, Mapping[str, Any]] | None) -> "ModelTable":
         """A new table with models added or overridden from plain data.

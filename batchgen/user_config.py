@@ -56,7 +56,7 @@ def user_model_table(env: Mapping[str, str] = os.environ, base: ModelTable | Non
     try:
         return table.extended(entries)
     except ModelTableError as exc:
-        raise ModelTableError(f"{path}: {exc}; fix the models file or unset {ENV_VAR}") from None
+        raise ModelTableError(f"{path}: {exc}; fix the models file or unset {ENV_VAR}") from exc
 
 
 def read_models_file(path: Path, *, from_env: bool = False) -> dict[str, Any]:
@@ -64,18 +64,18 @@ def read_models_file(path: Path, *, from_env: bool = False) -> dict[str, Any]:
     how = f" (named by ${ENV_VAR})" if from_env else ""
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelTableError(f"{path}: models file not found{how}; create it or unset {ENV_VAR}") from None
+    except FileNotFoundError as exc:
+        raise ModelTableError(f"{path}: models file not found{how}; create it or unset {ENV_VAR}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ModelTableError(f"{path}: models file cannot be read{how} ({reason})") from None
+        raise ModelTableError(f"{path}: models file cannot be read{how} ({reason})") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ModelTableError(f"{where}: the models file is not valid YAML ({problem})") from None
+        raise ModelTableError(f"{where}: the models file is not valid YAML ({problem})") from exc
     if data is None:
         return {}
     if isinstance(data, dict) and set(data) == {"models"}:

@@ -61,9 +61,9 @@ class MultiProvider:
     def _member(self, name: str, what: str) -> Provider:
         try:
             return self.members[name]
-        except KeyError:
+        except KeyError as exc:
             raise UsageError(f"{what} is served by {name!r}, which this run has no client for; "
-                             f"run with the providers the manifest names ({', '.join(self.members)})") from None
+                             f"run with the providers the manifest names ({', '.join(self.members)})") from exc
 
     def route(self, model: str) -> tuple[str, Provider, str]:
         """(provider name, its client, the model id it knows) for a table id."""

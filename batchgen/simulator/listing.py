@@ -27,8 +27,8 @@ def parse_time(name: str, value: Any) -> float:
         raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-01-02T03:04:05Z, got {value!r}")
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-01-02T03:04:05Z, got {value!r}") from None
+    except ValueError as exc:
+        raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-01-02T03:04:05Z, got {value!r}") from exc
     if moment.tzinfo is None:
         raise ApiError(400, f"{name} must carry a time zone (Z or +hh:mm), got {value!r}")
     return moment.timestamp()

@@ -115,7 +115,7 @@ def decode_data_uri(uri: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except binascii.Error as exc:
-        raise ValueError(f"the image data URI is not valid base64: {exc}") from None
+        raise ValueError(f"the image data URI is not valid base64: {exc}") from exc
 
 
 def upright_size(image_bytes: bytes) -> tuple[int, int] | None:
@@ -158,7 +158,7 @@ async def fetch_image(
             return await resp.read()
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise ImageFetchError(f"could not download the image {url}: {exc or type(exc).__name__}; "
-                              "make sure the URL is public and reachable") from None
+                              "make sure the URL is public and reachable") from exc
 
 
 async def run_task(
