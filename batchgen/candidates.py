@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .download import part_path
-from .errors import BatchgenError, ExpiredLinkError, PermanentError
+from .errors import BatchgenError, ExpiredLinkError, PermanentError, VerificationError
 from .matching import Clip, clip_of
 from .probe import probe_video
 from .providers.base import Download, ListedPrediction, Prediction, PredictionStatus, Provider
@@ -117,7 +117,7 @@ class CandidateFetcher:
 def _download_decide(exc: BaseException) -> Any:
     if isinstance(exc, ExpiredLinkError):
         return 0.0  # the link was renewed: fetch again at once
-    if isinstance(exc, PermanentError):
+    if isinstance(exc, (PermanentError, VerificationError)):
         return None
     return retry_transient(exc)
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import PermanentError
+from .errors import OutputPathError, VerificationError
 from .fsguard import create_fresh, refuse_link
 from .models import RESOLUTION_SIZES
 from .probe import VideoInfo, check_video, probe_video
@@ -24,7 +24,7 @@ def safe_target(out_dir: Path, relative: str, *, resolved: bool = False) -> Path
     root = out_dir if resolved else out_dir.resolve()
     target = (root / relative).resolve()
     if target == root or root not in target.parents:
-        raise PermanentError(f"the output path {relative!r} would leave the output folder {root}")
+        raise OutputPathError(f"the output path {relative!r} would leave the output folder {root}")
     return target
 
 
@@ -47,7 +47,7 @@ def verify(path: str, resolution: str, duration: float, aspect_ratio: str | None
     info = probe_video(path, scan_packets=scan_packets)
     problems = shape_problems(info, resolution, duration, aspect_ratio, tolerance, need_audio=True)
     if problems:
-        raise PermanentError("the downloaded video is not what was asked: " + "; ".join(problems))
+        raise VerificationError("the downloaded video is not what was asked: " + "; ".join(problems))
     return info
 
 

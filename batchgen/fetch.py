@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .crashtest import kill_point
 from .download import part_path, safe_target, set_aside, sidecar_path, write_sidecar
-from .errors import DiskFullError, ExpiredLinkError, PermanentError, TransientError
+from .errors import DiskFullError, ExpiredLinkError, PermanentError, TransientError, VerificationError
 from .fsguard import refuse_link
 from .jobs import JobSpec
 from .lifecycle import JobStatus
@@ -58,7 +58,7 @@ class Fetcher:
         try:
             got = await retrying(lambda: self._once(job, part), self.retry, self._decide, sleep=self.sleep,
                                  rng=self.rng, what=f"job {job.id}: download", attempts=self.retry.attempts + 1)
-        except PermanentError:
+        except (PermanentError, VerificationError):
             _remove(part)
             raise
         except OSError as exc:
@@ -108,7 +108,7 @@ class Fetcher:
         try:
             await self.verifier.verify(str(part), job.resolution, float(job.duration), job.params.get("aspect_ratio"),
                                        self.opt.duration_tolerance, scan_packets)
-        except PermanentError as exc:
+        except VerificationError as exc:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc), job=job.id) from exc
 

@@ -22,7 +22,7 @@ import av
 from PIL import Image, ImageOps
 
 from .download import shape_problems
-from .errors import PermanentError
+from .errors import VerificationError
 from .jobs import JobSpec
 from .probe import VideoInfo
 
@@ -60,8 +60,8 @@ def first_frame(path: str | os.PathLike) -> Image.Image:
             for frame in container.decode(video=0):
                 return frame.to_image()
     except av.FFmpegError as exc:
-        raise PermanentError(f"cannot read the first frame of {path}: {exc}") from exc
-    raise PermanentError(f"{path} has no decodable video frame")
+        raise VerificationError(f"cannot read the first frame of {path}: {exc}") from exc
+    raise VerificationError(f"{path} has no decodable video frame")
 
 
 def clip_of(path: str | os.PathLike, info: VideoInfo) -> Clip:

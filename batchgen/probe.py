@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from batchgen.errors import PermanentError
+from batchgen.errors import VerificationError
 from batchgen.fsguard import replace_whole
 
 __all__ = ["VideoInfo", "check_video", "poster_frame", "probe_video"]
@@ -39,13 +39,13 @@ def probe_video(path: str | os.PathLike, *, scan_packets: bool = True) -> VideoI
     packet (about half the cost): for a file whose byte count was already checked against the
     server's Content-Length, so it cannot have been cut in transit.
 
-    Raises PermanentError when the file is not a video, has no video stream, or is truncated or corrupt.
+    Raises VerificationError when the file is not a video, has no video stream, or is truncated or corrupt.
     """
     try:
         with av.open(os.fspath(path)) as container:
             return _probe_open(container, path, scan_packets)
     except av.FFmpegError as exc:
-        raise PermanentError(
+        raise VerificationError(
             f"{path} is not a readable video ({_reason(exc)}); it is probably not a video, or it was cut "
             "short: download it again"
         ) from exc
@@ -58,16 +58,16 @@ def _reason(exc: av.FFmpegError) -> str:
 
 def _probe_open(container, path: str | os.PathLike, scan_packets: bool) -> VideoInfo:
     if not container.streams.video:
-        raise PermanentError(f"{path} has no video stream; it is not a video clip: download it again")
+        raise VerificationError(f"{path} has no video stream; it is not a video clip: download it again")
     video = container.streams.video[0]
     if container.format.name == "image2" or container.format.name.endswith("_pipe"):
-        raise PermanentError(
+        raise VerificationError(
             f"{path} is a still {video.codec_context.name} image, not a video clip: download it again"
         )
     audio = container.streams.audio[0] if container.streams.audio else None
     width, height = video.codec_context.width, video.codec_context.height
     if not width or not height:
-        raise PermanentError(f"{path} has a video stream with no picture size; the file is corrupt: download it again")
+        raise VerificationError(f"{path} has a video stream with no picture size; the file is corrupt: download it again")
     declared = _declared_duration(container, video)
     if not scan_packets and declared:
         return VideoInfo(width=width, height=height, duration=declared, video_codec=video.codec_context.name,
@@ -78,11 +78,11 @@ def _probe_open(container, path: str | os.PathLike, scan_packets: bool) -> Video
     ends = _stream_ends(container, path)
     data_end = ends.get(video.index, 0.0)
     if data_end <= 0:
-        raise PermanentError(f"{path} has a video stream with no frames in it; the file is corrupt: download it again")
+        raise VerificationError(f"{path} has a video stream with no frames in it; the file is corrupt: download it again")
     if declared is None:
         declared = max(ends.values())
     elif data_end < declared - _TRUNCATION_SLACK:
-        raise PermanentError(
+        raise VerificationError(
             f"{path} is truncated: its header promises {declared:.2f} s but the video data ends at "
             f"{data_end:.2f} s; download it again"
         )
@@ -105,13 +105,13 @@ def _declared_duration(container, video) -> float | None:
 
 
 def _stream_ends(container, path: str | os.PathLike) -> dict[int, float]:
-    """The time each stream's last packet ends, in seconds; raises PermanentError on a damaged packet."""
+    """The time each stream's last packet ends, in seconds; raises VerificationError on a damaged packet."""
     ends: dict[int, float] = {}
     for packet in container.demux():
         if packet.size == 0 or packet.pts is None or packet.time_base is None:
             continue
         if packet.is_corrupt:
-            raise PermanentError(f"{path} has a damaged packet at {float(packet.pts * packet.time_base):.2f} s; "
+            raise VerificationError(f"{path} has a damaged packet at {float(packet.pts * packet.time_base):.2f} s; "
                                  "the file is corrupt or cut short: download it again")
         end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
         ends[packet.stream_index] = max(ends.get(packet.stream_index, 0.0), end)
@@ -143,10 +143,10 @@ def poster_frame(path: str | os.PathLike, out_path: str | os.PathLike, max_width
     try:
         with av.open(os.fspath(path)) as container:
             if not container.streams.video:
-                raise PermanentError(f"{path} has no video stream, so it has no poster frame")
+                raise VerificationError(f"{path} has no video stream, so it has no poster frame")
             image = _frame_at(container, container.streams.video[0], min(max(at, 0.0), 1.0))
     except av.FFmpegError as exc:
-        raise PermanentError(
+        raise VerificationError(
             f"cannot read a poster frame from {path} ({_reason(exc)}); the file is not a readable video"
         ) from exc
     if image.width > max_width:
@@ -168,5 +168,5 @@ def _frame_at(container, video, at: float) -> Image.Image:
         if frame.time is not None and frame.time >= target - 1e-6:
             break
     if chosen is None:
-        raise PermanentError(f"{container.name} has no decodable video frames, so it has no poster frame")
+        raise VerificationError(f"{container.name} has no decodable video frames, so it has no poster frame")
     return chosen.to_image()

@@ -68,11 +68,6 @@ def next_action(rec: JobRecord) -> str:
     return "done" if rec.superseded_by else lifecycle_next_action(rec).value
 
 
-def needs_attention(rec: JobRecord) -> bool:
-    """Failed, unknown, or not finished: every current job that is not done."""
-    return not rec.superseded_by and next_action(rec) != "done"
-
-
 # -- the summary ---------------------------------------------------------------------------------
 def read_state(path: Path) -> State:
     """The folded state at ``path``; a missing file is an error here (status has nothing to say)."""

@@ -8,7 +8,7 @@ import pytest
 from conftest import image_bytes
 
 from batchgen.download import safe_target, verify
-from batchgen.errors import PermanentError
+from batchgen.errors import OutputPathError, VerificationError
 from batchgen.simulator.render import render_mp4
 
 
@@ -36,20 +36,20 @@ def test_accepts_the_asked_resolution_in_any_orientation_or_asked_aspect(clips, 
     ("square", "720p", 4.0, "16:9", "expected aspect ratio 16:9"),
 ])
 def test_refuses_what_was_not_asked(clips, name, resolution, duration, aspect, expect):
-    with pytest.raises(PermanentError, match=expect):
+    with pytest.raises(VerificationError, match=expect):
         verify(str(clips[name]), resolution, duration, aspect, 0.6)
 
 
 def test_refuses_a_cut_file(clips, tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clips["landscape"].read_bytes()[: clips["landscape"].stat().st_size // 2])
-    with pytest.raises(PermanentError):
+    with pytest.raises(VerificationError):
         verify(str(cut), "720p", 4.0, None, 0.6)
 
 
 @pytest.mark.parametrize("relative", ["../x.mp4", "a/../../x.mp4", "/etc/x.mp4", "."])
 def test_output_paths_never_leave_the_output_folder(tmp_path, relative):
-    with pytest.raises(PermanentError, match="would leave the output folder"):
+    with pytest.raises(OutputPathError, match="would leave the output folder"):
         safe_target(tmp_path, relative)
 
 
@@ -57,7 +57,7 @@ def test_symlink_out_of_the_output_folder_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "out" / "link").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(PermanentError):
+    with pytest.raises(OutputPathError, match="would leave the output folder"):
         safe_target(tmp_path / "out", "link/x.mp4")
     assert safe_target(tmp_path / "out", "sub/x.mp4") == (tmp_path / "out" / "sub" / "x.mp4").resolve()
 

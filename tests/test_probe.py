@@ -10,7 +10,7 @@ import av
 import pytest
 from PIL import Image, ImageDraw
 
-from batchgen.errors import PermanentError
+from batchgen.errors import VerificationError
 from batchgen.probe import VideoInfo, check_video, poster_frame, probe_video
 from batchgen.simulator.render import FPS, render_mp4
 
@@ -58,7 +58,7 @@ def test_truncated_clip_raises_permanent_error(clip, tmp_path):
     # Our MP4s keep their index at the end, so the first half has no index at all.
     half = tmp_path / "half.mp4"
     half.write_bytes(data[: len(data) // 2])
-    with pytest.raises(PermanentError, match="not a readable video"):
+    with pytest.raises(VerificationError, match="not a readable video"):
         probe_video(half)
 
 
@@ -72,7 +72,7 @@ def test_truncated_faststart_clip_is_caught_despite_a_complete_index(clip, tmp_p
     assert data[36:40] == b"moov"
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(PermanentError, match="cut short|truncated"):
+    with pytest.raises(VerificationError, match="cut short|truncated"):
         probe_video(cut)
 
 
@@ -85,7 +85,7 @@ def test_faststart_clip_cut_between_packets_is_reported_as_truncated(clip, tmp_p
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(faststart.read_bytes()[:boundary])
     promise = r"truncated: its header promises 4\.00 s but the video data ends at 2\.00 s"
-    with pytest.raises(PermanentError, match=promise):
+    with pytest.raises(VerificationError, match=promise):
         probe_video(cut)
 
 
@@ -93,14 +93,14 @@ def test_faststart_clip_cut_between_packets_is_reported_as_truncated(clip, tmp_p
 def test_a_file_that_is_not_a_video_raises_permanent_error(tmp_path, content):
     path = tmp_path / "clip.mp4"
     path.write_bytes(content)
-    with pytest.raises(PermanentError, match=r"clip\.mp4 is not a readable video"):
+    with pytest.raises(VerificationError, match=r"clip\.mp4 is not a readable video"):
         probe_video(path)
 
 
 def test_a_picture_is_not_mistaken_for_a_clip(tmp_path):
     path = tmp_path / "still.png"
     path.write_bytes(product_png())
-    with pytest.raises(PermanentError, match="still png image, not a video"):
+    with pytest.raises(VerificationError, match="still png image, not a video"):
         probe_video(path)
 
 
@@ -108,7 +108,7 @@ def test_audio_only_file_has_no_video_stream(clip, tmp_path):
     _, path = clip
     audio_only = tmp_path / "audio.mp4"
     remux(path, audio_only, kinds=("audio",))
-    with pytest.raises(PermanentError, match="no video stream"):
+    with pytest.raises(VerificationError, match="no video stream"):
         probe_video(audio_only)
 
 
@@ -161,6 +161,6 @@ def test_poster_frame_follows_the_motion(clip, tmp_path):
 def test_poster_frame_of_a_non_video_raises_permanent_error(tmp_path):
     path = tmp_path / "page.mp4"
     path.write_bytes(b"<html>nope</html>" * 10)
-    with pytest.raises(PermanentError, match="poster frame"):
+    with pytest.raises(VerificationError, match="poster frame"):
         poster_frame(path, tmp_path / "poster.jpg")
     assert not (tmp_path / "poster.jpg").exists()

@@ -9,7 +9,7 @@ import signal
 import pytest
 from conftest import image_bytes
 
-from batchgen.errors import PermanentError, TransientError
+from batchgen.errors import TransientError, VerificationError
 from batchgen.simulator.render import render_mp4
 from batchgen.verifier import Verifier
 
@@ -41,7 +41,7 @@ def test_files_that_queue_up_share_worker_calls_and_each_gets_its_own_answer(cli
 
     results, calls = asyncio.run(run())
     assert all(min(r.width, r.height) == 360 for r in results[:-1])
-    assert isinstance(results[-1], PermanentError)
+    assert isinstance(results[-1], VerificationError)
     assert calls <= 25 // 8 + 2, f"{calls} worker calls for 25 files"
 
 
