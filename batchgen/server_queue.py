@@ -57,12 +57,20 @@ class ServerQueue:
             heir.handed.set()
 
     def end_of(self, watch: "Watch", took: float | None) -> float:
-        """When ``watch``'s job ended at the provider: its start plus the time it reported, or now
-        when that lies ahead. It does when the reported time counts the wait in the provider's
-        queue (the simulator's does; upstream it is undocumented), or when the job started before
-        its estimate (jobs ahead end in another order than they are noticed): now is a safe bound."""
+        """When ``watch``'s job ended at the provider, from the time it reported.
+
+        Counted from its start, or now when that lies ahead: the job may have started before its
+        estimate (jobs ahead end in another order than they are noticed). But a queued job whose
+        time, counted from its start, ends later than the read lag can explain counted its wait in
+        the provider's queue (the simulator's timings.inference does; upstream it is undocumented):
+        its end is its submit plus that time. Taking now instead would push the next job's start,
+        and every later wave's, back by the read lag."""
         now = self._clock()
-        return now if took is None else min(now, watch.started + took)
+        if took is None:
+            return now
+        if watch.started + took > now + (self.lag() or 0.0):
+            return min(now, watch.submitted + took)
+        return min(now, watch.started + took)
 
     def generation(self, watch: "Watch", took: float | None) -> float | None:
         """The job's own generation time (without its wait in the queue), for learning the window."""

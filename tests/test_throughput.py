@@ -173,8 +173,8 @@ def test_webhook_flags_need_https_or_loopback_and_a_port():
 
 def test_a_reported_time_that_counts_the_wait_in_the_queue_is_not_learned_as_generation_time():
     """The simulator's timings.inference counts a queued task's wait (upstream: undocumented). Counted
-    from the job's start it would end after now: the end is then taken as now, and only the time since
-    the start is learned as generation time."""
+    from the job's start it would end after now: it is counted from the submit instead, so the end is
+    exact (not the moment a read noticed it) and only the time since the start is learned."""
     t = FakeTime()
     schedule = _schedule(t, capacity=1)
     first, second = schedule.watch("m", 4), schedule.watch("m", 4)
@@ -182,7 +182,8 @@ def test_a_reported_time_that_counts_the_wait_in_the_queue_is_not_learned_as_gen
     first.close(took=20.0)
     assert second.started == pytest.approx(t.now - 1.0)
     t.now += 22.0  # it ended 40 s after both were submitted, its wait counted in the 40 s
-    assert schedule.queue.end_of(second, 40.0) == t.now
-    assert schedule.queue.generation(second, 40.0) == pytest.approx(23.0)
+    assert schedule.queue.end_of(second, 40.0) == pytest.approx(t.now - 3.0)  # submit + 40 s
+    assert schedule.queue.generation(second, 40.0) == pytest.approx(20.0)
+    assert schedule.queue.end_of(second, 60.0) == t.now  # an end still ahead is taken as now
     assert schedule.queue.generation(second, 20.0) == pytest.approx(20.0)  # a time without the wait
     assert schedule.queue.generation(first, 20.0) == 20.0  # never queued: as reported
