@@ -108,7 +108,8 @@ class Runner:
         self.rng = random.Random(options.seed)
         self.retry = options.retry
         queues = provider.policy.queues_over_limit
-        self.schedule = PollSchedule(options.poll, self.rng, capacity=options.concurrency if queues else None)
+        self.schedule = PollSchedule(options.poll, self.rng, capacity=options.concurrency if queues else None,
+                                     downloads=options.download_concurrency)
         self.pacer = Pacer(options.submit_interval, sleep=sleep)
         self.bucket = (TokenBucket(options.videos_per_minute, clock=clock, sleep=sleep)
                        if options.videos_per_minute else None)

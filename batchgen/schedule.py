@@ -94,8 +94,10 @@ class PollSchedule:
     """Learns generation time per (model, duration) from finished jobs of this batch."""
 
     def __init__(self, policy: PollPolicy, rng: random.Random, window: int = 256, *, clock: Clock = time.monotonic,
-                 capacity: int | None = None):
+                 capacity: int | None = None, downloads: int | None = None):
         self.policy = policy
+        #: How many downloads run at once (None: no limit); see ``horizon``.
+        self.downloads = downloads
         #: How many of the jobs in flight the provider generates at once; the rest wait in its queue.
         self.queue = ServerQueue(capacity, clock)
         #: Deliveries tell when a job ends: reads are only a safety net for a lost one.
@@ -121,13 +123,19 @@ class PollSchedule:
 
         Every running job ends at or after its start plus the fastest time seen for its kind, so the
         batch ends no sooner than the latest of those. Reading another job earlier finds it done
-        sooner, but frees nothing that waits and moves the end not at all: those reads are waste."""
+        sooner, but frees nothing that waits and moves the end not at all: those reads are waste,
+        as long as the videos read at the horizon are downloaded in one parallel round."""
         if not self._draining:
             return None
         now = self._clock()
         if self._horizon is not None and now - self._horizon[0] < 0.25:
             return self._horizon[1]
         latest = None
+        if self.downloads is not None and sum(map(len, self._running.values())) > self.downloads:
+            # More jobs than one round of parallel downloads: put off, they would all be read at the
+            # horizon and downloaded in rounds after it, each round adding to the batch's end.
+            self._horizon = (now, None)
+            return None
         for key, watches in self._running.items():
             seen = self._seen.get(key)
             if not watches or not seen or len(seen) < self.policy.min_samples:

@@ -546,3 +546,22 @@ def test_token_bucket_serves_concurrent_submitters_in_turn_and_a_pause_holds_the
 def test_token_bucket_refuses_nonsense_naming_the_field(per_minute, burst, named):
     with pytest.raises(ValueError, match=f"TokenBucket.{named} must be"):
         TokenBucket(per_minute, burst)
+
+
+def test_draining_reads_every_job_on_time_while_more_run_than_one_round_of_downloads():
+    """Reads put off to the horizon would bring every video in at once at the end, to be downloaded
+    in rounds after it: with more jobs running than download slots, each job is read on its window."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(jitter=0.0, min_interval=1.0), random.Random(10), clock=t.clock, downloads=1)
+    for seconds in (16.0, 18.0, 20.0, 22.0, 24.0):
+        schedule.observe("m", 4, seconds)
+    early = schedule.watch("m", 4)
+    t.now += 8.0
+    late = schedule.watch("m", 4)
+    normal = early.delay()
+    schedule.drain()
+    assert schedule.horizon() is None  # two jobs, one download slot
+    assert early.delay() == pytest.approx(normal)
+    late.close()
+    t.now += 1.0  # past the horizon's cache
+    assert schedule.horizon() is not None  # one job left: its download fits
