@@ -63,8 +63,8 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         stack.push_async_callback(provider.close)
         # The keys too: a server that echoes one in an error must not get it into the state (or the report).
         state_log = StateLog(state_path, secrets=clients.secrets)
+        stack.callback(state_log.close)  # before open: a state that fails to load must still release its lock
         state_log.open()
-        stack.callback(state_log.close)
         redo = _redo(args, manifest, state_log, options)
         jobs = manifest.jobs + redo.jobs
         progress = Progress(len(jobs), quiet=args.quiet)

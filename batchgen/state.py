@@ -115,8 +115,12 @@ def load(path: str | os.PathLike) -> State:
                 state.torn += 1
                 continue
             raise StateError(
-                f"{path}: line {lineno} is not a JSON event; the file was damaged outside batchgen. "
-                "Move it aside to start afresh (already downloaded videos are kept and rechecked)."
+                f"{path}: line {lineno} is not a JSON event; the file was damaged outside batchgen. Move it "
+                "aside and run the same command again: videos already in the output folder are recognised by "
+                "their sidecars (NAME.json: job key, size, sha256) and not paid again; any other file at a video's "
+                "name is set aside as NAME.prev-found.mp4, never overwritten. Jobs paid but not yet downloaded "
+                "are recorded only in this file: a fresh state would pay for them again, so if the last run "
+                "stopped with jobs in flight, repair that line instead."
             )
         event = event_from_json(ev)
         if event is None:
