@@ -168,7 +168,7 @@ class StateLog:
         self._lock()
         state = load(self.path)
         self._mend_tail(state)
-        self._ident, self._size = _identity(self.path)
+        self._size = _identity(self.path)[1]
         self.lines = state.lines
         self.state = state
         return state
@@ -248,7 +248,8 @@ class StateLog:
         if self._fh is None:
             # Opened on the first append: planning and a "no" at the prompt leave the file untouched.
             self._fh = open(self.path, "ab", buffering=0)
-            self._ident = self._ident or _identity(self._fh.fileno())[0]
+            # A file deleted or moved since it was loaded is opened new and empty: shorter than loaded.
+            self._ident = _identity(self._fh.fileno())[0]
         if (self._sync_task is None or self._sync_task.done()) and self._lost():
             self._appended += 1
             self._write_back()  # from memory, this event included

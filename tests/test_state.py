@@ -237,6 +237,18 @@ def test_a_state_file_lost_during_a_run_is_written_back_at_the_next_append(tmp_p
         assert (tmp_path / "state.jsonl.aside").exists(), "the file moved aside is left alone"
 
 
+def test_a_state_file_deleted_before_the_first_append_keeps_what_was_loaded(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _events(log, *JOB_A)
+    with StateLog(path) as log:
+        log.open()
+        path.unlink()  # e.g. while the spend prompt waits
+        _events(log, {"ev": "job", "key": "b", "id": "b", "output": "b.mp4", "model": "m", "cost": 1.2})
+    assert load(path).jobs["a"].pid == "p1" and "b" in load(path).jobs
+
+
 def test_a_state_file_deleted_while_a_group_fsync_runs_is_written_back_when_it_ends(tmp_path):
     path = tmp_path / "state.jsonl"
 
