@@ -100,6 +100,10 @@ def test_a_video_altered_since_its_sidecar_is_not_adopted_but_kept_and_made_agai
     data[len(data) // 2] ^= 0xFF  # same size: only the sha256 can tell
     altered.write_bytes(bytes(data))
     capsys.readouterr()
+    # The adopted videos count against the cap at what their sidecars say was paid, before anything is sent.
+    assert run_cli(sim, manifest, out, "--max-cost", "3") == 3
+    assert "$2.40 already committed + $1.20 for 1 submit(s)" in capsys.readouterr().err
+    assert len(sim.ledger()["submissions"]) == 3
     assert run_cli(sim, manifest, out) == 0
     assert "2 video(s) already in the output folder adopted" in capsys.readouterr().err
     ledger = sim.ledger()
