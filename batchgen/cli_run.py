@@ -63,8 +63,8 @@ async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:
         stack.push_async_callback(provider.close)
         # The keys too: a server that echoes one in an error must not get it into the state (or the report).
         state_log = StateLog(state_path, secrets=clients.secrets)
+        stack.callback(state_log.close)  # before open: a state that fails to load must still release its lock
         state_log.open()
-        stack.callback(state_log.close)
         redo = _redo(args, manifest, state_log, options)
         jobs = manifest.jobs + redo.jobs
         progress = Progress(len(jobs), quiet=args.quiet)
@@ -90,7 +90,7 @@ async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions)
     """The plan, its lost submits settled with the provider (reading costs nothing, so it comes first: a
     resubmit it allows is a payment), shown with what it will pay; its events are written only once the
     user said yes (no plan: they did not). Also how many jobs --partial leaves for a higher cap."""
-    plan, events = runner.prepare()
+    plan, events = await runner.prepare()
     events += await runner.reconcile(plan)
     deferred = _apply_cap(args, manifest, plan, runner, options)
     to_pay = cost_to_pay(plan, runner.price)
@@ -138,8 +138,9 @@ def _apply_cap(args, manifest, plan: Plan, runner: Runner, options: RunOptions) 
     wanted = len(plan.submit)
     # A lost submit proven never created still counts as in flight until its 'unsent' line is written
     # (after the answer): here it is a submit, and counted once.
-    committed = runner.state.committed - sum(runner.rec(j).cost for j in plan.submit
-                                             if runner.rec(j).status is JobStatus.UNKNOWN)
+    # Videos adopted from their sidecars count at what was paid for them, as their lost state counted them.
+    committed = runner.state.committed + plan.on_disk_cost - sum(runner.rec(j).cost for j in plan.submit
+                                                                 if runner.rec(j).status is JobStatus.UNKNOWN)
     plan.submit = check_cap(plan.submit, runner.price, committed, options.max_cost,
                             cap_name=cap_name, partial=args.partial)
     return wanted - len(plan.submit)
@@ -176,6 +177,9 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, bala
     if plan.new < total or plan.removed:  # a resume: say what changed since the state was written
         lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
+    if plan.on_disk:
+        lines.append(f"  {plan.on_disk} video(s) already in the output folder adopted from their sidecars "
+                     "(job key, size and sha256 match): not paid again")
     if plan.whitespace_kept:
         n = plan.whitespace_kept
         lines.append(f"  {n} job{'s differ' if n != 1 else ' differs'} from the state only by whitespace in "

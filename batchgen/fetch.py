@@ -22,12 +22,15 @@ from .jobs import JobSpec
 from .lifecycle import JobStatus
 from .providers.base import Download, Prediction, PredictionStatus, Provider
 from .retry import RETRY_DEFAULT, RetryPolicy, retrying
+from .sidecars import same_file
 from .state import JobRecord, StateLog, fsync_path
 from .state_events import Downloaded
 from .verifier import Verifier
 
 log = logging.getLogger("batchgen")
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+#: The .prev-TAG of a file found at a target that no recorded job placed there (an older paid video's is its key).
+UNRECORDED = "found"
 
 
 class Fetcher:
@@ -130,10 +133,14 @@ class Fetcher:
             _remove(part)
             _raise_if_disk_full(target, exc)
             raise
-        if owner is not None and aside is not None:
+        if aside is not None:
             rel = aside.relative_to(self.root).as_posix()
-            self.state_log.append(Downloaded(owner.key, rel, owner.bytes, owner.sha256, owner.model_used))
-            log.warning("kept the older video of %s as %s", owner.id, rel)
+            if owner is not None:
+                self.state_log.append(Downloaded(owner.key, rel, owner.bytes, owner.sha256, owner.model_used))
+                log.warning("kept the older video of %s as %s", owner.id, rel)
+            else:
+                log.warning("job %s: %s held a file no job in the state had placed there; it is kept as %s",
+                            job.id, job.output, rel)
         event = Downloaded(job.key, job.output, got.bytes, got.sha256, rec.model_used)
         self.state_log.append(event)
         return event
@@ -158,12 +165,15 @@ def _raise_if_disk_full(path: Path, exc: OSError) -> None:
 
 
 def _move_into_place(target: Path, part: Path, aside_tag: str | None, data: dict[str, Any]) -> Path | None:
-    """Make a verified .part durable and rename it into place (an older paid video there is set
-    aside first), then write its sidecar."""
+    """Make a verified .part durable and rename it into place, then write its sidecar. Whatever else is
+    at the target (an older paid video; a file of unknown origin, or one altered since its sidecar) is
+    set aside first: only a file of exactly the same bytes is replaced."""
     fsync_path(part)
     # Links planted at the video's or its sidecar's name are refused before the video is moved in.
     refuse_link(target)
     refuse_link(sidecar_path(target))
+    if aside_tag is None and target.exists() and not same_file(target, data["bytes"], data["sha256"]):
+        aside_tag = UNRECORDED
     aside = set_aside(target, aside_tag) if aside_tag else None
     os.replace(part, target)
     kill_point("placed")

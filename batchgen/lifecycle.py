@@ -15,8 +15,8 @@ from enum import Enum
 from typing import Any
 
 from .errors import StateError
-from .state_events import (Completed, Downloaded, Event, Failed, Job, Missing, Submitted, Submitting, Superseded,
-                           Unknown, Unsent)
+from .state_events import (Adopted, Completed, Downloaded, Event, Failed, Job, Missing, Submitted, Submitting,
+                           Superseded, Unknown, Unsent)
 
 log = logging.getLogger("batchgen")
 
@@ -113,6 +113,8 @@ TRANSITIONS: dict[str, frozenset[JobStatus]] = {
     "completed":  frozenset({S.SUBMITTED, S.COMPLETED, S.FAILED}),
     "failed":     frozenset({S.NEW, S.SUBMITTING, S.SUBMITTED, S.COMPLETED, S.FAILED}),
     "downloaded": frozenset({S.COMPLETED, S.DOWNLOADED, S.FAILED}),
+    # Only where nothing of the job is in flight: its sidecar proves the video, not what a pending submit did.
+    "adopted":    frozenset({S.NEW, S.FAILED}),
     "missing":    frozenset({S.DOWNLOADED}),
 }
 
@@ -120,6 +122,7 @@ TRANSITIONS: dict[str, frozenset[JobStatus]] = {
 TARGET: dict[str, JobStatus | None] = {
     "job": None, "superseded": None, "submitting": S.SUBMITTING, "unsent": S.NEW, "unknown": S.UNKNOWN,
     "submitted": S.SUBMITTED, "completed": S.COMPLETED, "failed": S.FAILED, "downloaded": S.DOWNLOADED,
+    "adopted": S.DOWNLOADED,
     "missing": None,  # back to COMPLETED with a prediction id, NEW without
 }
 
@@ -137,6 +140,8 @@ def is_repeat(rec: JobRecord, ev: Event) -> bool:
         return rec.status is not S.SUBMITTING and rec.status is not S.UNKNOWN and ev.pid == rec.pid
     if isinstance(ev, Unknown):
         return rec.status is S.UNKNOWN
+    if isinstance(ev, Adopted):
+        return rec.status is S.DOWNLOADED and (rec.path, rec.sha256) == (ev.path, ev.sha256)
     return False
 
 
@@ -213,6 +218,16 @@ def _downloaded(rec: JobRecord, ev: Downloaded) -> None:
     rec.model_used = ev.model_used if ev.model_used is not None else rec.model_used
 
 
+def _adopted(rec: JobRecord, ev: Adopted) -> None:
+    rec.path, rec.bytes, rec.sha256 = ev.path, ev.bytes, ev.sha256
+    rec.pid = ev.pid or rec.pid
+    rec.submit_model = ev.model or rec.submit_model
+    rec.model_used = ev.model_used or ""
+    rec.error_class, rec.error = "", ""
+    if ev.cost is not None:
+        rec.cost = ev.cost
+
+
 def _missing(rec: JobRecord, ev: Missing) -> None:
     rec.status = S.COMPLETED if rec.pid else S.NEW
     rec.path = ""
@@ -220,7 +235,7 @@ def _missing(rec: JobRecord, ev: Missing) -> None:
 
 _APPLY = {"job": _job, "superseded": _superseded, "submitting": _submitting, "submitted": _submitted,
           "unsent": _unsent, "unknown": _unknown, "completed": _completed, "failed": _failed,
-          "downloaded": _downloaded, "missing": _missing}
+          "downloaded": _downloaded, "adopted": _adopted, "missing": _missing}
 
 
 # -- groupings ---------------------------------------------------------------------------------

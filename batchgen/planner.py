@@ -1,8 +1,8 @@
 """Deciding what a run will do: a pure function of the specs, the folded state and the files present.
 
 ``plan`` returns the plan and the state events it would write (new and edited jobs, superseded
-rows, videos found missing); nothing is written until the caller commits them, which ``batchgen
-run`` does only once the user has said yes.
+rows, videos found missing, videos found on disk and adopted from their sidecars); nothing is written
+until the caller commits them, which ``batchgen run`` does only once the user has said yes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .jobs import JobSpec
-from .lifecycle import Action, JobStatus, next_action
+from .lifecycle import TRANSITIONS, Action, JobStatus, next_action, spend_of
+from .sidecars import OnDisk
 from .state import JobRecord, State
 from .state_events import Event, Job, Missing, Superseded
 
@@ -40,6 +41,10 @@ class Plan:
     changed: int = 0
     removed: int = 0
     missing_files: int = 0
+    #: Jobs the state did not hold as done whose video was already at their output, proven by its sidecar
+    #: (sidecars.py): done, not paid again; and the dollars their sidecars say were paid for them.
+    on_disk: int = 0
+    on_disk_cost: float = 0.0
     #: Lost submits sent again (proven never created, or --resubmit-unknown): payments in ``submit``.
     resubmits: int = 0
     #: What reconciling the unknown jobs found (reconcile.Findings); None until it ran.
@@ -59,9 +64,10 @@ class Plan:
 
 
 def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
-         options: PlanOptions) -> tuple[Plan, list[Event]]:
+         options: PlanOptions, on_disk: Mapping[str, OnDisk] | None = None) -> tuple[Plan, list[Event]]:
     """The plan, and the events that record it. ``files_present`` maps a downloaded job's path
-    (relative to the output folder) to its size on disk; a path absent or of another size is missing."""
+    (relative to the output folder) to its size on disk; a path absent or of another size is missing.
+    ``on_disk`` maps a job key to its finished video found at its output (sidecars.videos_on_disk)."""
     result, events = Plan(), []
     ids_before = {r.id: r.key for r in state.jobs.values() if r.id}
     by_words = _paid_by_words(state)
@@ -86,10 +92,27 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
             result.missing_files += 1
             events.append(Missing(job.key))
             action = Action.DOWNLOAD if rec.pid else Action.SUBMIT
+        if action is Action.SUBMIT and _adopt(job, rec, (on_disk or {}).get(job.key), options, result, events):
+            action = Action.DONE
         result.add(action, job)
     keys, ids = {j.key for j in result.jobs}, {j.id for j in result.jobs}
     result.removed = sum(1 for k, r in state.jobs.items() if k not in keys and r.id not in ids)
     return result, events
+
+
+def _adopt(job: JobSpec, rec: JobRecord | None, found: OnDisk | None, options: PlanOptions, result: Plan,
+           events: list[Event]) -> bool:
+    """Adopt the job's video found at its output instead of paying for it again; False when there is none
+    (or the job's record is somewhere a sidecar cannot settle)."""
+    if found is None or (rec is not None and rec.status not in TRANSITIONS["adopted"]):
+        return False
+    events.append(found.event(job.key))
+    unpaid = rec is None or rec.status is JobStatus.NEW
+    cost = found.cost if found.cost is not None else (options.price(job) if unpaid else rec.cost)
+    result.on_disk += 1
+    # What the committed spend grows by once the event is written (the cap is checked before that).
+    result.on_disk_cost += cost - spend_of(rec)
+    return True
 
 
 def _words(prompt: str) -> str:

@@ -36,6 +36,7 @@ from . import recovery
 from .pacing import Pacer, Slots, TokenBucket
 from .priming import QueuePriming
 from .schedule import PollPolicy, PollSchedule
+from .sidecars import videos_on_disk
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
 from .poll import Poller
@@ -159,19 +160,22 @@ class Runner:
         return self.models.get(model or job.model).price(job.resolution, job.duration)
 
     # -- planning ---------------------------------------------------------------------
-    def prepare(self) -> tuple[Plan, list[Event]]:
+    async def prepare(self) -> tuple[Plan, list[Event]]:
         """The plan and the events recording it; nothing is written (see commit)."""
         # Every recorded job, not just the manifest's keys: a whitespace-only edit keeps its recorded one.
         present = files_present(self.state.jobs.values(), self.opt.out_dir)
-        return plan(self.jobs, self.state, present, PlanOptions(self.price, self.opt.retry_failed))
+        # Hashing the videos a lost state left behind reads whole files: off the event loop.
+        found = await asyncio.to_thread(videos_on_disk, self.jobs, self.state.jobs, self.opt.out_dir,
+                                        retry_failed=self.opt.retry_failed)
+        return plan(self.jobs, self.state, present, PlanOptions(self.price, self.opt.retry_failed), found)
 
     def commit(self, events: list[Event]) -> None:
         for event in events:
             self.state_log.append(event)
 
-    def plan(self) -> Plan:
+    async def plan(self) -> Plan:
         """Plan and record it at once (for callers that ask nobody first)."""
-        result, events = self.prepare()
+        result, events = await self.prepare()
         self.commit(events)
         return result
 
@@ -182,7 +186,7 @@ class Runner:
     # -- the run ----------------------------------------------------------------------
     async def run(self, plan: Plan | None = None) -> RunResult:
         started = self.clock()
-        plan = plan or self.plan()
+        plan = plan or await self.plan()
         self.jobs = plan.jobs or self.jobs  # a whitespace-only prompt edit runs as its recorded job
         self._learn_from_earlier_runs()
         self.emit(ev.Planned(plan=plan))

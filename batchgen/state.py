@@ -55,7 +55,6 @@ class State:
         return rec
 
 
-
 def apply(state: State, ev: Event | dict[str, Any], *, strict: bool = True) -> None:
     """Fold one event (or its wire form) into the state (lifecycle.fold for a job's events), keeping
     ``committed`` current."""
@@ -116,8 +115,12 @@ def load(path: str | os.PathLike) -> State:
                 state.torn += 1
                 continue
             raise StateError(
-                f"{path}: line {lineno} is not a JSON event; the file was damaged outside batchgen. "
-                "Move it aside to start afresh (already downloaded videos are kept and rechecked)."
+                f"{path}: line {lineno} is not a JSON event; the file was damaged outside batchgen. Move it "
+                "aside and run the same command again: videos already in the output folder are recognised by "
+                "their sidecars (NAME.json: job key, size, sha256) and not paid again; any other file at a video's "
+                "name is set aside as NAME.prev-found.mp4, never overwritten. Jobs paid but not yet downloaded "
+                "are recorded only in this file: a fresh state would pay for them again, so if the last run "
+                "stopped with jobs in flight, repair that line instead."
             )
         event = event_from_json(ev)
         if event is None:
@@ -153,6 +156,10 @@ class StateLog:
         self.lines = 0
         self.fsyncs = 0
         self.state = State()
+        # Which file this log writes (device, inode) and how many bytes it holds: a path that names
+        # another file, none, or a shorter one was deleted, moved or cut short during the run.
+        self._ident: tuple[int, int] | None = None
+        self._size = 0
 
     # -- lifecycle --------------------------------------------------------------------
     def open(self) -> State:
@@ -161,6 +168,7 @@ class StateLog:
         self._lock()
         state = load(self.path)
         self._mend_tail(state)
+        self._size = _identity(self.path)[1]
         self.lines = state.lines
         self.state = state
         return state
@@ -240,10 +248,17 @@ class StateLog:
         if self._fh is None:
             # Opened on the first append: planning and a "no" at the prompt leave the file untouched.
             self._fh = open(self.path, "ab", buffering=0)
+            # A file deleted or moved since it was loaded is opened new and empty: shorter than loaded.
+            self._ident = _identity(self._fh.fileno())[0]
+        if (self._sync_task is None or self._sync_task.done()) and self._lost():
+            self._appended += 1
+            self._write_back()  # from memory, this event included
+            return
         try:
             append_whole(self._fh.fileno(), data)
         except OSError as exc:
             raise write_error(self.path, exc, what="the state log") from exc
+        self._size += len(data)
         self.lines += 1
         self._appended += 1
 
@@ -272,6 +287,8 @@ class StateLog:
             raise write_error(self.path, exc, what="making the state log durable") from exc
         self._synced = max(self._synced, upto)
         self.fsyncs += 1
+        # Appends made while the fsync ran could not rewrite a lost file (its descriptor was in use).
+        self._write_back()
 
     def _fsync_now(self) -> None:
         if self._appended > self._synced and self._fh is not None:
@@ -288,17 +305,26 @@ class StateLog:
         self._fsync_now()
 
     def file_lost(self) -> bool:
-        """Deleted or cut short by someone else during this run: it must be rewritten from memory, or
-        paid jobs would look new to the next run."""
-        try:
-            lines = self.path.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            lines = -1
-        if lines >= self.lines:
+        """Deleted, moved or cut short by someone else during this run: it must be rewritten from memory,
+        or paid jobs would look new to the next run."""
+        if self._fh is None or not self._lost():
             return False
-        log.warning("the state file %s was deleted or cut short during the run; it is written again from memory",
-                    self.path)
+        log.warning("the state file %s was deleted, moved or cut short during the run; it is written again "
+                    "from memory", self.path)
         return True
+
+    def _lost(self) -> bool:
+        ident, size = _identity(self.path)
+        return ident != self._ident or size < self._size
+
+    def _write_back(self) -> None:
+        """Checked at every append and group commit: a kill soon after the file went missing loses nothing."""
+        if not self.file_lost():
+            return
+        try:
+            self.compact()
+        except OSError as exc:
+            raise write_error(self.path, exc, what="writing the state back") from exc
 
     # -- compaction -------------------------------------------------------------------
     def should_compact(self) -> bool:
@@ -331,6 +357,7 @@ class StateLog:
         os.replace(tmp, real)
         fsync_path(real.parent)
         self._fh = open(self.path, "ab", buffering=0)
+        self._ident, self._size = _identity(self._fh.fileno())
         self._synced = self._appended
         self.lines = count
 
@@ -353,6 +380,15 @@ def stamped(ev: Event, t: float) -> Event:
 
 def _line(ev: dict[str, Any]) -> bytes:
     return (json.dumps(ev, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _identity(file: Path | int) -> tuple[tuple[int, int] | None, int]:
+    """(device, inode) and size of a path (None when nothing is there) or an open descriptor."""
+    try:
+        info = os.stat(file)
+    except OSError:  # gone, or no longer reachable as it was: either way not this log's file
+        return None, 0
+    return (info.st_dev, info.st_ino), info.st_size
 
 
 def fsync_path(path: Path) -> None:

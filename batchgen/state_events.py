@@ -142,6 +142,24 @@ class Downloaded(Event):
 
 
 @dataclass(frozen=True)
+class Adopted(Event):
+    """A finished video found at the job's output whose sidecar names this job, its size and sha256 matching:
+    the job is done without paying again (the state that recorded it was moved aside or lost)."""
+
+    kind: ClassVar[str] = "adopted"
+    key: str
+    path: str
+    bytes: int
+    sha256: str
+    pid: str | None = None
+    #: The model it was submitted to, and the one that made it (as the sidecar says).
+    model: str | None = None
+    model_used: str | None = None
+    cost: float | None = None
+    t: float | None = None
+
+
+@dataclass(frozen=True)
 class Missing(Event):
     """A downloaded file was found gone: it is fetched again."""
 
@@ -184,8 +202,8 @@ class Run(Event):
 
 
 KINDS: dict[str, type[Event]] = {c.kind: c for c in (
-    Job, Upload, Submitting, Submitted, Unsent, Unknown, Completed, Failed, Downloaded, Missing, Superseded,
-    Snap, Run)}
+    Job, Upload, Submitting, Submitted, Unsent, Unknown, Completed, Failed, Downloaded, Adopted, Missing,
+    Superseded, Snap, Run)}
 
 
 def event_from_json(data: Mapping[str, Any]) -> Event | None:

@@ -190,7 +190,7 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
     verifier = Verifier()
     try:
         runner = Runner(jobs, provider, state_log, ModelTable(), _batchgen_options(sc, out), verifier=verifier)
-        plan = runner.plan()
+        plan = await runner.plan()
         started = time.monotonic()
         result = await runner.run(plan)
         makespan = time.monotonic() - started

@@ -5,6 +5,7 @@
     python bench/torture.py --jobs 60 --kills 15 --lost-answers 0.2 --distinct   # lost submits matched by output
     python bench/torture.py --phase disk --jobs 24             # a disk that fills; see torture_phases.py
     python bench/torture.py --phase hostile --jobs 20          # hostile server answers
+    python bench/torture.py --phase moved --jobs 24            # the state deleted mid-run, then moved aside
 
 The simulator (in a thread of this process) injects 10 % transient HTTP errors, 429 bursts, 5 %
 truncated downloads, 2 % lost submit answers, 5 % task failures, slow answers, and output URLs that
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distinct", action="store_true", help="one picture per job, 4 s and 8 s in turn")
     parser.add_argument("--workdir", type=Path, help="keep everything here instead of a temporary folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    parser.add_argument("--phase", choices=("kills", "disk", "hostile"), default="kills")
+    parser.add_argument("--phase", choices=("kills", "disk", "hostile", "moved"), default="kills")
     args = parser.parse_args(argv)
     if args.phase != "kills":
         import torture_phases  # it builds on this module: imported only when asked for

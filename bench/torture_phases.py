@@ -1,7 +1,8 @@
-"""Two more torture phases (issue 15): a disk that fills during the run, and a server whose answers lie.
+"""More torture phases (issue 15): a disk that fills during the run, a server whose answers lie, a state lost.
 
     python bench/torture_phases.py --phase disk --jobs 24        # needs root (mounts a small tmpfs)
     python bench/torture_phases.py --phase hostile --jobs 20
+    python bench/torture_phases.py --phase moved --jobs 24
 
 disk: the output folder (videos, state, log) is a tmpfs of ``--disk-kb`` that fills during the run.
 The runner must halt cleanly (exit 3, a message saying to free space and run the same command), no
@@ -13,6 +14,10 @@ while the batch runs: submits that create the task and then answer 500/502/504, 
 ``code: 500``; result reads that glitch once (HTML, no data). Plain reruns of the same command (no
 --retry-failed, no --resubmit-unknown: both may pay again) must end with 0 paid twice and 0 paid
 videos lost.
+
+moved: the state file is deleted while the first run goes on, and the run is SIGKILLed once it wrote the
+state back; the same command finishes. Then the state is moved aside (as the message for a damaged one
+advises); the same command must pay for nothing already on disk (adopted from the sidecars).
 
 Exit status 0 when every check held, 1 otherwise (and 2 when a phase could not run here).
 """
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -270,7 +276,59 @@ def _hostile(t: Torture, sim: SimulatorThread) -> None:
     money_checks(t, sim)
 
 
-PHASES = {"disk": run_disk_phase, "hostile": run_hostile_phase}
+# -- the state lost ---------------------------------------------------------------------------
+
+def run_moved_phase(p: PhaseSettings) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="batchgen-moved-") as tmp:
+        root = p.workdir or Path(tmp)
+        manifest = make_batch(root, p.jobs, p.images)
+        with SimulatorThread(_clean_config(p, p.render_cache or str(root / "render-cache"))) as sim:
+            t = Torture(_settings(p), sim, manifest, root / "out")
+            try:
+                _moved(t, sim)
+            finally:
+                t.close()
+    return t.outcome
+
+
+def _moved(t: Torture, sim: SimulatorThread) -> None:
+    proc = t.start()
+    _until(lambda: _videos(t) >= t.s.jobs // 4 or proc.poll() is not None)
+    t.state_path.unlink(missing_ok=True)
+    # Killed with jobs still to fetch, once the run wrote the state back (a run ending writes it anyway).
+    _until(lambda: (t.state_path.exists() and t.s.jobs // 2 <= _videos(t) < t.s.jobs) or proc.poll() is not None)
+    killed = proc.poll() is None
+    if not killed:
+        t.outcome.problems.append("the deleted state was not written back while the run went on")
+    proc.kill()
+    proc.wait()
+    t.check_state("after the state was deleted and the run killed")
+    if t.finish() != 0:
+        t.outcome.problems.append("the runs after the kill did not finish (see runner-output.txt)")
+    before = len(sim.ledger()["submissions"])
+    os.replace(t.state_path, t.out / "state.jsonl.aside")
+    code = t.finish()
+    paid = len(sim.ledger()["submissions"]) - before
+    t.outcome.figures.update({"killed with the state written back": killed,
+                              "paid after the state was moved aside": paid})
+    if code != 0 or paid:
+        t.outcome.problems.append(f"with the state moved aside the same command exited {code} and paid {paid} again")
+    if any(t.out.glob("*.prev-*")):
+        t.outcome.problems.append("a video was set aside although each one was its own job's")
+    money_checks(t, sim)
+
+
+def _videos(t: Torture) -> int:
+    return len(list(t.out.glob("*.mp4")))
+
+
+def _until(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+PHASES = {"disk": run_disk_phase, "hostile": run_hostile_phase, "moved": run_moved_phase}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,8 @@ import pytest
 from batchgen.lifecycle import (TRANSITIONS, Action, IllegalTransitionError, JobStatus, fold, in_flight, is_spending,
                                 next_action)
 from batchgen.state import JobRecord, StateLog, load
-from batchgen.state_events import (KINDS, Completed, Downloaded, Failed, Job, Missing, Submitted, Submitting, Unknown,
-                                   Unsent, event_from_json)
+from batchgen.state_events import (KINDS, Adopted, Completed, Downloaded, Failed, Job, Missing, Submitted, Submitting,
+                                   Unknown, Unsent, event_from_json)
 
 S = JobStatus
 
@@ -114,6 +114,25 @@ def test_missing_goes_back_to_download_with_a_prediction_id_and_to_new_without()
     assert bare.status is S.NEW
 
 
+def test_a_video_adopted_from_its_sidecar_makes_a_new_job_downloaded_at_what_was_paid():
+    # Issue 15 item 4: a state moved aside leaves the job new; its sidecar proves the video on disk.
+    rec = JobRecord(key="k", id="a")
+    fold(rec, Job("k", id="a", cost=1.2))
+    assert fold(rec, Adopted("k", "a.mp4", 10, "s", pid="p1", model="m", model_used="m2", cost=0.9))
+    assert (rec.status, rec.path, rec.bytes, rec.sha256) == (S.DOWNLOADED, "a.mp4", 10, "s")
+    assert (rec.pid, rec.cost, rec.model_used) == ("p1", 0.9, "m2")
+    assert rec.fell_back and is_spending(rec)
+    assert not fold(rec, Adopted("k", "a.mp4", 10, "s", pid="p1")), "a repeated line changes nothing"
+    refused = JobRecord(key="k", status=S.FAILED, error_class="transient", error="429")
+    assert fold(refused, Adopted("k", "a.mp4", 10, "s")) and refused.status is S.DOWNLOADED and not refused.error
+
+
+@pytest.mark.parametrize("status", [S.SUBMITTING, S.UNKNOWN, S.SUBMITTED, S.COMPLETED])
+def test_a_sidecar_never_settles_a_job_in_flight(status):
+    with pytest.raises(IllegalTransitionError):
+        fold(JobRecord(key="k", status=status, pid="p"), Adopted("k", "a.mp4", 10, "s"))
+
+
 @pytest.mark.parametrize("line", [
     {"ev": "submitting", "key": "k", "attempt": 1, "body_hash": "h", "model": "m", "cost": 1.2, "t": 1.5},
     {"ev": "submitted", "key": "k", "pid": "p", "model": "m", "t": 1.5},
@@ -123,6 +142,8 @@ def test_missing_goes_back_to_download_with_a_prediction_id_and_to_new_without()
     {"ev": "completed", "key": "k", "pid": "p", "outputs": ["u"], "model_used": "m", "inference_ms": 5, "t": 1.5},
     {"ev": "failed", "key": "k", "class": "task", "message": "no", "attempt": 1, "cost": 0.0, "t": 1.5},
     {"ev": "downloaded", "key": "k", "path": "a.mp4", "bytes": 3, "sha256": "s", "model_used": "m", "t": 1.5},
+    {"ev": "adopted", "key": "k", "path": "a.mp4", "bytes": 3, "sha256": "s", "pid": "p", "model": "m",
+     "model_used": "m", "cost": 1.2, "t": 1.5},
     {"ev": "missing", "key": "k", "t": 1.5},
     {"ev": "superseded", "key": "k", "by": "k2", "t": 1.5},
     {"ev": "upload", "sha256": "s", "url": "http://x/i.png", "t": 1.5},

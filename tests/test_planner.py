@@ -11,9 +11,10 @@ from batchgen.cli import main
 from batchgen.jobs import JobSpec
 from batchgen.lifecycle import JobStatus
 from batchgen.planner import PlanOptions, plan
+from batchgen.sidecars import OnDisk
 from batchgen.state import State, apply, load
-from batchgen.state_events import (Completed, Downloaded, Failed, Job, Missing, Submitted, Submitting, Superseded,
-                                   Unknown, Unsent)
+from batchgen.state_events import (Adopted, Completed, Downloaded, Failed, Job, Missing, Submitted, Submitting,
+                                   Superseded, Unknown, Unsent)
 from conftest import API_KEY
 
 MODEL = "openai/sora-2/image-to-video-pro"
@@ -77,6 +78,29 @@ def test_a_missing_or_cut_video_is_fetched_again_from_its_paid_task():
     for present in ({}, {"job1.mp4": 3}):
         result, events = plan([job], _state(_downloaded(job)), present, OPTIONS)
         assert result.download == [job] and result.missing_files == 1 and events == [Missing(job.key)]
+
+
+def test_a_video_proven_by_its_sidecar_is_adopted_not_paid_again():
+    """Issue 15 item 4: the state moved aside, the job's finished video is still at its output."""
+    jobs = [_job(1), _job(2)]
+    found = {jobs[0].key: OnDisk("job1.mp4", 10, "s", "p-job1", MODEL, MODEL, 0.9)}
+    result, events = plan(jobs, State(), {}, OPTIONS, found)
+    assert result.done == [jobs[0]] and result.submit == [jobs[1]]
+    assert (result.on_disk, result.on_disk_cost, result.new) == (1, 0.9, 2)
+    assert events[1] == Adopted(jobs[0].key, "job1.mp4", 10, "s", "p-job1", MODEL, MODEL, 0.9)
+    state = State()
+    for event in events:
+        apply(state, event)
+    assert state.jobs[jobs[0].key].status is JobStatus.DOWNLOADED and round(state.committed, 2) == 0.9
+
+
+def test_a_sidecar_does_not_settle_a_job_the_state_has_in_flight_or_failed_for_good():
+    job = _job(1)
+    found = {job.key: OnDisk("job1.mp4", 10, "s", "p-job1")}
+    for history, action in (([], "poll"), ([Failed(job.key, "task", "moderated", 1, 0.0)], "failed")):
+        result, events = plan([job], _state(_paid(job, *history)), {}, OPTIONS, found)
+        assert getattr(result, action) == [job] and result.on_disk == 0
+        assert not any(isinstance(e, Adopted) for e in events)
 
 
 def test_failed_tasks_are_kept_unless_retry_failed():

@@ -163,7 +163,7 @@ def test_a_match_recorded_by_a_run_that_stopped_before_placing_its_video_is_plac
             with StateLog(out / "state.jsonl") as log:
                 log.open()
                 runner = Runner(jobs.jobs, provider, log, jobs.models, RunOptions(out_dir=out), verifier=verifier)
-                plan, events = runner.prepare()
+                plan, events = await runner.prepare()
                 runner.commit(events + await runner.reconcile(plan))
         finally:
             verifier.shutdown()

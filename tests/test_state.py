@@ -204,3 +204,64 @@ def test_running_committed_total_always_equals_the_sum_over_jobs(tmp_path):
             assert round(log.state.committed, 2) == want == committed_spend(log.state.jobs.values())
         log.compact()
     assert round(load(path).committed, 2) == 3.2, "snapshots fold to the same total"
+
+
+JOB_A = ({"ev": "job", "key": "a", "id": "a", "output": "a.mp4", "model": "m", "cost": 1.2},
+         {"ev": "submitting", "key": "a", "attempt": 1, "body_hash": "h", "model": "m", "cost": 1.2},
+         {"ev": "submitted", "key": "a", "pid": "p1"})
+
+
+@pytest.mark.parametrize("damage", ["delete", "move aside", "cut short"])
+def test_a_state_file_lost_during_a_run_is_written_back_at_the_next_append(tmp_path, damage, caplog):
+    """Issue 15 item 15: a kill right after that must not leave the paid jobs unrecorded."""
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _events(log, *JOB_A)
+        log.flush()
+        if damage == "delete":
+            path.unlink()
+        elif damage == "move aside":
+            os.replace(path, tmp_path / "state.jsonl.aside")
+        else:
+            os.truncate(path, 40)
+        _events(log, {"ev": "job", "key": "b", "id": "b", "output": "b.mp4", "model": "m", "cost": 1.2})
+        assert "was deleted, moved or cut short during the run; it is written again from memory" in caplog.text
+        # Read while the run still holds it, as the next run would after a SIGKILL here.
+        state = load(path)
+        assert state.jobs["a"].status is JobStatus.SUBMITTED and state.jobs["a"].pid == "p1"
+        assert state.jobs["b"].status is JobStatus.NEW
+        _events(log, {"ev": "submitting", "key": "b", "attempt": 1, "body_hash": "h2", "model": "m", "cost": 1.2})
+    assert load(path).jobs["b"].status is JobStatus.UNKNOWN
+    if damage == "move aside":
+        assert (tmp_path / "state.jsonl.aside").exists(), "the file moved aside is left alone"
+
+
+def test_a_state_file_deleted_before_the_first_append_keeps_what_was_loaded(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _events(log, *JOB_A)
+    with StateLog(path) as log:
+        log.open()
+        path.unlink()  # e.g. while the spend prompt waits
+        _events(log, {"ev": "job", "key": "b", "id": "b", "output": "b.mp4", "model": "m", "cost": 1.2})
+    assert load(path).jobs["a"].pid == "p1" and "b" in load(path).jobs
+
+
+def test_a_state_file_deleted_while_a_group_fsync_runs_is_written_back_when_it_ends(tmp_path):
+    path = tmp_path / "state.jsonl"
+
+    async def main() -> None:
+        with StateLog(path) as log:
+            log.open()
+            _events(log, JOB_A[0])
+            first = asyncio.ensure_future(log.append_durable(dict(JOB_A[1])))
+            await asyncio.sleep(0)  # its line is written and the shared fsync under way
+            path.unlink()
+            _events(log, JOB_A[2])  # the fsync holds the old file's descriptor: this line goes there
+            assert not path.exists()
+            await first
+            assert load(path).jobs["a"].pid == "p1"
+
+    asyncio.run(main())

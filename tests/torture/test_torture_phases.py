@@ -1,4 +1,5 @@
-"""bench/torture_phases.py at CI size: a disk that fills during the run, and a server whose answers lie."""
+"""bench/torture_phases.py at CI size: a disk that fills during the run, a server whose answers lie, a state
+deleted during a run and moved aside after it."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def test_hostile_answers_phase_pays_once_and_loses_no_paid_video(tmp_path, rende
     assert outcome.figures["hostile answers served"] == len(torture_phases.HOSTILE_ROUND)
     assert outcome.problems == []
     assert outcome.figures["duplicates (paid twice)"] == 0 and outcome.figures["paid videos lost"] == 0
+
+
+@pytest.mark.slow
+def test_moved_state_phase_pays_nothing_again(tmp_path, render_cache_dir, capsys):
+    outcome = torture_phases.run_moved_phase(torture_phases.PhaseSettings(jobs=12, workdir=tmp_path,
+                                                                          render_cache=render_cache_dir))
+    with capsys.disabled():
+        print("\n" + torture.table(outcome))
+    assert outcome.problems == []
+    figures = outcome.figures
+    assert figures["killed with the state written back"] is True
+    assert figures["paid after the state was moved aside"] == 0
+    assert figures["duplicates (paid twice)"] == 0 and figures["paid videos lost"] == 0
