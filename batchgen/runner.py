@@ -121,13 +121,12 @@ class Runner:
         self.uploads = Uploads(provider, state_log, self.retry, clock=clock, sleep=sleep, rng=self.rng,
                                on_upload=lambda job, url: self.emit(ev.Uploaded(job=job, url=url)))
         self.fetcher = Fetcher(provider, state_log, verifier, options, self.retry, sleep=sleep, rng=self.rng,
-                               on_completed=lambda job, pred: self.poller.completed(job, pred), on_downloading=lambda j: self.emit(ev.Downloading(job=j)))
+                               on_completed=lambda job, pred: self.poller.completed(job, pred),
+                               on_downloading=lambda job: self.emit(ev.Downloading(job=job)))
         self.submitter = Submitter(self)
         self.poller = Poller(self)
         self.hooks = Deliveries(self)
-        self._awaiting_slot = 0
-        self.halted = ""
-        self.stopping = False
+        self._awaiting_slot, self.halted, self.stopping = 0, "", False
 
     # -- bookkeeping ------------------------------------------------------------------
     @property
