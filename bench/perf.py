@@ -13,6 +13,8 @@ simulator's own generation times (every job queued at once, started oldest first
 One simulator subprocess per scenario serves both runners; it is reset (same seed, so the same
 generation times in submit order) before each. Each runner runs in its own subprocess so its CPU
 time and peak RSS are its own. Request counts come from the simulator's ledger, not the clients.
+"runner CPU ms/job event" is the runner process's CPU over its submits, reads, downloads and
+deliveries; "verify CPU ms/video" is its children's (the worker that probes each downloaded video).
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ def make_jobs(sc: Scenario, images: list[str]):
     return jobs
 
 
-def _batchgen_options(sc: Scenario, out: Path):
+def _batchgen_options(sc: Scenario, out: Path, margin: int | None = None):
     import socket
 
     from batchgen.runner import RunOptions
@@ -170,11 +172,11 @@ def _batchgen_options(sc: Scenario, out: Path):
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         hooks = {"webhook_url": f"http://127.0.0.1:{port}/hook", "listen": ("127.0.0.1", port)}
-    return RunOptions(out_dir=out, concurrency=sc.c, download_concurrency=DOWNLOADS, seed=1,
+    return RunOptions(out_dir=out, concurrency=sc.c, download_concurrency=DOWNLOADS, seed=1, queue_margin=margin,
                       poll=PollPolicy(min_interval=min(1.0, floor), read_floor=floor), **hooks)
 
 
-async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
+async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path, margin: int | None) -> dict:
     from batchgen.lifecycle import JobStatus
     from batchgen.models import ModelTable
     from batchgen.providers.wavespeed import POLICY, WaveSpeedProvider
@@ -189,7 +191,7 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
     state_log.open()
     verifier = Verifier()
     try:
-        runner = Runner(jobs, provider, state_log, ModelTable(), _batchgen_options(sc, out), verifier=verifier)
+        runner = Runner(jobs, provider, state_log, ModelTable(), _batchgen_options(sc, out, margin), verifier=verifier)
         plan = await runner.plan()
         started = time.monotonic()
         result = await runner.run(plan)
@@ -202,7 +204,7 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path) -> dict:
             "deliveries": runner.hooks.recorded, "margin": runner.priming.margin.value if runner.priming.margin else 0}
 
 
-async def _run_baseline(url: str, sc: Scenario, jobs, out: Path) -> dict:
+async def _run_baseline(url: str, sc: Scenario, jobs, out: Path, margin: int | None) -> dict:
     from baseline import run_baseline
 
     started = time.monotonic()
@@ -217,10 +219,19 @@ def _child_run(spec: dict) -> None:
     out = Path(spec["out"])
     before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     run = _run_baseline if spec["runner"] == "baseline" else _run_batchgen
-    got = asyncio.run(run(spec["url"], sc, jobs, out))
+    main = run(spec["url"], sc, jobs, out, spec.get("margin"))
+    if spec.get("profile"):
+        import cProfile  # the profiler slows the run: its makespan is not comparable
+        profile = cProfile.Profile()
+        got = profile.runcall(asyncio.run, main)
+        profile.dump_stats(spec["profile"])
+    else:
+        got = asyncio.run(main)
     after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    # Children count too: batchgen verifies downloads in a worker process it reaps at the end of a run.
-    got["cpu"] = sum((a.ru_utime - b.ru_utime) + (a.ru_stime - b.ru_stime) for a, b in zip(after, before))
+    # The runner's own process, and its children: batchgen verifies downloads in a worker process it
+    # reaps at the end of a run (work per video, whatever the number of requests).
+    got["cpu"], got["cpu_children"] = ((a.ru_utime - b.ru_utime) + (a.ru_stime - b.ru_stime)
+                                       for a, b in zip(after, before))
     got["rss_mb"] = max(a.ru_maxrss for a in after) / 1024  # the runner or its largest child
     print(json.dumps(got), flush=True)
 
@@ -277,11 +288,13 @@ def _row(sc: Scenario, runner: str, got: dict, ledger: dict, bound: float, sim_c
                                                                    if k.startswith("5")),
         "deliveries": got.get("deliveries", 0), "margin": got.get("margin", 0),
         "cpu_ms_per_event": got["cpu"] / max(1, events) * 1000, "rss_mb": got["rss_mb"], "sim_cpu": sim_cpu,
+        "verify_ms_per_video": got["cpu_children"] / max(1, ledger["downloads"]) * 1000,
         "max_concurrent": ledger["max_concurrent"],
     }
 
 
-def run_scenario(sc: Scenario, work: Path, only=(), keep: bool = False) -> list[dict]:
+def run_scenario(sc: Scenario, work: Path, only=(), keep: bool = False, margin: int | None = None,
+                 profile: Path | None = None) -> list[dict]:
     images = _images(work)
     me = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(me).parent), str(Path(me).parent.parent)])}
@@ -296,7 +309,8 @@ def run_scenario(sc: Scenario, work: Path, only=(), keep: bool = False) -> list[
             _sim_call(url, "/_sim/reset", post=True)
             _post(bench + "/faults", {"on": runner != "batchgen-faultfree"})
             sim_cpu = _cpu_of(sim.pid)
-            spec = {"scenario": asdict(sc), "images": images, "url": url, "out": str(work / runner), "runner": runner}
+            spec = {"scenario": asdict(sc), "images": images, "url": url, "out": str(work / runner), "runner": runner,
+                    "margin": margin, "profile": str(profile / f"{sc.name}-{runner}.prof") if profile else None}
             child = subprocess.run([sys.executable, me, "--_run", json.dumps(spec)], capture_output=True, text=True,
                                    env=env)
             if child.returncode != 0:
@@ -325,7 +339,8 @@ def _post(url: str, body: dict) -> None:
 
 
 HEADER = ("| scenario | runner | N | C | list bound s | makespan s | vs bound | vs compared | reads/job | "
-          "submits/job | deliveries | margin | 429s | 5xx | paid twice | CPU ms/job event | peak RSS MB | sim CPU s |")
+          "submits/job | deliveries | margin | 429s | 5xx | paid twice | runner CPU ms/job event | verify CPU ms/video | "
+          "peak RSS MB | sim CPU s |")
 
 
 def _format_row(r: dict) -> str:
@@ -333,6 +348,7 @@ def _format_row(r: dict) -> str:
     return (f"| {r['scenario']} | {r['runner']} | {r['n']} | {r['c']} | {r['bound']:.1f} | {r['makespan']:.1f} | "
             f"{r['ratio']:.3f} | {vs} | {r['reads_per_job']:.2f} | {r['submits_per_job']:.2f} | {r['deliveries']} | "
             f"{r['margin']} | {r['r429']} | {r['r5xx']} | {r['paid_twice']} | {r['cpu_ms_per_event']:.2f} | "
+            f"{r['verify_ms_per_video']:.2f} | "
             f"{r['rss_mb']:.0f} | {r['sim_cpu']:.1f} |")
 
 
@@ -344,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (state files, clips) for a look")
     parser.add_argument("--runner", choices=("batchgen", "baseline"), action="append",
                         help="run only this runner (repeatable; default: batchgen and what it is compared with)")
+    parser.add_argument("--queue-margin", type=int, help="batchgen's --queue-margin (default: sized as it runs)")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of each runner here (SCENARIO-RUNNER.prof); "
+                        "a profiled run is slower, so its times are not comparable")
     parser.add_argument("--_serve", help=argparse.SUPPRESS)
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -364,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if args.keep:
             (args.keep / name).mkdir(parents=True, exist_ok=True)
-            rows += run_scenario(table[name], args.keep / name, runners, keep=True)
+            rows += run_scenario(table[name], args.keep / name, runners, keep=True, margin=args.queue_margin,
+                                 profile=args.profile)
             continue
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            rows += run_scenario(table[name], Path(tmp), runners)
+            rows += run_scenario(table[name], Path(tmp), runners, margin=args.queue_margin, profile=args.profile)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
