@@ -19,20 +19,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import events as ev
+from . import events as ev, recovery
 from .api_origin import identity
 from .budget import Budget
 from .deadlines import EXPIRED, Deadlines, expired_message
 from .deliveries import Deliveries
 from .errors import BatchgenError, DiskFullError, FatalError, OutputExpiredError, TransientError
 from .fetch import Fetcher
+from .heap import frozen_heap
 from .jobs import JobSpec
 from .lifecycle import JobStatus, is_unfinished
 from .models import ModelTable
 from .planner import Plan, PlanOptions, files_present, plan
 from .providers.base import Provider
 from .retry import RetryPolicy
-from . import recovery
 from .pacing import Pacer, Slots, TokenBucket
 from .priming import QueuePriming
 from .schedule import PollPolicy, PollSchedule
@@ -223,7 +223,8 @@ class Runner:
             self.schedule.drain()
         else:
             self.priming.start()
-        await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
+        with frozen_heap():
+            await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
 
     def _learn_from_earlier_runs(self) -> None:
         """A resumed batch starts with the generation times its earlier runs saw: no blind
@@ -281,8 +282,7 @@ class Runner:
             await self.slots.release()
             raise
         if not submitted:
-            # Unknown, refused or stopped: holding the slot would leak it, and with the target
-            # shrunk by 429s a few leaks stall the whole run.
+            # Unknown, refused or stopped: a slot held would leak (a few stall a run 429s shrank).
             await self.slots.release()
         return submitted
 
