@@ -197,22 +197,28 @@ class QueueMargin:
     provider that queues over its cap (and bills at submit).
 
     A slot that frees at the provider is refilled only after a read notices the end and a new submit
-    arrives; meanwhile about ``concurrency * (lag + submit) / generation`` more slots free. That many
-    queued tasks (plus one for the spread) keep every freed slot busy. The margin only grows during
-    a run (a flapping target would stall submits for nothing), and never past ``cap``: a quarter of
-    the concurrency, at least 3, since each one is paid before it starts."""
+    arrives; meanwhile about ``concurrency * (lag + submit) / generation`` more slots free. Jobs that
+    started together (the first waves) end bunched: ``share`` of them within the learned window's
+    ``spread``, so slots free faster than that while they end. That many queued tasks (plus one for
+    the spread) keep every freed slot busy. The margin only grows during a run (a flapping target
+    would stall submits for nothing), and never past ``cap``: half the concurrency, at least 3,
+    since each one is paid before it starts."""
 
     def __init__(self, concurrency: int, fixed: int | None = None):
         self.concurrency = concurrency
-        self.cap = max(3, math.ceil(concurrency / 4)) if fixed is None else fixed
+        self.cap = max(3, math.ceil(concurrency / 2)) if fixed is None else fixed
         self.fixed = fixed is not None
         self.value = fixed if fixed is not None else min(self.cap, max(1, math.ceil(concurrency / 10)))
 
-    def grow(self, lag: float, submit: float, generation: float | None) -> bool:
+    def grow(self, lag: float, submit: float, generation: float | None, spread: float | None = None,
+             share: float = 0.55) -> bool:
         """Size the margin for what was measured; True when it grew."""
         if self.fixed or not generation or generation <= 0:
             return False
-        want = min(self.cap, math.ceil(self.concurrency * (lag + submit) / generation) + 1)
+        rate = self.concurrency / generation
+        if spread is not None and spread > 0:
+            rate = max(rate, share * self.concurrency / spread)
+        want = min(self.cap, math.ceil(rate * (lag + submit)) + 1)
         if want <= self.value:
             return False
         self.value = want

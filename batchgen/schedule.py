@@ -131,9 +131,12 @@ class PollSchedule:
         if self._horizon is not None and now - self._horizon[0] < 0.25:
             return self._horizon[1]
         latest = None
-        if self.downloads is not None and sum(map(len, self._running.values())) > self.downloads:
-            # More jobs than one round of parallel downloads: put off, they would all be read at the
-            # horizon and downloaded in rounds after it, each round adding to the batch's end.
+        if self.queue.waiting or (self.downloads is not None
+                                  and sum(map(len, self._running.values())) > self.downloads):
+            # Jobs thought to wait in the provider's queue start when a read notices a job ahead of
+            # them end: a read put off would start them late, and their reads later still. And more
+            # jobs than one round of parallel downloads would all be read at the horizon and then
+            # downloaded in rounds after it, each round adding to the batch's end.
             self._horizon = (now, None)
             return None
         for key, watches in self._running.items():

@@ -565,3 +565,20 @@ def test_draining_reads_every_job_on_time_while_more_run_than_one_round_of_downl
     late.close()
     t.now += 1.0  # past the horizon's cache
     assert schedule.horizon() is not None  # one job left: its download fits
+
+
+def test_draining_puts_off_no_read_while_a_job_is_thought_to_wait_in_the_providers_queue():
+    """A queued job is thought started only when a read notices a job ahead of it end: putting
+    that read off would start it late in the run's eyes, and put its own reads off further."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(jitter=0.0, min_interval=1.0), random.Random(10), clock=t.clock, capacity=1)
+    for seconds in (16.0, 18.0, 20.0, 22.0, 24.0):
+        schedule.observe("m", 4, seconds)
+    first, second = schedule.watch("m", 4), schedule.watch("m", 4)
+    assert second.queued
+    schedule.drain()
+    assert schedule.horizon() is None
+    t.now += 20.0
+    first.close(took=20.0)
+    t.now += 1.0  # past the horizon's cache
+    assert not second.queued and schedule.horizon() == pytest.approx(second.started + 16.0)
