@@ -113,8 +113,9 @@ async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, meter: Meter)
             meter.check(loop.time())
 
 
-def _create_fresh(path: str, flags: int) -> int:
-    """open()'s opener: ``path`` created fresh, as fsguard.create_fresh does (the flags are its own)."""
+def _create_fresh(path: str | Path, flags: int) -> int:
+    """open()'s opener: ``path`` created fresh by fsguard.create_fresh, whose flags (write-only, new,
+    no link followed) stand in for the ones "wb" asks."""
     return create_fresh(Path(path))
 
 
