@@ -126,7 +126,7 @@ class Runner:
         self.submitter = Submitter(self)
         self.poller = Poller(self)
         self.hooks = Deliveries(self)
-        self._awaiting_slot, self.halted, self.stopping = 0, "", False
+        self.halted, self.stopping = "", False
 
     # -- bookkeeping ------------------------------------------------------------------
     @property
@@ -212,19 +212,23 @@ class Runner:
                          wall=self.clock() - started)
 
     async def _drive(self, plan: Plan) -> None:
-        tasks = []
-        for job in plan.poll:
-            self.slots.take()
-            tasks.append(self._job(job, "poll"))
-        tasks += [self._job(job, "download") for job in self.deadlines.first(plan.download, self.rec)]
-        tasks += [self._job(job, "submit") for job in plan.submit]
-        self._awaiting_slot = len(plan.submit)
-        if not plan.submit:
-            self.schedule.drain()
-        else:
-            self.priming.start()
         with frozen_heap():
-            await asyncio.gather(*(asyncio.ensure_future(t) for t in tasks))
+            async with asyncio.TaskGroup() as group:
+                for job in plan.poll:
+                    self.slots.take()
+                    group.create_task(self._job(job, "poll"))
+                for job in self.deadlines.first(plan.download, self.rec):
+                    group.create_task(self._job(job, "download"))
+                if not plan.submit:
+                    self.schedule.drain()
+                else:
+                    self.priming.start()
+                # A submit's task starts once it holds a slot: 10,000 waiting up front were a heap for the GC.
+                for n, job in enumerate(plan.submit, 1):
+                    await self.slots.acquire()
+                    if n == len(plan.submit):
+                        self.schedule.drain()  # the last job has its slot: only the batch's end matters now
+                    group.create_task(self._job(job, "submit"))
 
     def _learn_from_earlier_runs(self) -> None:
         """A resumed batch starts with the generation times its earlier runs saw: no blind
@@ -272,11 +276,7 @@ class Runner:
         self.emit(ev.Downloaded(job=job, path=got.path, bytes=got.bytes, sha256=got.sha256))
 
     async def _submit(self, job: JobSpec) -> bool:
-        await self.slots.acquire()
-        self._awaiting_slot -= 1
-        if not self._awaiting_slot:
-            self.schedule.drain()  # the last job is in: only the batch's end matters now
-        try:
+        try:  # with the slot _drive took for it
             submitted = await self.submitter.submit(job)
         except BaseException:
             await self.slots.release()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
+from .flags import Flag, wait_any
 from .pacing import Clock, Sleep
 from .server_queue import ServerQueue
 
@@ -109,7 +110,7 @@ class PollSchedule:
         self._probing: dict[tuple[str, int], int] = defaultdict(int)
         self._running: dict[tuple[str, int], set[Watch]] = defaultdict(set)
         self._cached: dict[tuple[str, int], tuple[float, int, tuple[float, float] | None]] = {}
-        self._learned = asyncio.Event()
+        self._learned = Flag()
         self._draining = False
         self._horizon: tuple[float, float] | None = None
 
@@ -234,20 +235,14 @@ class PollSchedule:
         """Sleep, but wake early the first time anything is learned, when ``watch`` is handed the
         probing place of a prober that failed (a job that was waiting blind then reads at once) or
         a server slot (it left the provider's queue), or when a delivery said its job ended."""
-        events = [] if self._learned.is_set() else [self._learned]
+        flags = [] if self._learned.is_set() else [self._learned]
         if watch is not None:
             watch.handed.clear()  # a place handed before this nap is already in the delay it sleeps
-            events += [watch.handed, watch.delivered]
-        if not events:
+            flags += (watch.handed, watch.delivered)
+        if not flags:
             await sleep(seconds)
             return
-        waits = [asyncio.ensure_future(event.wait()) for event in events]
-        slept = asyncio.ensure_future(sleep(seconds))
-        try:
-            await asyncio.wait((*waits, slept), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (*waits, slept):
-                task.cancel()
+        await wait_any(flags, seconds, sleep)
 
     def jitter(self, scale: float) -> float:
         return scale * self._rng.uniform(-self.policy.jitter, self.policy.jitter)
@@ -267,9 +262,9 @@ class Watch:
         self._prober = False
         #: Set when a prober that failed hands this waiting job its place (see close), or when it
         #: leaves the provider's queue for a server slot (ServerQueue).
-        self.handed = asyncio.Event()
+        self.handed = Flag()
         #: Set when a webhook delivery recorded the job's end: no read is needed.
-        self.delivered = asyncio.Event()
+        self.delivered = Flag()
         #: Waiting in the provider's queue (not generating yet): ``started`` is provisional.
         self.queued = False
         #: The generation time a delivery reported (see Poller.delivered).

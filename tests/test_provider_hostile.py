@@ -3,16 +3,21 @@ every answer a broken or hostile server can give ends as the error that keeps ba
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import threading
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from conftest import run
 from hostile_server import Answer, HostileServer
 from runner_helpers import make_images, write_manifest
 
+from batchgen import fsguard
 from batchgen.cli import main
 from batchgen.errors import (
     AmbiguousSubmitError,
@@ -226,6 +231,39 @@ def test_a_steady_large_download_is_not_cut(server, tmp_path):
     server.script(Answer(200, b"", headers={"Content-Type": "video/mp4"}, filler=6_000_000, rate=1_500_000))
     got = _download(server, tmp_path, download_window=1.0, download_min_rate=256 << 10)
     assert got.bytes == 6_000_000, got
+
+
+def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(server, tmp_path, monkeypatch):
+    """A body read in many small chunks is written about a megabyte at a time, in a thread; the
+    file is created and opened in one hop, not on the event loop; a chunk no longer costs a hop."""
+    size = 3_000_000
+    server.script(Answer(200, b"", headers={"Content-Type": "video/mp4"}, filler=size, rate=6_000_000))
+    hops: list[object] = []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            hops.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    created_in = []
+    refuse_link = fsguard.refuse_link
+    monkeypatch.setattr(fsguard, "refuse_link", lambda path: created_in.append(threading.get_ident())
+                        or refuse_link(path))
+
+    async def body():
+        asyncio.get_running_loop().set_default_executor(Counting(max_workers=2))
+        provider = WaveSpeedProvider(KEY, server.base_url)
+        try:
+            return await provider.download(f"{server.base_url}/v.mp4", tmp_path / "v.part", max_bytes=1 << 30)
+        finally:
+            await provider.close()
+
+    got = run(body())
+    assert got.bytes == size and (tmp_path / "v.part").stat().st_size == size, got
+    assert created_in and threading.get_ident() not in created_in, "created in a thread, not on the event loop"
+    writes = [len(fn.args[0]) for fn in hops if isinstance(fn, partial) and getattr(fn.func, "__name__", "") == "write"]
+    assert len(writes) <= 3 and len(hops) <= len(writes) + 2, hops  # open, writes of ~1 MiB, close
+    assert max(writes) <= (1 << 20) + (1 << 18), writes  # bounded: never the whole body at once
 
 
 def _download(server, tmp_path, **options):

@@ -446,3 +446,21 @@ def test_a_lost_submit_is_not_resubmitted_while_listing_items_carry_no_input(mak
     assert max(ledger["accepted_by_body_hash"].values()) == 1, "no job was paid twice"
     assert ledger["requests"]["list"] >= 1
     assert {r.status.value for r in load(out / "state.jsonl").jobs.values()} == {"downloaded"}
+
+
+def test_a_job_waiting_for_a_slot_holds_no_task(sim, tmp_path):
+    """A task per job up front was 10,000 live tasks on a Gold batch, nearly all waiting for a slot:
+    a job's task starts once it holds one, so the tasks alive follow the concurrency, not the batch."""
+    make_images(tmp_path / "img", 20)
+    manifest = load_manifest(write_manifest(tmp_path, [{"image": "img/*.png", "prompt": PROMPT, "duration": 4}]))
+    runners, seen = [], []
+
+    def count(event):
+        if isinstance(event, ev.Submitting):
+            jobs = sum(task.get_coro().__qualname__ == "Runner._job" for task in asyncio.all_tasks())
+            seen.append((jobs, runners[0].slots.in_flight))
+
+    result, _ = run_in_process(sim, manifest, tmp_path / "out", observer=count, made=runners.append)
+    assert result.exit_code == 0 and len(seen) == 20
+    jobs, holding = seen[0]
+    assert jobs == holding < 20, seen  # at the first submit, before any job ended: only those holding a slot

@@ -347,6 +347,57 @@ def test_nap_sleeps_the_full_time_once_something_is_known():
     assert t.slept == [12.0]
 
 
+@pytest.mark.parametrize("event", ["learned", "handed", "delivered"])
+def test_a_nap_wakes_on_each_of_its_events_without_starting_a_task(event):
+    """50,000 naps in a 10,000-job batch: each waits on one future, not a task per event and sleep."""
+    async def scenario() -> float:
+        schedule = PollSchedule(PollPolicy(), random.Random(8))
+        watch = schedule.watch("m", 4)
+        napper = asyncio.current_task()
+        tasks = []
+
+        def fire() -> None:
+            tasks.extend(asyncio.all_tasks())
+            if event == "learned":
+                schedule.observe("m", 4, 3.0)
+            else:
+                getattr(watch, event).set()
+
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, fire)
+        started = loop.time()
+        await schedule.nap(30.0, watch=watch)
+        assert tasks == [napper]
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 5.0
+
+
+def test_a_nap_times_out_through_the_injected_sleep_and_cancels_it_when_woken():
+    t = FakeTime()
+    cancelled = []
+
+    async def endless(seconds: float) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            cancelled.append(seconds)
+            raise
+
+    async def scenario() -> None:
+        schedule = PollSchedule(PollPolicy(), random.Random(9))
+        watch = schedule.watch("m", 4)
+        await schedule.nap(12.0, t.sleep, watch)  # nothing learned yet: it waits on three flags
+        assert t.slept == [12.0]
+        asyncio.get_running_loop().call_soon(watch.delivered.set)
+        await schedule.nap(7.0, endless, watch)
+        await asyncio.sleep(0)
+        assert cancelled == [7.0]
+        assert not watch.delivered.waiters and not watch.handed.waiters, "a woken nap leaves no waiter behind"
+
+    asyncio.run(scenario())
+
+
 # -- Slots ----------------------------------------------------------------------------------
 def test_slots_shrink_on_429_and_probe_back_up_ever_more_rarely():
     async def scenario() -> None:

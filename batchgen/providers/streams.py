@@ -20,6 +20,8 @@ from .base import Download
 from .wire import parse_retry_after
 
 _CHUNK = 1 << 16
+#: How much of a download is gathered before one write to the disk.
+_FLUSH = 1 << 20
 #: A download must bring at least this many bytes per second over each window (16 KiB/s:
 #: a 1 GB video on a slow line passes, a trickle of a byte every few seconds does not).
 DOWNLOAD_MIN_RATE = 16 << 10
@@ -82,10 +84,15 @@ class Meter:
 
 
 async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, meter: Meter) -> None:
-    """Write the body to ``dest`` as it arrives, never holding more than one chunk."""
+    """Write the body to ``dest`` as it arrives, never holding more than ``_FLUSH`` bytes of it.
+
+    Every disk call runs in a thread, and as few of them as can be: the file is created and opened
+    in one, and chunks go to the disk ``_FLUSH`` bytes at a time (a chunk read off a socket is often
+    a few KiB, and each write used to cost its own trip to a thread)."""
     loop = asyncio.get_running_loop()
+    pending = bytearray()
     # A link planted at the .part's name is refused, never followed out of the output folder.
-    async with aiofiles.open(create_fresh(dest), "wb") as fh:
+    async with aiofiles.open(dest, "wb", opener=_create_fresh) as fh:
         while True:
             window = asyncio.timeout_at(meter.deadline)
             try:
@@ -95,12 +102,21 @@ async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, meter: Meter)
                 if not window.expired():
                     raise  # the socket's own read timeout, not the end of a window
                 chunk = None
-            if chunk == b"":
-                return
             if chunk:
                 meter.add(chunk)
-                await fh.write(chunk)
+                pending += chunk
+            if pending and (chunk == b"" or len(pending) >= _FLUSH):
+                await fh.write(pending)
+                pending.clear()
+            if chunk == b"":
+                return
             meter.check(loop.time())
+
+
+def _create_fresh(path: str | Path, flags: int) -> int:
+    """open()'s opener: ``path`` created fresh by fsguard.create_fresh, whose flags (write-only, new,
+    no link followed) stand in for the ones "wb" asks."""
+    return create_fresh(Path(path))
 
 
 async def download_output(session: aiohttp.ClientSession, url: str, dest: Path, *, max_bytes: int,
