@@ -240,14 +240,18 @@ class Rotator(threading.Thread):
 
 
 def run_hostile_phase(p: PhaseSettings) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="batchgen-hostile-") as tmp:
+    return _plain_phase(p, "hostile", _hostile)
+
+
+def _plain_phase(p: PhaseSettings, name: str, body) -> Outcome:
+    """A phase on an ordinary folder and a clean simulator: ``body(t, sim)`` drives the runs."""
+    with tempfile.TemporaryDirectory(prefix=f"batchgen-{name}-") as tmp:
         root = p.workdir or Path(tmp)
-        cache = p.render_cache or str(root / "render-cache")
         manifest = make_batch(root, p.jobs, p.images)
-        with SimulatorThread(_clean_config(p, cache)) as sim:
+        with SimulatorThread(_clean_config(p, p.render_cache or str(root / "render-cache"))) as sim:
             t = Torture(_settings(p), sim, manifest, root / "out")
             try:
-                _hostile(t, sim)
+                body(t, sim)
             finally:
                 t.close()
     return t.outcome
@@ -279,16 +283,7 @@ def _hostile(t: Torture, sim: SimulatorThread) -> None:
 # -- the state lost ---------------------------------------------------------------------------
 
 def run_moved_phase(p: PhaseSettings) -> Outcome:
-    with tempfile.TemporaryDirectory(prefix="batchgen-moved-") as tmp:
-        root = p.workdir or Path(tmp)
-        manifest = make_batch(root, p.jobs, p.images)
-        with SimulatorThread(_clean_config(p, p.render_cache or str(root / "render-cache"))) as sim:
-            t = Torture(_settings(p), sim, manifest, root / "out")
-            try:
-                _moved(t, sim)
-            finally:
-                t.close()
-    return t.outcome
+    return _plain_phase(p, "moved", _moved)
 
 
 def _moved(t: Torture, sim: SimulatorThread) -> None:
