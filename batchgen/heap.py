@@ -1,9 +1,10 @@
 """The run's long-lived objects, kept out of the cyclic garbage collector's way.
 
 The objects alive when a run starts (the manifest's jobs, the folded state, the model table) live
-for the whole run. Each full collection walks all of them again: at 10,000 jobs that was 7.7 s of a
-53 s run's CPU (18 full collections). Frozen, they are skipped; what the run creates (requests,
-tasks, events) is still collected as usual, and unfreezing at the end hands everything back.
+for the whole run. Each collection walks the objects in its generations again: at 10,000 jobs the
+collector took 5.5 s of a 44 s run's CPU (2,509 collections, 19 of them full). Frozen, those objects
+are skipped, and young collections come 30 times less often; what the run creates (requests, tasks,
+events) is still collected, and the end of the run hands everything back.
 """
 
 from __future__ import annotations

@@ -38,15 +38,12 @@ class QueuePriming:
     async def resize(self, job: "JobSpec") -> None:
         """A job ended: grow the margin if the lag and the submit time measured call for it."""
         r = self.r
-        expected = r.schedule.expected(job.model, job.duration)
-        window, policy = r.schedule.window(job.model, job.duration), r.schedule.policy
-        spread = window[1] - window[0] if window else None
-        if self.margin is None or not self.margin.grow(r.schedule.queue.lag() or 0.0, r.submitter.latency, expected,
-                                                       spread, policy.high_quantile - policy.low_quantile):
+        if self.margin is None or not r.schedule.size_margin(self.margin, job.model, job.duration,
+                                                              r.submitter.latency):
             return
         await r.slots.set_limit(self.in_flight)
         self.announce(f"read lag {r.schedule.queue.lag():.1f}s, submit {r.submitter.latency:.2f}s, "
-                      f"generation {expected:.1f}s")
+                      f"generation {r.schedule.expected(job.model, job.duration):.1f}s")
 
     def announce(self, why: str) -> None:
         m, concurrency = self.margin, self.r.opt.concurrency

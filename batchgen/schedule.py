@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from .flags import Flag, wait_any
-from .pacing import Clock, Sleep
+from .pacing import Clock, QueueMargin, Sleep
 from .server_queue import ServerQueue
 
 
@@ -154,6 +154,14 @@ class PollSchedule:
             self._seen[(model, duration)].append(seconds)
             self._per_second.append(seconds / max(1, duration))
             self._learned.set()
+
+    def size_margin(self, margin: QueueMargin, model: str, duration: int, submit: float) -> bool:
+        """Grow ``margin`` for what this batch has measured of ``model`` at ``duration``: the read lag, the
+        submit time, the generation time and how bunched jobs end (the learned window holds the share of
+        them between its quantiles); True when it grew."""
+        window, p = self.window(model, duration), self.policy
+        return margin.grow(self.queue.lag() or 0.0, submit, self.expected(model, duration),
+                           window[1] - window[0] if window else None, p.high_quantile - p.low_quantile)
 
     def expected(self, model: str, duration: int) -> float | None:
         seen = self._seen.get((model, duration))

@@ -174,9 +174,7 @@ def _batchgen_job(sim: _Sim, schedule: PollSchedule, gen: float, job: int):
                 sim.learn()
             watch.close(gen)
             if sim.margin is not None:
-                window, policy = schedule.window(MODEL, 4), schedule.policy
-                sim.margin.grow(schedule.queue.lag() or 0.0, SUBMIT_LATENCY, schedule.expected(MODEL, 4),
-                                window[1] - window[0] if window else None, policy.high_quantile - policy.low_quantile)
+                schedule.size_margin(sim.margin, MODEL, 4, SUBMIT_LATENCY)
             sim.wake_handed()
             return
         watch.missed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 
 import pytest
@@ -92,6 +93,21 @@ def test_jobs_that_end_bunched_in_a_narrow_window_get_a_wider_margin():
     assert not steady.grow(4.0, 0.05, 20.0, spread=40.0)  # a wide window: the average rate rules
     bunched.grow(5.0, 0.05, 20.0, spread=4.4)
     assert bunched.value == bunched.cap == 1000
+
+
+def test_the_schedule_sizes_the_margin_from_the_window_it_learned():
+    """The window's quantiles hold 55 % of the jobs (0.35 to 0.9): learned at 18-22 s, 32 slots free at
+    0.55 x 32 / 4 = 4.4 a second while a wave ends, not 32 / 20 = 1.6."""
+    t = FakeTime()
+    schedule = _schedule(t, capacity=32)
+    for seconds in (18.0, 19.0, 20.0, 21.0, 22.0):
+        schedule.observe("m", 4, seconds)
+    low, high = schedule.window("m", 4)
+    margin = QueueMargin(32)
+    assert schedule.size_margin(margin, "m", 4, submit=0.0) is False  # no read lag measured yet: nothing to cover
+    schedule.queue._lags.extend([2.0] * 4)
+    assert schedule.size_margin(margin, "m", 4, submit=0.0)
+    assert margin.value == math.ceil(0.55 * 32 / (high - low) * 2.0) + 1 > math.ceil(32 / 20 * 2.0) + 1
 
 
 def test_a_wider_margin_lets_waiting_submits_through_at_once():
