@@ -42,6 +42,12 @@ def _manifest(tmp_path: Path, models: list[str], **top) -> Path:
     return write_manifest(tmp_path, rows, **top)
 
 
+def _quick(config, render_cache_dir):
+    """A simulator's config whose every task takes 50 ms."""
+    return config(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0, gen_jitter=0.0,
+                  render_cache_dir=render_cache_dir)
+
+
 async def _switch_off(base_url: str, model: str) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{base_url}/_sim/config", json={"unavailable_models": [model]},
@@ -87,10 +93,8 @@ def test_mixed_batch_falls_back_to_the_other_provider_when_one_is_switched_off(t
     out.mkdir()
 
     async def body():
-        ws = await start_wavespeed(SimConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0, gen_jitter=0.0,
-                                             render_cache_dir=render_cache_dir))
-        rep = await start_replicate(ReplicateConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0,
-                                                    gen_jitter=0.0, render_cache_dir=render_cache_dir))
+        ws = await start_wavespeed(_quick(SimConfig, render_cache_dir))
+        rep = await start_replicate(_quick(ReplicateConfig, render_cache_dir))
         submitted, switches = [], []
 
         def observer(event):
@@ -132,8 +136,7 @@ def test_an_unreachable_provider_moves_jobs_to_the_fallback_instead_of_halting(t
     out.mkdir()
 
     async def body():
-        rep = await start_replicate(ReplicateConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0,
-                                                    gen_jitter=0.0, render_cache_dir=render_cache_dir))
+        rep = await start_replicate(_quick(ReplicateConfig, render_cache_dir))
         # A port nothing listens on: every connection is refused before anything is sent.
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -176,10 +179,8 @@ def test_providers_list_moves_jobs_when_replicate_switches_the_model_off_half_wa
     out.mkdir()
 
     async def body():
-        ws = await start_wavespeed(SimConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0, gen_jitter=0.0,
-                                             render_cache_dir=render_cache_dir))
-        rep = await start_replicate(ReplicateConfig(api_key=API_KEY, gen_base=0.05, gen_per_second=0.0,
-                                                    gen_jitter=0.0, render_cache_dir=render_cache_dir))
+        ws = await start_wavespeed(_quick(SimConfig, render_cache_dir))
+        rep = await start_replicate(_quick(ReplicateConfig, render_cache_dir))
         switches = []
 
         def observer(event):
