@@ -42,11 +42,17 @@ class QueuePriming:
                                                               r.submitter.latency):
             return
         await r.slots.set_limit(self.in_flight)
-        self.announce(f"read lag {r.schedule.queue.lag():.1f}s, submit {r.submitter.latency:.2f}s, "
-                      f"generation {r.schedule.expected(job.model, job.duration):.1f}s")
+        lag, generation = r.schedule.queue.lag(), r.schedule.expected(job.model, job.duration)
+        self.announce(f"read lag {_seconds(lag, 1)}, submit {_seconds(r.submitter.latency, 2)}, "
+                      f"generation {_seconds(generation, 1)}")
 
     def announce(self, why: str) -> None:
         m, concurrency = self.margin, self.r.opt.concurrency
         log.info("provider queue primed: up to %d generating + %d queued at the provider (%s; at most %d); "
                  "queued tasks are billed at submit", concurrency, m.value, why, m.cap)
         self.r.emit(ev.QueueMargin(concurrency=concurrency, margin=m.value))
+
+
+def _seconds(value: float | None, digits: int) -> str:
+    """A measured time for a log line; with webhooks nothing is read, so there may be no read lag yet."""
+    return "not measured" if value is None else f"{value:.{digits}f}s"

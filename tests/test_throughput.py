@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import math
 import random
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,7 @@ from batchgen.cli import build_parser
 from batchgen.errors import UsageError
 from batchgen.models import SEEDANCE, ModelTable
 from batchgen.pacing import ACCOUNT_LEVELS, QueueMargin, Slots, TokenBucket
+from batchgen.priming import QueuePriming
 from batchgen.run_flags import VIDEO_READ_FLOOR, account_limits, poll_policy, webhook_options
 from batchgen.schedule import PollPolicy, PollSchedule
 from test_schedule import FakeTime
@@ -80,6 +82,25 @@ def test_the_queue_margin_grows_with_the_lag_and_stays_bounded():
     assert big.value == 211
     fixed = QueueMargin(8, fixed=0)
     assert not fixed.grow(5.0, 1.0, 5.0) and fixed.value == 0
+
+
+def test_the_margin_grows_and_is_announced_when_webhooks_left_no_read_lag_to_measure(caplog):
+    """With deliveries nothing is read, so there is no read lag: the margin still grows for the
+    submit time, and the announcement says the lag was not measured (it once crashed the poll)."""
+    t = FakeTime()
+    schedule = _schedule(t, capacity=4)
+    for _ in range(4):
+        schedule.observe("m", 4, 0.5)
+    assert schedule.queue.lag() is None
+    runner = SimpleNamespace(opt=SimpleNamespace(concurrency=4, queue_margin=None),
+                             provider=SimpleNamespace(policy=SimpleNamespace(queues_over_limit=True)),
+                             schedule=schedule, submitter=SimpleNamespace(latency=0.1), slots=Slots(5),
+                             emit=lambda event: None)
+    priming = QueuePriming(runner)
+    with caplog.at_level("INFO", logger="batchgen"):
+        asyncio.run(priming.resize(SimpleNamespace(model="m", duration=4)))
+    assert priming.margin.value > 1 and priming.in_flight == 4 + priming.margin.value
+    assert "read lag not measured, submit 0.10s, generation 0.5s" in caplog.text
 
 
 def test_jobs_that_end_bunched_in_a_narrow_window_get_a_wider_margin():
