@@ -76,45 +76,79 @@ class Survey:
 
 async def survey(unknown: list[JobSpec], s: Survey) -> Findings:
     """Read the listing for every unknown job; writes no state (the kept videos aside)."""
-    found = Findings()
+    await wait_grace(unknown, s)
+    return await match(unknown, await read_listings(unknown, s), s)
+
+
+async def wait_grace(unknown: list[JobSpec], s: Survey) -> None:
+    """A request sent just before a crash (or a lost answer) may still be in the server's hands."""
     newest = max((s.state.record(j.key).submitted_at or 0) for j in unknown)
     wait = min(newest + s.options.unknown_grace - s.clock(), MAX_GRACE_WAIT)
     if wait > 0:
-        await s.sleep(wait)  # a request sent just before a crash may still be in the server's hands
-    by_model: dict[str, list[JobSpec]] = defaultdict(list)
-    for job in unknown:
-        rec = s.state.record(job.key)
-        if rec.submitted_at is None:
-            found.unknown[job.key] = "the state has no time for its submit, so no listing window can hold it"
+        await s.sleep(wait)
+
+
+#: A model's listing, or why it could not be read.
+Listings = dict[str, "Listing | str"]
+
+
+async def read_listings(unknown: list[JobSpec], s: Survey) -> Listings:
+    """Each model's listing over a window around its jobs' intent times (with a margin for clock skew)."""
+    listings: Listings = {}
+    for model, jobs in sorted(_by_model(unknown, s).items()):
+        times = [s.state.record(j.key).submitted_at or 0.0 for j in jobs]
+        margin, f = s.options.listing_margin, s.fetcher
+        try:
+            # Reading the listing changes nothing at the provider: a transient error is worth another try,
+            # or one 5xx would leave every lost submit of the model unsettled for the whole run.
+            listing = await retrying(lambda: s.provider.list_predictions(
+                model=model, created_after=min(times) - margin, created_before=max(times) + margin),
+                f.retry, sleep=f.sleep, rng=f.rng, what=f"list {model}")
+        except BatchgenError as exc:
+            log.warning("cannot list %s predictions to settle %d unknown job(s): %s", model, len(jobs), exc)
+            listings[model] = f"the provider's listing failed ({exc})"
         else:
-            by_model[rec.submit_model or job.model].append(job)
-    for model, jobs in sorted(by_model.items()):
-        await _survey_model(model, jobs, s, found)
+            listings[model] = listing if listing is not None else "the provider offers no listing of its predictions"
+    return listings
+
+
+#: Why a job stays unknown when its listing was read before its grace ended (settling.py reads it again).
+TOO_RECENT = "its submit is too recent for the listing to prove it was never created"
+
+
+async def match(unknown: list[JobSpec], listings: Listings, s: Survey, read_at: float | None = None) -> Findings:
+    """Settle each unknown job from its model's listing (read_listings, started at ``read_at``: a job
+    whose grace had not ended by then may be found, but is not concluded never created)."""
+    found = Findings()
+    for job in unknown:
+        if s.state.record(job.key).submitted_at is None:
+            found.unknown[job.key] = "the state has no time for its submit, so no listing window can hold it"
+    for model, jobs in sorted(_by_model(unknown, s).items()):
+        listing = listings.get(model, "its model's listing was not read")
+        if isinstance(listing, str):
+            found.unknown.update((j.key, listing) for j in jobs)
+            continue
+        times = [s.state.record(j.key).submitted_at or 0.0 for j in jobs]
+        left, candidates = _by_input(jobs, listing, s, found)
+        strays = await _by_output(left, candidates, s, found)
+        adopted = {a.job.key for a in found.adopted}
+        grace = s.options.unknown_grace
+        recent = {j.key for j in left if read_at is not None and (s.state.record(j.key).submitted_at or 0.0) + grace
+                  > read_at}
+        found.unknown.update((key, TOO_RECENT) for key in recent - adopted)
+        _conclude([j for j in left if j.key not in adopted | recent], listing, strays,
+                  min(times) - s.options.listing_margin, s, found)
     return found
 
 
-async def _survey_model(model: str, jobs: list[JobSpec], s: Survey, found: Findings) -> None:
-    times = [s.state.record(j.key).submitted_at or 0.0 for j in jobs]
-    margin = s.options.listing_margin
-    f = s.fetcher
-    try:
-        # Reading the listing changes nothing at the provider: a transient error is worth another try, or
-        # one 5xx would leave every lost submit of the model unsettled for the whole run.
-        listing = await retrying(lambda: s.provider.list_predictions(
-            model=model, created_after=min(times) - margin, created_before=max(times) + margin),
-            f.retry, sleep=f.sleep, rng=f.rng, what=f"list {model}")
-    except BatchgenError as exc:
-        log.warning("cannot list %s predictions to settle %d unknown job(s): %s", model, len(jobs), exc)
-        listing, why = None, f"the provider's listing failed ({exc})"
-    else:
-        why = "the provider offers no listing of its predictions"
-    if listing is None:
-        found.unknown.update((j.key, why) for j in jobs)
-        return
-    left, candidates = _by_input(jobs, listing, s, found)
-    strays = await _by_output(left, candidates, s, found)
-    adopted = {a.job.key for a in found.adopted}
-    _conclude([j for j in left if j.key not in adopted], listing, strays, min(times) - margin, s, found)
+def _by_model(unknown: list[JobSpec], s: Survey) -> dict[str, list[JobSpec]]:
+    """The jobs a listing window can hold (their submit time is recorded), by the model they went to."""
+    by_model: dict[str, list[JobSpec]] = defaultdict(list)
+    for job in unknown:
+        rec = s.state.record(job.key)
+        if rec.submitted_at is not None:
+            by_model[rec.submit_model or job.model].append(job)
+    return by_model
 
 
 def _by_input(jobs: list[JobSpec], listing: Listing, s: Survey, found: Findings

@@ -5,7 +5,8 @@ put the videos it fetched for matched jobs in their places, so their bytes are n
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import TYPE_CHECKING, Callable
 
 from . import events as ev
 from .candidates import CandidateFetcher
@@ -21,17 +22,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("batchgen")
 
 
-async def reconcile(r: "Runner", plan: Plan) -> list[Event]:
-    """Move the plan's lost submits where the listing settles them; returns the events, writing none."""
-    if not plan.unknown or plan.found is not None:
-        return []
+def surveyor(r: "Runner") -> Survey:
+    """What reading the listing and matching its items needs, from the runner."""
     poll, opt = r.opt.poll, r.opt
     fetcher = CandidateFetcher(r.provider, opt.out_dir.resolve(), r.retry, sleep=r.sleep, rng=r.rng, clock=r.clock,
                                wait_max=opt.candidate_wait, max_bytes=opt.max_download_bytes,
                                read_every=lambda model: max(poll.min_interval,
                                                             poll.read_floors.get(model, poll.read_floor)))
-    found = await survey(list(plan.unknown), Survey(r.provider, r.state, fetcher, opt, r.sleep, r.clock))
-    return settle(plan, found, resubmit_unknown=opt.resubmit_unknown)
+    return Survey(r.provider, r.state, fetcher, opt, r.sleep, r.clock)
+
+
+async def reconcile(r: "Runner", plan: Plan) -> list[Event]:
+    """Move the plan's lost submits where the listing settles them; returns the events, writing none."""
+    if not plan.unknown or plan.found is not None:
+        return []
+    found = await survey(list(plan.unknown), surveyor(r))
+    return settle(plan, found, resubmit_unknown=r.opt.resubmit_unknown)
 
 
 async def adopt(r: "Runner", plan: Plan) -> None:

@@ -5,7 +5,8 @@ Promises, in order: never pay twice (an intent line is durable before every POST
 only when the answer proves no task was created, a lost answer makes the job ``unknown``); never
 lose a finished video (``.part`` files, verify, rename, older videos set aside); resume is the same
 command again. Deciding is planner.py's, submitting submit.py's, fetching fetch.py's, settling lost
-submits reconcile.py's; the provider talks; the StateLog remembers; observers show.
+submits reconcile.py's (settling.py's in the run that lost them); the provider talks; the StateLog
+remembers; observers show.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .retry import RetryPolicy
 from .pacing import Pacer, Slots, TokenBucket
 from .priming import QueuePriming
 from .schedule import PollPolicy, PollSchedule
+from .settling import Settler
 from .sidecars import videos_on_disk
 from .state import JobRecord, StateLog
 from .state_events import Event, Failed, Run, Unknown
@@ -124,6 +126,7 @@ class Runner:
                                on_completed=lambda job, pred: self.poller.completed(job, pred),
                                on_downloading=lambda job: self.emit(ev.Downloading(job=job)))
         self.submitter = Submitter(self)
+        self.settler = Settler(self)
         self.poller = Poller(self)
         self.hooks = Deliveries(self)
         self.halted, self.stopping = "", False
@@ -261,9 +264,10 @@ class Runner:
 
     async def _advance(self, job: JobSpec, action: str, stage: list[str]) -> None:
         if action == "submit":
-            if not await self._submit(job):
+            after = await self.settler.submit(job)  # in the slot _drive took, kept while a task generates
+            if after is None:
                 return
-            stage[0] = "poll"
+            stage[0] = after
         if stage[0] == "poll":
             try:
                 done = await self.poller.poll(job, just_submitted=action == "submit")
@@ -274,17 +278,6 @@ class Runner:
         stage[0] = "download"
         got = await self.fetcher.fetch(job)
         self.emit(ev.Downloaded(job=job, path=got.path, bytes=got.bytes, sha256=got.sha256))
-
-    async def _submit(self, job: JobSpec) -> bool:
-        try:  # with the slot _drive took for it
-            submitted = await self.submitter.submit(job)
-        except BaseException:
-            await self.slots.release()
-            raise
-        if not submitted:
-            # Unknown, refused or stopped: a slot held would leak (a few stall a run 429s shrank).
-            await self.slots.release()
-        return submitted
 
     def _fail(self, job: JobSpec, cls: str, message: str) -> None:
         rec = self.rec(job)

@@ -165,22 +165,24 @@ class Submitter:
         await r.pacer.wait()
         if r.bucket is not None:
             await r.bucket.acquire()  # the per-minute limit counts submits, so a refused one takes a token too
-        # From this check to the intent line below there is no await: jobs submitting side by
-        # side each see the others' spend, so the cap holds however many slots there are.
-        if r.stopping or not r.budget.allows(job, cost, r.stop):
-            raise _Stop()
-        rec = r.rec(job)
-        if model != job.model and rec.submit_model != model:
-            log.warning("job %s goes to the fallback model %s at $%.2f (asked %s)", job.id, model, cost, job.model)
-        await r.state_log.append_durable(Submitting(job.key, rec.attempts + 1, body_hash(body), model, cost))
-        r.emit(ev.Submitting(job=job, attempt=rec.attempts, model=model, cost=cost))
-        kill_point("submitting")
-        sent = r.clock()
-        try:
-            pred = await r.provider.submit(model, body, **r.hooks.submit_options())
-        except BaseException as exc:
-            self._answered_with(job, model, exc)
-            raise
+        async with r.settler.sending():  # not while a listing settling lost submits is read
+            # From this check to the intent line below there is no await: jobs submitting side by
+            # side each see the others' spend, so the cap holds however many slots there are.
+            if r.stopping or not r.budget.allows(job, cost, r.stop):
+                raise _Stop()
+            rec = r.rec(job)
+            if model != job.model and rec.submit_model != model:
+                log.warning("job %s goes to the fallback model %s at $%.2f (asked %s)", job.id, model, cost,
+                            job.model)
+            await r.state_log.append_durable(Submitting(job.key, rec.attempts + 1, body_hash(body), model, cost))
+            r.emit(ev.Submitting(job=job, attempt=rec.attempts, model=model, cost=cost))
+            kill_point("submitting")
+            sent = r.clock()
+            try:
+                pred = await r.provider.submit(model, body, **r.hooks.submit_options())
+            except BaseException as exc:
+                self._answered_with(job, model, exc)
+                raise
         self.latency += (max(0.0, r.clock() - sent) - self.latency) * 0.2
         self.refused_streak = 0
         return pred

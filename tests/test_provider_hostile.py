@@ -71,7 +71,7 @@ def test_a_5xx_after_sending_a_submit_is_ambiguous(server, answer):
     server.script(answer)
     exc = call(server, "submit", MODEL, BODY)
     assert isinstance(exc, AmbiguousSubmitError), exc
-    assert exc.prediction_id is None and "not sent again" in str(exc)
+    assert exc.prediction_id is None and "sent again only if the provider's listing proves it was not" in str(exc)
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])

@@ -9,7 +9,7 @@ import time
 
 import aiohttp
 import pytest
-from runner_helpers import make_images, run_cli, write_manifest
+from runner_helpers import lost_submits_left_unknown, make_images, run_cli, write_manifest
 
 from batchgen.cli import main
 from batchgen.manifest import load_manifest
@@ -45,15 +45,67 @@ def assert_each_lost_submit_is_its_own(sim, out, jobs: int) -> None:
 
 @pytest.mark.parametrize("listing_input", [True, False], ids=["items-with-input", "items-without-input"])
 def test_every_lost_submit_answer_is_matched_to_its_own_job(make_sim, tmp_path, listing_input, capsys):
+    """Left for the next run (a run killed before settling them, or one by an older release)."""
     sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=listing_input)
     manifest, out = lost_batch(tmp_path), tmp_path / "out"
-    assert run_cli(sim, manifest, out) == 1
+    with lost_submits_left_unknown():
+        assert run_cli(sim, manifest, out) == 1
     assert {r.status.value for r in load(out / "state.jsonl").jobs.values()} == {"unknown"}
     sim.configure(faults={"drop-after": 0.0})
     assert run_cli(sim, manifest, out) == 0
     err = capsys.readouterr().err
     assert "6 lost submit(s) found on the provider: not paid again" in err and "about to pay: $0.00" in err
     assert_each_lost_submit_is_its_own(sim, out, 6)
+
+
+@pytest.mark.parametrize("listing_input", [True, False], ids=["items-with-input", "items-without-input"])
+def test_lost_submit_answers_are_settled_in_the_run_that_lost_them(make_sim, tmp_path, listing_input, capsys):
+    """Every answer lost (each task created and billed): one run finds every job's own task on the
+    provider, follows it and downloads it; nothing is left for a second run, nothing is paid twice."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=listing_input)
+    manifest, out = lost_batch(tmp_path), tmp_path / "out"
+    assert run_cli(sim, manifest, out, "-v") == 0
+    err = capsys.readouterr().err
+    assert err.count("is unknown: submit") == 6 and "0 unknown" in err
+    assert "never created (sent again), 0 still unknown" in err
+    assert_each_lost_submit_is_its_own(sim, out, 6)
+    assert sim.ledger()["requests"]["list"] >= 1
+
+
+def test_half_the_answers_lost_while_other_submits_run_settle_each_to_its_own_task(make_sim, tmp_path):
+    """The listing is read while no other submit is on the wire (settling.py): a task created by a submit
+    not yet answered would be one nobody knows, and no survey could tell it from a lost one. Items
+    without input, so each lost task is found by its output."""
+    sim = make_sim(faults=Faults(rate_drop_after=0.5), seed=7)
+    make_images(tmp_path / "img", 6)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": d}
+                                         for d in (4, 8)])
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "3") == 0
+    assert sim.ledger()["faults"]["drop-after"] >= 3
+    assert_each_lost_submit_is_its_own(sim, out, 12)
+
+
+def test_a_lost_answer_of_a_task_never_created_is_proven_absent_and_sent_again_in_the_run(sim, tmp_path,
+                                                                                          monkeypatch):
+    """A 500 after sending (the provider created nothing): the complete listing proves it, so the job is
+    submitted again in the same run, paid once."""
+    from batchgen.errors import AmbiguousSubmitError
+
+    real, calls = WaveSpeedProvider.submit, []
+
+    async def lost_once(self, model, body, **options):
+        calls.append(model)
+        if len(calls) == 1:  # the request reached nobody, but its answer says nothing of it
+            raise AmbiguousSubmitError("submit: HTTP 500: upstream error; the task may have been created")
+        return await real(self, model, body, **options)
+
+    monkeypatch.setattr(WaveSpeedProvider, "submit", lost_once)
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 0
+    assert len(calls) == 2 and len(sim.ledger()["submissions"]) == 1
+    rec = next(iter(load(out / "state.jsonl").jobs.values()))
+    assert rec.status.value == "downloaded" and rec.attempts == 2
 
 
 def crashed_before_post(out, manifest, *, at: float | None = None) -> None:
@@ -153,7 +205,8 @@ def test_a_match_recorded_by_a_run_that_stopped_before_placing_its_video_is_plac
     unmatched/ and the next run downloaded it a second time."""
     sim = make_sim(faults=Faults(rate_drop_after=1.0))
     manifest, out = lost_batch(tmp_path), tmp_path / "out"
-    assert run_cli(sim, manifest, out) == 1
+    with lost_submits_left_unknown():
+        assert run_cli(sim, manifest, out) == 1
     sim.configure(faults={"drop-after": 0.0})
 
     async def match_then_stop() -> None:
@@ -193,7 +246,8 @@ def test_one_failed_listing_read_is_tried_again_not_left_for_the_next_run(make_s
 
     sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=True)
     manifest, out = one_job(tmp_path), tmp_path / "out"
-    assert run_cli(sim, manifest, out) == 1
+    with lost_submits_left_unknown():
+        assert run_cli(sim, manifest, out) == 1
     sim.configure(faults={"drop-after": 0.0})
     real, calls = WaveSpeedProvider.list_predictions, []
 
@@ -208,3 +262,25 @@ def test_one_failed_listing_read_is_tried_again_not_left_for_the_next_run(make_s
         assert run_cli(sim, manifest, out) == 0
     assert len(calls) == 2 and [r.status.value for r in load(out / "state.jsonl").jobs.values()] == ["downloaded"]
     assert len(sim.ledger()["submissions"]) == 1, "found on the provider, not paid again"
+
+
+def test_a_listing_read_within_the_grace_of_a_lost_submit_does_not_prove_it_never_created(tmp_path):
+    """In the run that lost it, a job can join a survey whose listing is read before its grace ended (the
+    request may still be in the provider's hands): found there it is followed, absent it is read again."""
+    from types import SimpleNamespace
+
+    from batchgen.providers.base import Listing
+    from batchgen.reconcile import TOO_RECENT, Survey, match
+
+    manifest, out = one_job(tmp_path), tmp_path / "out"
+    crashed_before_post(out, manifest, at=1000.0)
+    job = load_manifest(manifest).jobs[0]
+    state = load(out / "state.jsonl")
+    options = SimpleNamespace(unknown_grace=3.0, listing_margin=600.0, duration_tolerance=0.6, out_dir=out)
+    s = Survey(SimpleNamespace(policy=SimpleNamespace(output_lifetime=None)), state, None, options,
+               asyncio.sleep, lambda: 1010.0)
+    empty = {job.model: Listing(items=(), complete=True)}
+    early = asyncio.run(match([job], empty, s, read_at=1002.0))
+    assert early.unknown == {job.key: TOO_RECENT} and not early.absent
+    late = asyncio.run(match([job], empty, s, read_at=1003.5))
+    assert late.absent == [job] and not late.unknown

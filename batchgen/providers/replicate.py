@@ -84,8 +84,8 @@ _FAILED = {"failed", "canceled", "aborted"}
 _STATUS = {"starting": PredictionStatus.CREATED, "processing": PredictionStatus.PROCESSING,
            "succeeded": PredictionStatus.COMPLETED}
 _MODEL_REFUSALS = ("unavailable", "disabled", "not found", "does not exist", "retired", "no longer")
-_MAYBE_CREATED = ("; the prediction may have been created, so it is not sent again automatically; the listing is "
-                  "searched for its input")
+_MAYBE_CREATED = ("; the prediction may have been created, so it is sent again only if the listing, searched for "
+                  "its input, proves it was not")
 #: Listing pages read at most per call: 100 items each (docs), so 5,000 recent predictions.
 MAX_PAGES = 50
 

@@ -41,8 +41,8 @@ from ..webhooks import WAVESPEED_SCHEME
 from .base import Download, Listing, Prediction, PredictionStatus, ProviderInfo, ProviderPolicy
 from .http import checked_base_url, connection_failed, standard_body
 from .streams import DOWNLOAD_MIN_RATE, DOWNLOAD_WINDOW, DownloadLimits, download_output, read_capped
-from .wire import (BadAnswer, UnknownStatus, answer_payload, iso_time, listed_prediction, listing_page, load_json,
-                   parse_prediction, parse_retry_after, snippet, upload_url)
+from .wire import (MAYBE_CREATED, BadAnswer, UnknownStatus, answer_payload, iso_time, listed_prediction, listing_page,
+                   load_json, parse_prediction, parse_retry_after, snippet, upload_url)
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 POLICY = ProviderPolicy(
@@ -71,7 +71,6 @@ UNREACHABLE_AFTER = 3
 UNREACHABLE_SECONDS = 10.0
 #: An upload may take the API timeout plus this long per byte (64 KiB/s: 20 MB in ~5 min).
 UPLOAD_MIN_RATE = 64 << 10
-_MAYBE_CREATED = "; the task may have been created, so it is not sent again automatically"
 
 
 class WaveSpeedProvider:
@@ -146,7 +145,7 @@ class WaveSpeedProvider:
             # The TCP connection never opened: nothing was sent, so even a submit may retry.
             raise self._unreachable(kind, exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise connection_failed(kind, exc, submit=submit, maybe_created=_MAYBE_CREATED) from exc
+            raise connection_failed(kind, exc, submit=submit, maybe_created=MAYBE_CREATED) from exc
         self._reached, self._unreached = True, 0
         return answer
 
@@ -167,7 +166,7 @@ class WaveSpeedProvider:
         """A success answer that cannot be read: after a submit the task may exist (and be
         billed), so it is never "rejected"; after a read the task is simply read again."""
         if submit:
-            return AmbiguousSubmitError(message + _MAYBE_CREATED, prediction_id=exc.prediction_id)
+            return AmbiguousSubmitError(message + MAYBE_CREATED, prediction_id=exc.prediction_id)
         return TransientError(message + "; reading it again later")
 
     build_body = staticmethod(standard_body)

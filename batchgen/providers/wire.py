@@ -197,6 +197,11 @@ def answer_payload(status: int, headers: Any, body: bytes | None, *, kind: str, 
     raise answer_error(status, headers, payload, body, kind=kind, submit=submit, key_variable=key_variable)
 
 
+#: What a lost submit answer means for the job: the run settles it from the listing (settling.py).
+MAYBE_CREATED = ("; the task may have been created, so it is sent again only if the provider's listing proves it "
+                 "was not")
+
+
 def answer_error(status: int, headers: Any, payload: Any, body: bytes | None, *, kind: str, submit: bool,
                  key_variable: str) -> Exception:
     """The error an HTTP (or envelope) error status means for this request."""
@@ -206,8 +211,7 @@ def answer_error(status: int, headers: Any, payload: Any, body: bytes | None, *,
     pid = data_id(payload)
     if submit and (pid is not None or not proves_unsent(status)):
         named = f" (it names task {pid})" if pid else ""
-        return AmbiguousSubmitError(f"{where}{named}; the task may have been created, so it is not sent again "
-                                    "automatically", prediction_id=pid, status=status)
+        return AmbiguousSubmitError(f"{where}{named}{MAYBE_CREATED}", prediction_id=pid, status=status)
     retry_after = parse_retry_after(headers)
     lowered = message.lower()
     if status == 401:

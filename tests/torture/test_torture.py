@@ -48,17 +48,17 @@ def test_torture_without_listing_never_resubmits_unknown_jobs_unasked(tmp_path, 
     assert outcome.figures["downloaded"] == 30, "--resubmit-unknown finishes the batch"
 
 
-def _run(sim, manifest: Path, out: Path) -> subprocess.CompletedProcess:
+def _run(sim, manifest: Path, out: Path, kill_at: str = "") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
            "--yes", "--poll-min", "0.05", "--concurrency", "2", "-q"]
-    return subprocess.run(cmd, env={**os.environ, "WAVESPEED_API_KEY": API_KEY}, capture_output=True, text=True,
-                          timeout=60)
+    env = {**os.environ, "WAVESPEED_API_KEY": API_KEY, "BATCHGEN_TEST_KILL_AT": kill_at}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_unknown_submits_give_their_slot_back(make_sim, tmp_path):
     """Found by the torture run: a submit that ended unknown kept its slot, so two of them stalled a
-    --concurrency 2 run for ever."""
-    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    --concurrency 2 run for ever. Without a listing, a lost submit cannot be settled in the run."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0), enable_listing=False)
     make_images(tmp_path / "img", 5)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
     done = _run(sim, manifest, tmp_path / "out")
@@ -66,14 +66,27 @@ def test_unknown_submits_give_their_slot_back(make_sim, tmp_path):
     assert len(sim.ledger()["submissions"]) == 5
 
 
+def test_lost_submits_settled_in_the_run_hold_one_slot_each(make_sim, tmp_path):
+    """Five answers lost at --concurrency 2: each job keeps its one slot while its lost submit is
+    settled, and gives it back once; a slot taken twice or never given back stalls the run."""
+    sim = make_sim(faults=Faults(rate_drop_after=1.0))
+    make_images(tmp_path / "img", 5)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
+    done = _run(sim, manifest, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert sim.ledger()["faults"]["drop-after"] == 5
+    assert_batch_intact(sim, tmp_path / "out", 5)
+
+
 def test_reconciled_jobs_are_counted_in_flight_once(make_sim, tmp_path):
     """Found by the torture run: a job adopted from the listing took two slots and gave one back, so
     new submits after it waited for ever."""
-    sim = make_sim(faults=Faults(rate_drop_after=1.0), listing_input=True)
+    sim = make_sim(listing_input=True)
     make_images(tmp_path / "img", 5)
     manifest = write_manifest(tmp_path, [{"image": "img/shot0[0-2].png", "prompt": "The {stem} turns", "duration": 4}])
-    assert _run(sim, manifest, tmp_path / "out").returncode == 1
-    sim.configure(faults={"drop-after": 0.0})
+    # Killed as the first submit's answer arrived: that job is left for the next run to reconcile.
+    killed = _run(sim, manifest, tmp_path / "out", kill_at="answered:1")
+    assert killed.returncode == -9 and len(sim.ledger()["submissions"]) >= 1
     write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": 4}])
     done = _run(sim, manifest, tmp_path / "out")
     assert done.returncode == 0, done.stderr
