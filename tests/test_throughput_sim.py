@@ -71,3 +71,28 @@ def test_webhooks_bring_the_results_and_reads_are_only_a_safety_net(make_sim, tm
     assert len(delivered) == 12  # each of the 6 twice, each answered 2xx
     log = (out / "batchgen.log").read_text()
     assert "6 job end(s) recorded from deliveries" in log
+
+
+def test_a_refused_submit_waits_without_its_slot_so_another_job_goes_meanwhile(make_sim, tmp_path, monkeypatch):
+    """One slot, no margin: the first submit is refused (a 503, which proves nothing was created) and
+    backs off without its slot, so the next job's submit is sent during that wait; the refused job
+    takes a slot again before sending. Holding slots through backoffs left the provider idle under
+    20 % refusals (bench/perf.py's faults row)."""
+    from batchgen.errors import TransientError
+    from batchgen.providers.wavespeed import WaveSpeedProvider
+
+    real, sent = WaveSpeedProvider.submit, []
+
+    async def refused_once(self, model, body, **options):
+        sent.append(body["image"])
+        if len(sent) == 1:
+            raise TransientError("submit: HTTP 503: busy, retry later", status=503)
+        return await real(self, model, body, **options)
+
+    monkeypatch.setattr(WaveSpeedProvider, "submit", refused_once)
+    sim = make_sim(concurrency_cap=1, gen_base=0.3)
+    manifest, out = _batch(tmp_path, 2), tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "1", "--queue-margin", "0") == 0
+    assert_batch_intact(sim, out, 2)
+    assert len(sent) == 3 and sent[0] != sent[1] and sent[2] == sent[0], sent
+    assert _most_in_flight(out / "state.jsonl") == 1
