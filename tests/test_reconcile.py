@@ -73,15 +73,16 @@ def test_lost_submit_answers_are_settled_in_the_run_that_lost_them(make_sim, tmp
 
 
 def test_half_the_answers_lost_while_other_submits_run_settle_each_to_its_own_task(make_sim, tmp_path):
-    """The listing is read while no other submit is on the wire (settling.py): a task created by a submit
-    not yet answered would be one nobody knows, and no survey could tell it from a lost one. Items
-    without input, so each lost task is found by its output."""
-    sim = make_sim(faults=Faults(rate_drop_after=0.5), seed=7)
+    """Every submit answered 1.5 s after its task was created, half of them never: the listing is read
+    while no other submit is on the wire (settling.py), or a task whose answer is on its way is one nobody
+    knows, which no survey can tell from a lost one (without the gate, such a task was fetched into
+    unmatched/ as a stray and its video downloaded twice). Items without input: found by their output."""
+    sim = make_sim(faults=Faults(rate_drop_after=0.5, rate_slow_after=1.0, slow_seconds=1.5), seed=7)
     make_images(tmp_path / "img", 6)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns", "duration": d}
                                          for d in (4, 8)])
     out = tmp_path / "out"
-    assert run_cli(sim, manifest, out, "--concurrency", "3") == 0
+    assert run_cli(sim, manifest, out, "--concurrency", "5", "--queue-margin", "0") == 0
     assert sim.ledger()["faults"]["drop-after"] >= 3
     assert_each_lost_submit_is_its_own(sim, out, 12)
 

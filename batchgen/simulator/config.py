@@ -46,6 +46,9 @@ class Faults:
     rate_drop_before: float = 0.0
     #: A submit is accepted and charged, then its connection is closed without an answer.
     rate_drop_after: float = 0.0
+    #: A submit is accepted and charged, then answered only after ``slow_seconds`` (a slow gateway): the task
+    #: is in the listing before the client knows its id.
+    rate_slow_after: float = 0.0
     #: An output download promises the full Content-Length, sends part of it and closes.
     rate_truncate: float = 0.0
     #: A task ends ``failed`` with a moderation-style error.
@@ -65,6 +68,7 @@ FAULT_FLAGS: dict[str, str] = {
     "slow": "rate_slow",
     "drop-before": "rate_drop_before",
     "drop-after": "rate_drop_after",
+    "slow-after": "rate_slow_after",
     "truncate": "rate_truncate",
     "fail": "rate_fail",
     "fallback": "rate_fallback",
@@ -202,6 +206,7 @@ FAULT_HELP: dict[str, str] = {
     "slow": "any API request waits a while (2 s) before it is handled",
     "drop-before": "any API request has its connection closed before it is processed",
     "drop-after": "a submit is accepted and charged, then its connection closes unanswered (a lost answer)",
+    "slow-after": "a submit is accepted and charged, then answered only after a while (2 s)",
     "truncate": "an output download promises the full length, sends part of it and closes",
     "fail": "a task ends failed with a moderation-style error (not billed)",
     "fallback": "a task completes, but data.model names another model (a silent fallback)",

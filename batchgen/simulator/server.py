@@ -145,6 +145,8 @@ class Simulator(SimulatorBase):
         task = self._accept(request, spec, body)
         if self.roll("drop-after", self.config.faults.rate_drop_after):
             raise Dropped
+        if self.roll("slow-after", self.config.faults.rate_slow_after):
+            await asyncio.sleep(self.config.faults.slow_seconds)
         data = self.task_data(task)
         hostile = self.hostile.submit_answer(data)
         if hostile is not None:
