@@ -128,16 +128,15 @@ async def match(unknown: list[JobSpec], listings: Listings, s: Survey, read_at: 
         if isinstance(listing, str):
             found.unknown.update((j.key, listing) for j in jobs)
             continue
-        times = [s.state.record(j.key).submitted_at or 0.0 for j in jobs]
+        sent = {j.key: s.state.record(j.key).submitted_at or 0.0 for j in jobs}
         left, candidates = _by_input(jobs, listing, s, found)
         strays = await _by_output(left, candidates, s, found)
         adopted = {a.job.key for a in found.adopted}
-        grace = s.options.unknown_grace
-        recent = {j.key for j in left if read_at is not None and (s.state.record(j.key).submitted_at or 0.0) + grace
-                  > read_at}
-        found.unknown.update((key, TOO_RECENT) for key in recent - adopted)
+        recent = set() if read_at is None else {
+            j.key for j in left if j.key not in adopted and sent[j.key] + s.options.unknown_grace > read_at}
+        found.unknown.update((key, TOO_RECENT) for key in recent)
         _conclude([j for j in left if j.key not in adopted | recent], listing, strays,
-                  min(times) - s.options.listing_margin, s, found)
+                  min(sent.values()) - s.options.listing_margin, s, found)
     return found
 
 

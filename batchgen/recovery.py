@@ -5,8 +5,7 @@ put the videos it fetched for matched jobs in their places, so their bytes are n
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from .candidates import CandidateFetcher
