@@ -13,14 +13,19 @@ import torture  # noqa: E402
 import torture_phases  # noqa: E402
 
 
-@pytest.mark.slow
-def test_full_disk_phase_halts_cleanly_pays_once_and_finishes_once_there_is_room(tmp_path, render_cache_dir, capsys):
-    outcome = torture_phases.run_disk_phase(torture_phases.PhaseSettings(jobs=12, workdir=tmp_path,
-                                                                         render_cache=render_cache_dir))
+def _phase(run, jobs: int, tmp_path, render_cache_dir, capsys) -> torture.Outcome:
+    """One phase at ``jobs`` jobs, its table printed (a skipped phase skips the test)."""
+    outcome = run(torture_phases.PhaseSettings(jobs=jobs, workdir=tmp_path, render_cache=render_cache_dir))
     if "skipped" in outcome.figures:
         pytest.skip(outcome.figures["skipped"])
     with capsys.disabled():
         print("\n" + torture.table(outcome))
+    return outcome
+
+
+@pytest.mark.slow
+def test_full_disk_phase_halts_cleanly_pays_once_and_finishes_once_there_is_room(tmp_path, render_cache_dir, capsys):
+    outcome = _phase(torture_phases.run_disk_phase, 12, tmp_path, render_cache_dir, capsys)
     assert outcome.problems == []
     figures = outcome.figures
     assert figures["run 1 on the full disk"].startswith("exit 3, 0 paid"), "the state log met the wall first"
@@ -31,10 +36,7 @@ def test_full_disk_phase_halts_cleanly_pays_once_and_finishes_once_there_is_room
 
 @pytest.mark.slow
 def test_hostile_answers_phase_pays_once_and_loses_no_paid_video(tmp_path, render_cache_dir, capsys):
-    outcome = torture_phases.run_hostile_phase(torture_phases.PhaseSettings(jobs=24, workdir=tmp_path,
-                                                                            render_cache=render_cache_dir))
-    with capsys.disabled():
-        print("\n" + torture.table(outcome))
+    outcome = _phase(torture_phases.run_hostile_phase, 24, tmp_path, render_cache_dir, capsys)
     # 24 jobs: enough submits and reads that each mode meets one even when the machine is loaded.
     assert outcome.figures["hostile answers served"] == len(torture_phases.HOSTILE_ROUND)
     assert outcome.problems == []
@@ -43,10 +45,7 @@ def test_hostile_answers_phase_pays_once_and_loses_no_paid_video(tmp_path, rende
 
 @pytest.mark.slow
 def test_moved_state_phase_pays_nothing_again(tmp_path, render_cache_dir, capsys):
-    outcome = torture_phases.run_moved_phase(torture_phases.PhaseSettings(jobs=12, workdir=tmp_path,
-                                                                          render_cache=render_cache_dir))
-    with capsys.disabled():
-        print("\n" + torture.table(outcome))
+    outcome = _phase(torture_phases.run_moved_phase, 12, tmp_path, render_cache_dir, capsys)
     assert outcome.problems == []
     figures = outcome.figures
     assert figures["killed with the state written back"] is True
