@@ -98,8 +98,10 @@ class Settler:
         try:
             await reconcile.wait_grace(list(self._pending.values()), s)
             async with self.quiet():
-                # No answer can be lost meanwhile: every job lost by now is in this survey.
-                jobs, read_at = list(self._pending.values()), r.clock()
+                # No answer can be lost meanwhile: every job lost by now is in this survey, and so is every
+                # other job still unknown (left so by an earlier survey or the run's start): a task that fits
+                # two of them stays unclaimed, never given to whichever is surveyed alone later.
+                jobs, read_at = self._unknown(), r.clock()
                 listings = await reconcile.read_listings(jobs, s)
             plan = Plan(unknown=list(jobs))
             found = await reconcile.match(jobs, listings, s, read_at)
@@ -115,7 +117,9 @@ class Settler:
         following = {j.key: "poll" for j in plan.poll} | {j.key: "download" for j in plan.download}
         resent = {j.key for j in plan.submit}
         for job in jobs:
-            if job.key in again:  # lost too recently for the listing read: the next survey reads it again
+            if job.key in again or job.key not in self._pending:
+                # Lost too recently for the listing read: the next survey reads it again. Not waiting here
+                # (unknown since earlier): what the survey found is in the state, for the next run.
                 continue
             self._pending.pop(job.key, None)
             self._next[job.key] = following.get(job.key) or ("submit" if job.key in resent else None)
@@ -127,6 +131,12 @@ class Settler:
             "lost submit(s) settled from the provider's listing: %d found there (not paid again), %d never "
             "created (sent again), %d still unknown (the next run settles them)", len(following) + len(placed),
             len(resent), still)
+
+    def _unknown(self) -> list[JobSpec]:
+        """The jobs waiting here, then the run's other jobs the state holds unknown."""
+        r = self.r
+        return list(self._pending.values()) + [job for job in r.jobs if job.key not in self._pending
+                                               and r.rec(job).status is JobStatus.UNKNOWN]
 
     @asynccontextmanager
     async def sending(self) -> AsyncIterator[None]:

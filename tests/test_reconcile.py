@@ -285,3 +285,41 @@ def test_a_listing_read_within_the_grace_of_a_lost_submit_does_not_prove_it_neve
     assert early.unknown == {job.key: TOO_RECENT} and not early.absent
     late = asyncio.run(match([job], empty, s, read_at=1003.5))
     assert late.absent == [job] and not late.unknown
+
+
+def test_a_task_two_lost_jobs_could_have_made_is_never_given_to_the_one_surveyed_alone_later(make_sim, tmp_path,
+                                                                                                monkeypatch):
+    """Found by the torture run: two jobs of the same picture and length lost their answers 0.2 s apart,
+    the first after its task was made, the second before. The first survey read the listing within the
+    second's grace, so it left the first unknown (the one task fits both) and kept the second for
+    another survey, which, matching it alone, took the first job's task for its own: that job was then
+    proven absent and paid again. Every survey in the run matches every job still unknown."""
+    from batchgen.errors import AmbiguousSubmitError, TransientError
+
+    real, calls, made = WaveSpeedProvider.submit, [], []
+
+    async def first_made_second_not(self, model, body, **options):
+        calls.append(body["prompt"])
+        if len(calls) == 1:
+            made.append((await real(self, model, body, **options)).id)
+            raise AmbiguousSubmitError("submit: the connection failed after sending; the task may have been created")
+        if len(calls) == 2:  # refused: the second job's next intent comes after a backoff
+            raise TransientError("submit: HTTP 503: busy, retry later", status=503)
+        if len(calls) == 3:
+            raise AmbiguousSubmitError("submit: HTTP 500: upstream error; the task may have been created")
+        return await real(self, model, body, **options)
+
+    monkeypatch.setattr(WaveSpeedProvider, "submit", first_made_second_not)
+    sim = make_sim()
+    make_images(tmp_path / "img", 1)
+    manifest = write_manifest(tmp_path, [{"id": f"take{n}", "output": f"take{n}.mp4", "image": "img/shot00.png",
+                                          "prompt": prompt, "duration": 4}
+                                         for n, prompt in enumerate(("The shot turns", "The shot glides"))])
+    out = tmp_path / "out"
+    run_cli(sim, manifest, out, "--concurrency", "2")
+    state = load(out / "state.jsonl").jobs.values()
+    owner = [r for r in state if r.pid == made[0] or made[0] in r.past_pids]
+    assert all(r.body_hash == sim.ledger()["submissions"][0]["body_hash"] for r in owner), "given to another job"
+    assert max(sim.ledger()["accepted_by_body_hash"].values()) == 1, "a job was paid twice"
+    # The one task fits both, and only one of them made it: neither is claimed, both wait for the user.
+    assert [r.status.value for r in state] == ["unknown", "unknown"]
