@@ -198,28 +198,39 @@ class QueueMargin:
 
     A slot that frees at the provider is refilled only after a read notices the end and a new submit
     arrives; meanwhile about ``concurrency * (lag + submit) / generation`` more slots free. Jobs that
-    started together (the first waves) end bunched: ``share`` of them within the learned window's
-    ``spread``, so slots free faster than that while they end. That many queued tasks (plus one for
-    the spread) keep every freed slot busy. The margin only grows during a run (a flapping target
-    would stall submits for nothing), and never past ``cap``: half the concurrency, at least 3,
-    since each one is paid before it starts."""
+    started together end bunched: ``share`` of them within the learned window's ``spread``, so slots
+    free faster than that while they end. That many queued tasks (plus one for the spread) keep
+    every freed slot busy.
+
+    Nothing is known before the first jobs end, and the first wave (every slot started at once) ends
+    the most bunched of all, before any read can notice it: sized from nothing, the margin was too
+    small by the time it could grow, and a Gold account's slots stood idle for 1-2 s of full
+    capacity while its first wave ended. So the margin starts at ``cap`` and is sized from
+    measurements once the generation time is learned (``fit`` with ``learned``): that first sizing
+    may bring it down (long jobs need few queued), later ones only grow it (a flapping target would
+    stall submits for nothing). ``cap`` is the concurrency (at least 3), since each queued task is
+    paid before it starts; 20 s jobs read at a 5 s floor need about that many."""
 
     def __init__(self, concurrency: int, fixed: int | None = None):
         self.concurrency = concurrency
-        self.cap = max(3, math.ceil(concurrency / 2)) if fixed is None else fixed
+        self.cap = max(3, concurrency) if fixed is None else fixed
         self.fixed = fixed is not None
-        self.value = fixed if fixed is not None else min(self.cap, max(1, math.ceil(concurrency / 10)))
+        self.value = self.cap
+        #: Sized from a learned generation time at least once (a fixed margin never is).
+        self.sized = self.fixed
 
-    def grow(self, lag: float, submit: float, generation: float | None, spread: float | None = None,
-             share: float = 0.55) -> bool:
-        """Size the margin for what was measured; True when it grew."""
-        if self.fixed or not generation or generation <= 0:
+    def fit(self, lag: float, submit: float, generation: float | None, spread: float | None = None,
+            share: float = 0.55, learned: bool = True) -> bool:
+        """Size the margin for what was measured (``learned``: the generation time comes from enough
+        finished jobs to trust); True when it changed."""
+        if self.fixed or not learned or not generation or generation <= 0:
             return False
         rate = self.concurrency / generation
         if spread is not None and spread > 0:
             rate = max(rate, share * self.concurrency / spread)
         want = min(self.cap, math.ceil(rate * (lag + submit)) + 1)
-        if want <= self.value:
+        if want == self.value or (self.sized and want < self.value):
+            self.sized = True
             return False
-        self.value = want
+        self.sized, self.value = True, want
         return True

@@ -156,12 +156,14 @@ class PollSchedule:
             self._learned.set()
 
     def size_margin(self, margin: QueueMargin, model: str, duration: int, submit: float) -> bool:
-        """Grow ``margin`` for what this batch has measured of ``model`` at ``duration``: the read lag, the
+        """Size ``margin`` for what this batch has measured of ``model`` at ``duration``: the read lag, the
         submit time, the generation time and how bunched jobs end (the learned window holds the share of
-        them between its quantiles); True when it grew."""
+        them between its quantiles), once enough of them finished to trust; True when it changed."""
         window, p = self.window(model, duration), self.policy
-        return margin.grow(self.queue.lag() or 0.0, submit, self.expected(model, duration),
-                           window[1] - window[0] if window else None, p.high_quantile - p.low_quantile)
+        seen = self._seen.get((model, duration))
+        return margin.fit(self.queue.lag() or 0.0, submit, self.expected(model, duration),
+                          window[1] - window[0] if window else None, p.high_quantile - p.low_quantile,
+                          learned=bool(seen) and len(seen) >= p.min_samples)
 
     def expected(self, model: str, duration: int) -> float | None:
         seen = self._seen.get((model, duration))
@@ -279,6 +281,11 @@ class Watch:
         self.took: float | None = None
         self.before_window = False
 
+    @property
+    def last_miss(self) -> float | None:
+        """When a read last found the job unfinished (None: never)."""
+        return self._last_read
+
     def delay(self) -> float:
         """Seconds until the next read, as of now: never sooner than the model's read floor allows."""
         return max(self._planned(), self.floor_wait())
@@ -333,10 +340,13 @@ class Watch:
         s, p = self.schedule, self.schedule.policy
         late = 2 * (window[1] if window else p.max_interval) + 2 * p.recheck
         elapsed = s._clock() - self.started
+        # A wait, re-planned every few seconds (PollSchedule.until_read): what wakes it early (the
+        # first job learned, a server slot) changes the plan, and must not set off a read by itself.
+        # A queue primed with a whole wave of 3-minute jobs was read three times a job while it waited.
+        self.before_window = True
         if elapsed < late:
-            self.before_window = True
             return late - elapsed
-        return max(p.max_interval, elapsed / 2)
+        return max(p.max_interval, elapsed if window is None else elapsed / 2)
 
     def missed(self) -> None:
         """A read just found the job unfinished."""

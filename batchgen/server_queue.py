@@ -70,7 +70,9 @@ class ServerQueue:
             return now
         if watch.started + took > now + (self.lag() or 0.0):
             return min(now, watch.submitted + took)
-        return min(now, watch.started + took)
+        # It was still running when last read unfinished: a start estimated too early (a job ahead of
+        # it noticed late, or out of order) would hand that error on to the next job, wave after wave.
+        return min(now, max(watch.started + took, watch.last_miss or 0.0))
 
     def generation(self, watch: "Watch", took: float | None) -> float | None:
         """The job's own generation time (without its wait in the queue), for learning the window."""

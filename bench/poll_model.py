@@ -83,7 +83,8 @@ class _Sim:
         return start
 
     def run(self, spawn) -> None:
-        for _ in range(min(self.limit(), self.n)):
+        # The first spawn creates the margin (see _batchgen): the limit is asked after each one.
+        while self.next_job < self.n and self.in_flight < self.limit():
             self._spawn(spawn)
         while self.heap:
             when, seq, job = heapq.heappop(self.heap)

@@ -15,12 +15,13 @@ from batchgen.state import load
 
 
 def _start(sim, tmp_path, submits: int):
-    """A run of 6 jobs on 2 slots, started in a child process and left once ``submits`` went out."""
+    """A run of 6 jobs on 2 slots and one task queued beyond them (a fixed --queue-margin, so that a
+    Ctrl-C always leaves jobs unsubmitted), started in a child process and left once ``submits`` went out."""
     make_images(tmp_path / "img", 6)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(out), "--base-url", sim.base_url,
-           "--yes", "--poll-min", "0.05", "--concurrency", "2"]
+           "--yes", "--poll-min", "0.05", "--concurrency", "2", "--queue-margin", "1"]
     env = {**os.environ, "WAVESPEED_API_KEY": "k"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20

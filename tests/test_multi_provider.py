@@ -63,7 +63,8 @@ async def _run(manifest: Path, out: Path, members: dict, *, observer=None, fallb
         with StateLog(out / "state.jsonl") as log:
             log.open()
             runner = Runner(loaded.jobs, provider, log, loaded.models,
-                            RunOptions(out_dir=out, concurrency=1, fallback_after=fallback_after,
+                            # One queued beyond the slot: a switch-off lands while submits remain.
+                            RunOptions(out_dir=out, concurrency=1, queue_margin=1, fallback_after=fallback_after,
                                        poll=PollPolicy(min_interval=0.05)),
                             verifier=verifier, observer=observer)
             return await runner.run()

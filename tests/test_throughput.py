@@ -70,36 +70,43 @@ def test_with_webhooks_reads_wait_well_past_the_expected_end():
     assert watch.delay() >= 2 * high
 
 
-def test_the_queue_margin_grows_with_the_lag_and_stays_bounded():
+def test_the_queue_margin_starts_at_its_cap_is_sized_once_learned_then_only_grows():
+    """Before anything ends nothing can be measured, and the first wave ends the most bunched: the
+    margin starts at its cap (the concurrency). Once the generation time is learned it is sized
+    from the measurements, down if they call for fewer; after that it only grows."""
     margin = QueueMargin(8)
-    assert margin.value == 1 and margin.cap == 4
-    assert margin.grow(0.1, 0.0, 5.0) and margin.value == 2  # ceil(8 x 0.1 / 5) + 1
-    assert margin.grow(2.0, 0.1, 5.0) and margin.value == 4  # 8 x 2.1 / 5 + 1 = 5, capped at 4
-    assert not margin.grow(0.0, 0.0, 5.0) and margin.value == 4  # it never shrinks in a run
+    assert margin.value == margin.cap == 8 and not margin.sized
+    assert not margin.fit(0.1, 0.0, 5.0, learned=False) and margin.value == 8  # too few jobs ended to trust
+    assert margin.fit(0.1, 0.0, 5.0) and margin.value == 2  # ceil(8 x 0.1 / 5) + 1: down, once
+    assert margin.fit(2.0, 0.1, 5.0) and margin.value == 5  # 8 x 2.1 / 5 + 1 = 4.36, rounded up
+    assert not margin.fit(0.0, 0.0, 5.0) and margin.value == 5  # it never shrinks again
+    assert margin.fit(6.0, 0.1, 5.0) and margin.value == 8  # 8 x 6.1 / 5 + 1 = 10.76, capped at 8
+    assert QueueMargin(2).cap == 3  # a Bronze-sized account still gets room for a few
     big = QueueMargin(2000)
-    assert big.cap == 1000 and big.value == 200
-    big.grow(1.0, 0.05, 10.0)
-    assert big.value == 211
+    assert big.cap == big.value == 2000
+    assert big.fit(1.0, 0.05, 10.0) and big.value == 211
+    assert not big.fit(1.0, 0.05, 10.0) and big.value == 211  # the same figures: unchanged, not "changed"
     fixed = QueueMargin(8, fixed=0)
-    assert not fixed.grow(5.0, 1.0, 5.0) and fixed.value == 0
+    assert fixed.value == 0 and not fixed.fit(5.0, 1.0, 5.0) and fixed.value == 0
 
 
-def test_the_margin_grows_and_is_announced_when_webhooks_left_no_read_lag_to_measure(caplog):
-    """With deliveries nothing is read, so there is no read lag: the margin still grows for the
-    submit time, and the announcement says the lag was not measured (it once crashed the poll)."""
+def test_the_margin_is_sized_and_announced_when_webhooks_left_no_read_lag_to_measure(caplog):
+    """With deliveries nothing is read, so there is no read lag: the margin is sized for the submit
+    time alone, and the announcement says the lag was not measured (it once crashed the poll)."""
     t = FakeTime()
     schedule = _schedule(t, capacity=4)
-    for _ in range(4):
+    for _ in range(5):
         schedule.observe("m", 4, 0.5)
     assert schedule.queue.lag() is None
     runner = SimpleNamespace(opt=SimpleNamespace(concurrency=4, queue_margin=None),
                              provider=SimpleNamespace(policy=SimpleNamespace(queues_over_limit=True)),
-                             schedule=schedule, submitter=SimpleNamespace(latency=0.1), slots=Slots(5),
+                             schedule=schedule, submitter=SimpleNamespace(latency=0.1), slots=Slots(8),
                              emit=lambda event: None)
     priming = QueuePriming(runner)
+    assert priming.in_flight == 8  # the cap to start with
     with caplog.at_level("INFO", logger="batchgen"):
         asyncio.run(priming.resize(SimpleNamespace(model="m", duration=4)))
-    assert priming.margin.value > 1 and priming.in_flight == 4 + priming.margin.value
+    assert priming.margin.value == 2 and priming.in_flight == 6 == runner.slots.target  # ceil(4 / 0.5 x 0.1) + 1
     assert "read lag not measured, submit 0.10s, generation 0.5s" in caplog.text
 
 
@@ -107,13 +114,15 @@ def test_jobs_that_end_bunched_in_a_narrow_window_get_a_wider_margin():
     """2,000 jobs started together end 55 % of them within a 4.4 s window: slots free at 250/s, not
     the 100/s that 2,000 slots of 20 s jobs free on average, and a 5 s read lag must be covered."""
     steady, bunched = QueueMargin(2000), QueueMargin(2000)
-    steady.grow(4.0, 0.05, 20.0)
-    bunched.grow(4.0, 0.05, 20.0, spread=8.0)
+    steady.fit(4.0, 0.05, 20.0)
+    bunched.fit(4.0, 0.05, 20.0, spread=8.0)
     assert steady.value == 406  # 2000 x 4.05 / 20 + 1
     assert bunched.value == 558  # 0.55 x 2000 x 4.05 / 8 + 1
-    assert not steady.grow(4.0, 0.05, 20.0, spread=40.0)  # a wide window: the average rate rules
-    bunched.grow(5.0, 0.05, 20.0, spread=4.4)
-    assert bunched.value == bunched.cap == 1000
+    assert not steady.fit(4.0, 0.05, 20.0, spread=40.0)  # a wide window: the average rate rules
+    bunched.fit(5.0, 0.05, 20.0, spread=4.4)
+    assert bunched.value == 1264  # 0.55 x 2000 x 5.05 / 4.4 + 1: over half the concurrency, the old cap
+    bunched.fit(10.0, 0.05, 20.0, spread=4.4)
+    assert bunched.value == bunched.cap == 2000
 
 
 def test_the_schedule_sizes_the_margin_from_the_window_it_learned():
@@ -121,12 +130,14 @@ def test_the_schedule_sizes_the_margin_from_the_window_it_learned():
     0.55 x 32 / 4 = 4.4 a second while a wave ends, not 32 / 20 = 1.6."""
     t = FakeTime()
     schedule = _schedule(t, capacity=32)
-    for seconds in (18.0, 19.0, 20.0, 21.0, 22.0):
-        schedule.observe("m", 4, seconds)
-    low, high = schedule.window("m", 4)
-    margin = QueueMargin(32)
-    assert schedule.size_margin(margin, "m", 4, submit=0.0) is False  # no read lag measured yet: nothing to cover
     schedule.queue._lags.extend([2.0] * 4)
+    margin = QueueMargin(32)
+    for seconds in (18.0, 19.0, 20.0, 21.0):
+        schedule.observe("m", 4, seconds)
+    assert schedule.size_margin(margin, "m", 4, submit=0.0) is False  # 4 jobs ended: not learned yet
+    assert margin.value == 32
+    schedule.observe("m", 4, 22.0)
+    low, high = schedule.window("m", 4)
     assert schedule.size_margin(margin, "m", 4, submit=0.0)
     assert margin.value == math.ceil(0.55 * 32 / (high - low) * 2.0) + 1 > math.ceil(32 / 20 * 2.0) + 1
 
