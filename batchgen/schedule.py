@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from .flags import Flag, wait_any
 from .pacing import Clock, QueueMargin, Sleep
+from .read_grid import ReadGrid
 from .server_queue import ServerQueue
 
 
@@ -113,11 +114,15 @@ class PollSchedule:
         self._learned = Flag()
         self._draining = False
         self._horizon: tuple[float, float] | None = None
+        #: While draining, reads spaced by the floor are made in step (read_grid.py).
+        self.grid = ReadGrid()
 
     def drain(self) -> None:
         """Nothing waits for a slot any more: from now on only the last job to finish sets the
-        batch's end, so reads that could not change it are put off (see ``horizon``)."""
+        batch's end, so reads that could not change it are put off (see ``horizon``), and reads that
+        the floor spaces are made in step (read_grid.py)."""
         self._draining = True
+        self.grid.begin(self._clock())
 
     def horizon(self) -> float | None:
         """While draining: the clock time before which the batch cannot end, as far as is known.
@@ -280,6 +285,8 @@ class Watch:
         #: The generation time a delivery reported (see Poller.delivered).
         self.took: float | None = None
         self.before_window = False
+        #: The spacing of this job's reads across its window, as last planned (None: not reading it).
+        self._step: float | None = None
 
     @property
     def last_miss(self) -> float | None:
@@ -288,7 +295,11 @@ class Watch:
 
     def delay(self) -> float:
         """Seconds until the next read, as of now: never sooner than the model's read floor allows."""
-        return max(self._planned(), self.floor_wait())
+        planned, floor = self._planned(), self.floor_wait()
+        s, gap = self.schedule, self.schedule.policy.floor(self.key[0])
+        if s._draining and self._step is not None and self._step <= gap:
+            return s.grid.align(s._clock(), planned, floor, gap)
+        return max(planned, floor)
 
     def floor_wait(self) -> float:
         """Seconds until the read floor allows reading this job again (from its submit, if never read)."""
@@ -301,6 +312,7 @@ class Watch:
         window = s.window(*self.key)
         self.before_window = False
         self._read_past_window = False
+        self._step = None
         if self.queued or s.webhooks:
             # Nothing to read yet: a server slot or a delivery wakes it (PollSchedule.nap).
             self._leave_probing()
@@ -309,7 +321,7 @@ class Watch:
             return self._blind()
         self._leave_probing()
         low, high = window
-        step = max(p.min_interval, (high - low) / p.reads_in_window)
+        step = self._step = max(p.min_interval, (high - low) / p.reads_in_window)
         elapsed = s._clock() - self.started
         # Reads spaced by step end at the window's end; a window narrower than a step gets one read, late.
         first = high - math.floor((high - low) / step + 1e-9) * step

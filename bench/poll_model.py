@@ -32,6 +32,9 @@ from batchgen.schedule import PollPolicy, PollSchedule  # noqa: E402
 MODEL = "model"
 SUBMIT_LATENCY = 0.01
 READ_LATENCY = 0.005
+#: Downloads at once, as bench/perf.py runs batchgen (--download-concurrency 32): the schedule puts reads
+#: off to the horizon only when the jobs left fit one round of them.
+DOWNLOADS = 32
 
 
 class _Sim:
@@ -140,7 +143,7 @@ def _batchgen(policy: PollPolicy, seed: int, queue: bool = False):
         schedule = state.get("schedule")
         if schedule is None:
             schedule = state["schedule"] = PollSchedule(policy, random.Random(seed), clock=lambda: sim.now,
-                                                        capacity=sim.c if queue else None)
+                                                        capacity=sim.c if queue else None, downloads=DOWNLOADS)
             sim.margin = QueueMargin(sim.c) if queue else None
         return _batchgen_job(sim, schedule, gen, job)
     return spawn

@@ -1,0 +1,64 @@
+"""Reads in step at the end of a batch (read_grid.py): the grid itself, and the schedule using it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from batchgen.read_grid import SLACK, ReadGrid
+from batchgen.schedule import PollPolicy, PollSchedule
+from test_schedule import FakeTime
+
+
+def test_no_grid_before_draining_begins():
+    grid = ReadGrid()
+    assert grid.align(100.0, 1.3, 4.0, 5.0) == 4.0 and grid.align(100.0, 7.0, 4.0, 5.0) == 7.0
+
+
+def test_a_read_moves_to_the_nearest_grid_time_the_floor_allows():
+    grid = ReadGrid()
+    grid.begin(100.0)  # grid times 100, 105, 110, ...
+    assert grid.align(101.0, 1.0, 0.0, 5.0) == pytest.approx(4.0)  # planned 102: 100 is past, so 105
+    assert grid.align(101.0, 3.5, 0.0, 5.0) == pytest.approx(4.0)  # planned 104.5: 105
+    assert grid.align(101.0, 8.0, 0.0, 5.0) == pytest.approx(9.0)  # planned 109: 110, not 105
+    assert grid.align(101.0, 10.0, 0.0, 5.0) == pytest.approx(9.0)  # planned 111: 110 is nearer than 115
+    assert grid.align(101.0, 1.0, 8.0, 5.0) == pytest.approx(9.0)  # the floor allows 109 at the soonest: 110
+    # A read made at 105 that ended at 105.05: its floor allows 110.05, and 110 counts (the caller
+    # sleeps the last 0.05 s); without that slack every job would skip a grid time.
+    assert grid.align(105.05, 0.0, 5.0, 5.0) == pytest.approx(4.95)
+    # More than SLACK of a step short of the floor: that grid time is too early, the next one is taken.
+    late = 5.0 * SLACK + 0.2
+    assert grid.align(105.0 + late, 0.0, 5.0, 5.0) == pytest.approx(115.0 - 105.0 - late)
+    assert grid.align(100.0, 2.0, 0.0, 0.0) == 2.0  # no floor: no grid
+
+
+def test_draining_jobs_whose_reads_the_floor_spaces_are_read_at_common_times():
+    """20 s jobs read at a 5 s floor: started at scattered times, once the batch drains every read
+    lands on one grid, so the last end is noticed at the first grid time after it."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(min_interval=1.0, read_floor=5.0), random.Random(3), clock=t.clock)
+    for seconds in (17.0, 18.5, 20.0, 21.5, 23.0, 19.0, 22.0):
+        schedule.observe("m", 4, seconds)
+    watches = [schedule.watch("m", 4, elapsed) for elapsed in (0.3, 1.1, 2.7, 3.9)]
+    spread = {round((t.now + w.delay()) % 5.0, 6) for w in watches}
+    assert len(spread) > 1, "before draining each job keeps its own phase"
+    schedule.drain()
+    anchor = t.now
+    for w in watches:
+        assert ((t.now + w.delay() - anchor) / 5.0) == pytest.approx(round((t.now + w.delay() - anchor) / 5.0))
+
+
+def test_jobs_whose_window_spaces_reads_wider_than_the_floor_keep_their_own_times():
+    """3-minute jobs are read every ~8 s across their window: moving those reads to 5 s multiples
+    would put them off the window's times, for nothing (few of them end together)."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(min_interval=1.0, read_floor=5.0, jitter=0.0), random.Random(3),
+                            clock=t.clock)
+    for seconds in (150.0, 165.0, 180.0, 195.0, 210.0, 172.0, 188.0):
+        schedule.observe("m", 4, seconds)
+    watch = schedule.watch("m", 4, 100.0)
+    before = watch.delay()
+    schedule.drain()
+    t.now += 0.7  # the grid starts here: off the job's own times
+    assert watch.delay() == pytest.approx(before - 0.7)
