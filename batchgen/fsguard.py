@@ -92,14 +92,21 @@ def write_error(path: Path, exc: OSError, *, what: str) -> LocalError:
 
 
 def append_whole(fd: int, data: bytes) -> None:
-    """Append ``data`` whole to the file behind ``fd`` or leave the file as it was: a failed write
-    is cut back to the old length and fsynced, so no partial line is left for a later reader."""
-    start = os.lseek(fd, 0, os.SEEK_END)
+    """Append ``data`` whole to the file behind ``fd`` (opened O_APPEND, with one writer) or leave the
+    file as it was: a write that fails after part of ``data`` went out is cut back by that part and
+    fsynced, so no partial line is left for a later reader. (No seek on the way: a system call per
+    state line was a few percent of a Gold batch's CPU.)"""
+    view, done = memoryview(data), 0
     try:
-        write_fully(fd, data)
+        while done < len(data):
+            written = os.write(fd, view[done:])
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
     except OSError:
-        os.ftruncate(fd, start)
-        os.fsync(fd)
+        if done:
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - done)
+            os.fsync(fd)
         raise
 
 
