@@ -39,7 +39,7 @@ class Poller:
         try:
             await self.r.schedule.until_read(watch, self.r.sleep)
             while not watch.delivered.is_set():
-                pred = await retrying(lambda: self.r.provider.result(rec.pid), self.r.retry, self._read_decide,
+                pred = await retrying(lambda: self._read(watch, rec.pid), self.r.retry, self._read_decide,
                                       sleep=self.r.sleep, rng=self.r.rng, what=f"result {rec.pid}",
                                       attempts=self.r.retry.attempts * 3)
                 if pred.status is not PredictionStatus.CREATED and pred.status is not PredictionStatus.PROCESSING:
@@ -56,6 +56,10 @@ class Poller:
             del self.watches[job.key]
             watch.close(took)
             await self.r.priming.resize(job)
+
+    async def _read(self, watch: Watch, pid: str) -> Prediction:
+        watch.asking()  # the read floor counts from here
+        return await self.r.provider.result(pid)
 
     def delivered(self, job: JobSpec, pred: Prediction) -> None:
         """A verified delivery says the job's task ended: record it as a read would, wake its poll."""

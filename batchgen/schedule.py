@@ -287,6 +287,8 @@ class Watch:
         self.before_window = False
         #: The spacing of this job's reads across its window, as last planned (None: not reading it).
         self._step: float | None = None
+        #: When the read in progress was sent (see ``asking``).
+        self._asked: float | None = None
 
     @property
     def last_miss(self) -> float | None:
@@ -360,10 +362,17 @@ class Watch:
             return late - elapsed
         return max(p.max_interval, elapsed if window is None else elapsed / 2)
 
+    def asking(self) -> None:
+        """A read of the job is being sent now (a retry sends it again)."""
+        self._asked = self.schedule._clock()
+
     def missed(self) -> None:
-        """A read just found the job unfinished."""
+        """A read just found the job unfinished: the floor counts from when it was sent (``asking``).
+        Counted from its answer instead, a read made in a burst of hundreds at one grid time
+        (read_grid.py) answered late enough to skip the next grid time, a whole floor later."""
         self.misses += 1
-        self._last_read = self.schedule._clock()
+        self._last_read = self._asked if self._asked is not None else self.schedule._clock()
+        self._asked = None
         if self._read_past_window:
             self._past_window += 1
 

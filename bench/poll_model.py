@@ -170,6 +170,7 @@ def _batchgen_job(sim: _Sim, schedule: PollSchedule, gen: float, job: int):
     watch = sim.watches[job] = schedule.watch(MODEL, 4)
     yield from _until_read(schedule, watch)
     while True:
+        watch.asking()
         yield from _read(sim, job)
         if sim.now >= started + gen:
             sim.done(job, started, gen)

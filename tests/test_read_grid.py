@@ -62,3 +62,18 @@ def test_jobs_whose_window_spaces_reads_wider_than_the_floor_keep_their_own_time
     schedule.drain()
     t.now += 0.7  # the grid starts here: off the job's own times
     assert watch.delay() == pytest.approx(before - 0.7)
+
+
+def test_the_read_floor_counts_from_when_a_read_was_sent_not_from_its_late_answer():
+    """Hundreds of reads sent at one grid time are answered over a second or so: counted from the
+    answer, each job's floor would end just after the next grid time and skip it, a floor later."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(min_interval=1.0, read_floor=5.0), random.Random(3), clock=t.clock)
+    watch = schedule.watch("m", 4, 30.0)
+    watch.asking()
+    t.now += 0.8  # a slow answer: still running
+    watch.missed()
+    assert watch.floor_wait() == pytest.approx(4.2)
+    t.now += 1.0
+    watch.missed()  # a read with no asking() (as before): the floor counts from its answer
+    assert watch.floor_wait() == pytest.approx(5.0)
