@@ -99,8 +99,8 @@ def _add_run_pace(run: argparse.ArgumentParser) -> None:
                      help="submits per minute your account allows (paces submits; default: the level's, else none)")
     run.add_argument("--queue-margin", type=int, default=None, metavar="N",
                      help="tasks kept waiting in the provider's queue beyond --concurrency, billed at submit "
-                          "(default: sized from the read lag and how bunched jobs end, at most --concurrency "
-                          "or 3)")
+                          "(default: --concurrency or 3 at first, then sized from the read lag and how bunched "
+                          "jobs end)")
     run.add_argument("--webhook-url", default=None, metavar="URL",
                      help="public https URL that reaches --listen: results arrive by webhook, reads are a safety net")
     run.add_argument("--listen", default="127.0.0.1:8787", metavar="HOST:PORT",

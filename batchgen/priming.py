@@ -1,8 +1,9 @@
 """Keeping a provider's queue primed: with a provider that queues over its concurrency cap (and bills
 at submit), a few tasks beyond the cap are kept in flight, so a slot that frees at the provider starts
-the next task at once, whatever the read lag. The margin is sized from the measured read lag and submit
-time (pacing.QueueMargin), only grows, is bounded, and is announced whenever it changes: queued tasks
-are paid like running ones (the budget, the spend prompt and Ctrl-C count them)."""
+the next task at once, whatever the read lag. The margin starts at its cap (the concurrency: the first
+wave ends before anything can be measured), is sized from the measured read lag, submit time and
+generation time once that is learned (pacing.QueueMargin), then only grows; it is announced whenever it
+changes: queued tasks are paid like running ones (the budget, the spend prompt and Ctrl-C count them)."""
 
 from __future__ import annotations
 
