@@ -127,7 +127,7 @@ class PollSchedule:
     def horizon(self) -> float | None:
         """While draining: the clock time before which the batch cannot end, as far as is known.
 
-        Every running job ends at or after its start plus the fastest time seen for its kind, so the
+        Every running job ends at or after its submit plus the fastest time seen for its kind, so the
         batch ends no sooner than the latest of those. Reading another job earlier finds it done
         sooner, but frees nothing that waits and moves the end not at all: those reads are waste,
         as long as the videos read at the horizon are downloaded in one parallel round."""
@@ -149,7 +149,11 @@ class PollSchedule:
             seen = self._seen.get(key)
             if not watches or not seen or len(seen) < self.policy.min_samples:
                 continue
-            end = max(w.started for w in watches) + min(seen)
+            # From each job's submit, not its start: a job that waited in the provider's queue has
+            # only an estimated start, late by up to the read lag when the wait in its predecessor's
+            # reported time went unrecognised (ServerQueue.end_of), and a horizon from it is no bound:
+            # it would put reads off past the real end.
+            end = max(w.submitted for w in watches) + min(seen)
             latest = end if latest is None else max(latest, end)
         self._horizon = (now, latest)
         return latest

@@ -632,4 +632,6 @@ def test_draining_puts_off_no_read_while_a_job_is_thought_to_wait_in_the_provide
     t.now += 20.0
     first.close(took=20.0)
     t.now += 1.0  # past the horizon's cache
-    assert not second.queued and schedule.horizon() == pytest.approx(second.started + 16.0)
+    # Its start (20 s in) is an estimate: the horizon counts from its submit, a bound that holds.
+    assert not second.queued and second.started == pytest.approx(second.submitted + 20.0)
+    assert schedule.horizon() == pytest.approx(second.submitted + 16.0)
