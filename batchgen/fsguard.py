@@ -71,14 +71,25 @@ def replace_whole(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o6
     os.replace(partial, path)
 
 
-def write_fully(fd: int, data: bytes) -> None:
-    """Write every byte or raise: ``os.write`` may write only part (a disk about to fill)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[written:]
+def write_fully(fd: int, data: bytes, *, whole: bool = False) -> None:
+    """Write every byte or raise: ``os.write`` may write only part (a disk about to fill).
+
+    ``whole``: ``fd`` is a file opened O_APPEND with one writer, and a write that fails after part of
+    ``data`` went out is cut back by that part and fsynced, so no partial line is left for a later
+    reader. (Cut back by what was written, not to a length read first: a seek per state line was a
+    few percent of a Gold batch's CPU.)"""
+    view, done = memoryview(data), 0
+    try:
+        while done < len(view):
+            written = os.write(fd, view[done:])
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+    except OSError:
+        if whole and done:
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - done)
+            os.fsync(fd)
+        raise
 
 
 def write_error(path: Path, exc: OSError, *, what: str) -> LocalError:
@@ -89,25 +100,6 @@ def write_error(path: Path, exc: OSError, *, what: str) -> LocalError:
                              "then run the same command again")
     return LocalError(f"cannot write {path} ({what}): {reason}; nothing more was sent. Check the disk, then "
                       "run the same command again")
-
-
-def append_whole(fd: int, data: bytes) -> None:
-    """Append ``data`` whole to the file behind ``fd`` (opened O_APPEND, with one writer) or leave the
-    file as it was: a write that fails after part of ``data`` went out is cut back by that part and
-    fsynced, so no partial line is left for a later reader. (No seek on the way: a system call per
-    state line was a few percent of a Gold batch's CPU.)"""
-    view, done = memoryview(data), 0
-    try:
-        while done < len(data):
-            written = os.write(fd, view[done:])
-            if written <= 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            done += written
-    except OSError:
-        if done:
-            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - done)
-            os.fsync(fd)
-        raise
 
 
 class NoFollowFileHandler(logging.FileHandler):

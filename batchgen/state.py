@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import StateError, StateLockedError
-from .fsguard import append_whole, create_fresh, open_nofollow, write_error
+from .fsguard import create_fresh, open_nofollow, write_error, write_fully
 from .redact import mask_all, redactors
 from .lifecycle import JobRecord, JobStatus, committed_spend, fold, spend_of
 from .state_events import Event, Run, Snap, Unknown, Upload, event_from_json
@@ -255,7 +255,7 @@ class StateLog:
             self._write_back()  # from memory, this event included
             return
         try:
-            append_whole(self._fh.fileno(), data)
+            write_fully(self._fh.fileno(), data, whole=True)
         except OSError as exc:
             raise write_error(self.path, exc, what="the state log") from exc
         self._size += len(data)
