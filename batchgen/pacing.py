@@ -229,8 +229,8 @@ class QueueMargin:
         if spread is not None and spread > 0:
             rate = max(rate, share * self.concurrency / spread)
         want = min(self.cap, math.ceil(rate * (lag + submit)) + 1)
-        if want == self.value or (self.sized and want < self.value):
-            self.sized = True
+        first, self.sized = not self.sized, True
+        if want == self.value or (want < self.value and not first):
             return False
-        self.sized, self.value = True, want
+        self.value = want
         return True

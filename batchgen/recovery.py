@@ -26,8 +26,7 @@ def surveyor(r: "Runner") -> Survey:
     poll, opt = r.opt.poll, r.opt
     fetcher = CandidateFetcher(r.provider, opt.out_dir.resolve(), r.retry, sleep=r.sleep, rng=r.rng, clock=r.clock,
                                wait_max=opt.candidate_wait, max_bytes=opt.max_download_bytes,
-                               read_every=lambda model: max(poll.min_interval,
-                                                            poll.read_floors.get(model, poll.read_floor)))
+                               read_every=lambda model: max(poll.min_interval, poll.floor(model)))
     return Survey(r.provider, r.state, fetcher, opt, r.sleep, r.clock)
 
 

@@ -10,7 +10,7 @@ from .deliveries import check_webhook_url
 from .errors import UsageError
 from .models import ModelTable
 from .pacing import ACCOUNT_LEVELS
-from .schedule import PollPolicy
+from .poll_policy import PollPolicy
 
 if TYPE_CHECKING:
     from .runner import Runner

@@ -21,7 +21,7 @@ from .providers import provider_info
 from .providers.base import Provider
 from .providers.multi import MultiProvider
 from .routing import provider_of, split
-from .schedule import PollPolicy
+from .poll_policy import PollPolicy
 
 #: Job ids named per missing key, at most.
 _SHOWN = 5

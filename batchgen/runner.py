@@ -36,7 +36,8 @@ from .providers.base import Provider
 from .retry import RetryPolicy
 from .pacing import Pacer, Slots, TokenBucket
 from .priming import QueuePriming
-from .schedule import PollPolicy, PollSchedule
+from .poll_policy import PollPolicy
+from .schedule import PollSchedule
 from .settling import Settler
 from .sidecars import videos_on_disk
 from .state import JobRecord, StateLog

@@ -1,6 +1,7 @@
-"""Timing decisions: the learned poll schedule (retry backoff is retry.py's; submit pacing and the
-in-flight target are in pacing.py; the provider's queue is modelled in server_queue.py). Small
-classes; time is always a parameter."""
+"""Timing decisions: the learned poll schedule (its settings are poll_policy.py's; retry backoff is
+retry.py's; submit pacing and the in-flight target are in pacing.py; the provider's queue is modelled in
+server_queue.py; reads in step at a batch's end are read_grid.py's). Small classes; time is always a
+parameter."""
 
 from __future__ import annotations
 
@@ -10,86 +11,12 @@ import random
 import statistics
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from types import MappingProxyType
 
 from .flags import Flag, wait_any
 from .pacing import Clock, QueueMargin, Sleep
+from .poll_policy import PollPolicy
 from .read_grid import ReadGrid
 from .server_queue import ServerQueue
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How to read results: first near the start of the expected finish window, then a few
-    evenly spaced reads across it, then a growing backoff past its end."""
-
-    #: Expected generation time before anything has finished; None: probe from min_interval up.
-    prior: float | None = None
-    min_interval: float = 1.0
-    max_interval: float = 30.0
-    growth: float = 1.5
-    jitter: float = 0.1
-    #: Reads spread across the learned window [low quantile, high quantile] of generation times.
-    reads_in_window: float = 5.0
-    low_quantile: float = 0.35
-    high_quantile: float = 0.9
-    #: How far back a window narrower than min_interval may reach for a second read.
-    floor_quantile: float = 0.05
-    #: Relative half-width of the window while fewer than ``min_samples`` jobs have finished.
-    spread: float = 0.2
-    min_samples: int = 5
-    #: While nothing is known, only this many jobs probe; the others sleep until something is learned.
-    probers: int = 2
-    #: A blind probe's interval grows to probe_cap, or to probe_fraction of the time the job has
-    #: run if that is longer: 2 s early, 30 s ten minutes in (long jobs do not cost hundreds of reads).
-    probe_cap: float = 2.0
-    probe_fraction: float = 0.05
-    #: A wait before the window longer than this is re-planned after it (jobs finishing meanwhile
-    #: sharpen the window; early in a batch the fastest finish first and bias it low).
-    recheck: float = 5.0
-    #: The fewest seconds between two reads of one job (and from its submit to its first read),
-    #: per model in ``read_floors``, else ``read_floor``; a provider's documented cadence goes here.
-    read_floor: float = 0.0
-    read_floors: Mapping[str, float] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        # Refused here, before anything is paid: a zero interval used to overflow deep in a run.
-        object.__setattr__(self, "read_floors", MappingProxyType(dict(self.read_floors)))
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not math.isfinite(value):
-                raise ValueError(f"PollPolicy.{f.name} must be a finite number, got {value!r}")
-        for model, floor in self.read_floors.items():
-            _check(f"read_floors[{model!r}]", floor, math.isfinite(floor) and floor >= 0, "a finite number >= 0")
-        _check("prior", self.prior, self.prior is None or self.prior > 0, "None or > 0 seconds")
-        _check("min_interval", self.min_interval, self.min_interval > 0, "> 0 seconds")
-        _check("max_interval", self.max_interval, self.max_interval >= self.min_interval,
-               f"at least min_interval ({self.min_interval})")
-        _check("growth", self.growth, self.growth >= 1, ">= 1")
-        _check("jitter", self.jitter, 0 <= self.jitter < 1, "in [0, 1)")
-        _check("reads_in_window", self.reads_in_window, self.reads_in_window > 0, "> 0")
-        _check("floor_quantile", self.floor_quantile, 0 < self.floor_quantile <= self.low_quantile,
-               "in (0, low_quantile]")
-        _check("low_quantile", self.low_quantile, self.low_quantile <= self.high_quantile, "at most high_quantile")
-        _check("high_quantile", self.high_quantile, self.high_quantile <= 1, "at most 1")
-        _check("spread", self.spread, 0 <= self.spread < 1, "in [0, 1)")
-        for name in ("min_samples", "probers"):
-            _check(name, getattr(self, name), getattr(self, name) >= 1, ">= 1")
-        for name in ("probe_cap", "recheck"):
-            _check(name, getattr(self, name), getattr(self, name) > 0, "> 0 seconds")
-        for name in ("probe_fraction", "read_floor"):
-            _check(name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
-
-    def floor(self, model: str) -> float:
-        """The fewest seconds between two reads of one job of ``model``."""
-        return self.read_floors.get(model, self.read_floor)
-
-
-def _check(name: str, value: object, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"PollPolicy.{name} must be {rule}, got {value!r}")
 
 
 class PollSchedule:
@@ -123,6 +50,15 @@ class PollSchedule:
         the floor spaces are made in step (read_grid.py)."""
         self._draining = True
         self.grid.begin(self._clock())
+
+    def in_step(self, planned: float, floor: float, model: str, step: float | None) -> float:
+        """The wait before a read planned in ``planned`` seconds that the floor allows in ``floor``: while
+        draining, moved to the batch's common read times if the floor, not the window's ``step``, is
+        what spaces this job's reads (read_grid.py)."""
+        gap = self.policy.floor(model)
+        if self._draining and step is not None and step <= gap:
+            return self.grid.align(self._clock(), planned, floor, gap)
+        return max(planned, floor)
 
     def horizon(self) -> float | None:
         """While draining: the clock time before which the batch cannot end, as far as is known.
@@ -301,11 +237,8 @@ class Watch:
 
     def delay(self) -> float:
         """Seconds until the next read, as of now: never sooner than the model's read floor allows."""
-        planned, floor = self._planned(), self.floor_wait()
-        s, gap = self.schedule, self.schedule.policy.floor(self.key[0])
-        if s._draining and self._step is not None and self._step <= gap:
-            return s.grid.align(s._clock(), planned, floor, gap)
-        return max(planned, floor)
+        planned = self._planned()  # first: it sets the step the window spaces reads by
+        return self.schedule.in_step(planned, self.floor_wait(), self.key[0], self._step)
 
     def floor_wait(self) -> float:
         """Seconds until the read floor allows reading this job again (from its submit, if never read)."""

@@ -164,7 +164,7 @@ def _batchgen_options(sc: Scenario, out: Path, margin: int | None = None):
 
     from batchgen.runner import RunOptions
     from batchgen.run_flags import VIDEO_READ_FLOOR
-    from batchgen.schedule import PollPolicy
+    from batchgen.poll_policy import PollPolicy
 
     # Wired as cli_run.py does for a remote API: nothing known about generation times up front.
     floor = VIDEO_READ_FLOOR if sc.poll_min is None else sc.poll_min

@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from batchgen.pacing import QueueMargin  # noqa: E402
-from batchgen.schedule import PollPolicy, PollSchedule  # noqa: E402
+from batchgen.poll_policy import PollPolicy  # noqa: E402
+from batchgen.schedule import PollSchedule  # noqa: E402
 
 MODEL = "model"
 SUBMIT_LATENCY = 0.01

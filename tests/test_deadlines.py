@@ -22,7 +22,7 @@ from batchgen.providers.replicate import ReplicateProvider
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.retry import zero_sleeps
 from batchgen.runner import RunOptions, Runner
-from batchgen.schedule import PollPolicy
+from batchgen.poll_policy import PollPolicy
 from batchgen.simulator import SimulatorThread
 from batchgen.simulator.replicate import ReplicateConfig, apply_changes, start
 from batchgen.state import StateLog, load

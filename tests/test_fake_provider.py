@@ -13,7 +13,7 @@ from runner_helpers import make_images, sha256, write_manifest
 from batchgen.manifest import load_manifest
 from batchgen.providers import provider_info, provider_names
 from batchgen.runner import RunOptions, Runner
-from batchgen.schedule import PollPolicy
+from batchgen.poll_policy import PollPolicy
 from batchgen.state import StateLog, load
 from batchgen.verifier import Verifier
 

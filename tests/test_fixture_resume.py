@@ -14,7 +14,7 @@ from batchgen.lifecycle import JobStatus
 from batchgen.manifest import load_manifest
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.runner import RunOptions, Runner
-from batchgen.schedule import PollPolicy
+from batchgen.poll_policy import PollPolicy
 from batchgen.state import StateLog, load
 from batchgen.verifier import Verifier
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from poll_model import compare, draw, simulate  # noqa: E402
 
-from batchgen.schedule import PollPolicy  # noqa: E402
+from batchgen.poll_policy import PollPolicy  # noqa: E402
 
 
 def test_t20_within_3_percent_of_the_1s_poller_with_at_most_3_reads_per_job():

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from batchgen.read_grid import SLACK, ReadGrid
-from batchgen.schedule import PollPolicy, PollSchedule
+from batchgen.poll_policy import PollPolicy
+from batchgen.schedule import PollSchedule
 from test_schedule import FakeTime
 
 
@@ -46,7 +47,8 @@ def test_draining_jobs_whose_reads_the_floor_spaces_are_read_at_common_times():
     schedule.drain()
     anchor = t.now
     for w in watches:
-        assert ((t.now + w.delay() - anchor) / 5.0) == pytest.approx(round((t.now + w.delay() - anchor) / 5.0))
+        steps = (t.now + w.delay() - anchor) / 5.0
+        assert steps == pytest.approx(round(steps))
 
 
 def test_jobs_whose_window_spaces_reads_wider_than_the_floor_keep_their_own_times():

@@ -15,7 +15,7 @@ from batchgen.manifest import load_manifest
 from batchgen.models import ModelTable
 from batchgen.providers.replicate import MODELS, SEEDANCE, ReplicateProvider
 from batchgen.runner import RunOptions, Runner
-from batchgen.schedule import PollPolicy
+from batchgen.poll_policy import PollPolicy
 from batchgen.simulator import Faults
 from batchgen.simulator.replicate import ReplicateConfig, start
 from batchgen.state import StateLog, load

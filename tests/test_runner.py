@@ -19,7 +19,7 @@ from batchgen.planner import PlanOptions
 from batchgen.providers.wavespeed import WaveSpeedProvider
 from batchgen.runner import RunOptions, Runner
 from batchgen.retry import zero_sleeps
-from batchgen.schedule import PollPolicy
+from batchgen.poll_policy import PollPolicy
 from batchgen.simulator import Faults
 from batchgen.state import StateLog, load
 from batchgen.verifier import Verifier

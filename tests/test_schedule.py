@@ -11,7 +11,8 @@ import re
 import pytest
 
 from batchgen.pacing import Pacer, Slots, TokenBucket
-from batchgen.schedule import PollPolicy, PollSchedule
+from batchgen.poll_policy import PollPolicy
+from batchgen.schedule import PollSchedule
 
 
 class FakeTime:

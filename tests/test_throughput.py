@@ -17,7 +17,8 @@ from batchgen.models import SEEDANCE, ModelTable
 from batchgen.pacing import ACCOUNT_LEVELS, QueueMargin, Slots, TokenBucket
 from batchgen.priming import QueuePriming
 from batchgen.run_flags import VIDEO_READ_FLOOR, account_limits, poll_policy, webhook_options
-from batchgen.schedule import PollPolicy, PollSchedule
+from batchgen.poll_policy import PollPolicy
+from batchgen.schedule import PollSchedule
 from test_schedule import FakeTime
 
 
