@@ -222,6 +222,8 @@ class Watch:
         self.delivered = Flag()
         #: Waiting in the provider's queue (not generating yet): ``started`` is provisional.
         self.queued = False
+        #: Left the provider's queue for a slot: ``started`` may still move back (ServerQueue._settle).
+        self.heir = False
         #: The generation time a delivery reported (see Poller.delivered).
         self.took: float | None = None
         self.before_window = False

@@ -164,11 +164,15 @@ def _until_read(schedule: PollSchedule, watch):
 
 
 def _batchgen_job(sim: _Sim, schedule: PollSchedule, gen: float, job: int):
+    submitted = sim.now
     yield ("sleep", SUBMIT_LATENCY)
     started = sim.start_at(gen)
     if sim.draining:
         schedule.drain()  # as the runner does once the last job has its slot
     watch = sim.watches[job] = schedule.watch(MODEL, 4)
+    # The time the provider reports counts from the submit, its wait in the queue included, as the
+    # simulator's timings.inference does (server_queue.py tells the two apart).
+    took = started + gen - submitted
     yield from _until_read(schedule, watch)
     while True:
         watch.asking()
@@ -176,9 +180,9 @@ def _batchgen_job(sim: _Sim, schedule: PollSchedule, gen: float, job: int):
         if sim.now >= started + gen:
             sim.done(job, started, gen)
             if job >= sim.failing:  # as the runner: observed, then the watch closed
-                schedule.observe(MODEL, 4, gen)
+                schedule.observe(MODEL, 4, schedule.queue.generation(watch, took))
                 sim.learn()
-            watch.close(gen)
+            watch.close(took)
             if sim.margin is not None:
                 schedule.size_margin(sim.margin, MODEL, 4, SUBMIT_LATENCY)
             sim.wake_handed()

@@ -247,5 +247,13 @@ def test_a_reported_time_that_counts_the_wait_in_the_queue_is_not_learned_as_gen
     assert schedule.queue.end_of(second, 40.0) == pytest.approx(t.now - 3.0)  # submit + 40 s
     assert schedule.queue.generation(second, 40.0) == pytest.approx(20.0)
     assert schedule.queue.end_of(second, 60.0) == t.now  # an end still ahead is taken as now
-    assert schedule.queue.generation(second, 20.0) == pytest.approx(20.0)  # a time without the wait
     assert schedule.queue.generation(first, 20.0) == 20.0  # never queued: as reported
+    assert schedule.queue.wait_counted  # learned, and kept for the rest of the run (test_server_queue.py)
+    # Another provider's time without the wait: counted from the start, it ends in the past.
+    t = FakeTime()
+    schedule = _schedule(t, capacity=1)
+    first, second = schedule.watch("m", 4), schedule.watch("m", 4)
+    t.now += 21.0
+    first.close(took=20.0)
+    t.now += 22.0
+    assert schedule.queue.generation(second, 20.0) == pytest.approx(20.0)
