@@ -43,6 +43,7 @@ class PollSchedule:
         self._horizon: tuple[float, float] | None = None
         #: While draining, reads spaced by the floor are made in step (read_grid.py).
         self.grid = ReadGrid()
+        self._aimed: float | None = None
 
     def drain(self) -> None:
         """Nothing waits for a slot any more: from now on only the last job to finish sets the
@@ -57,8 +58,27 @@ class PollSchedule:
         what spaces this job's reads (read_grid.py)."""
         gap = self.policy.floor(model)
         if self._draining and step is not None and step <= gap:
+            self._aim(gap)
             return self.grid.align(self._clock(), planned, floor, gap)
         return max(planned, floor)
+
+    def _aim(self, step: float) -> None:
+        """Every half step while draining: once no job is thought to wait in the provider's queue (their
+        starts are known then), move the read grid to where the batch's end is predicted
+        (ReadGrid.aim), if every running kind of job has learned its generation times."""
+        now = self._clock()
+        if self.queue.waiting or (self._aimed is not None and now - self._aimed < step / 2):
+            return
+        self._aimed = now
+        jobs = []
+        for key, watches in self._running.items():
+            seen = self._seen.get(key)
+            if watches and (not seen or len(seen) < self.policy.min_samples):
+                return
+            if watches:
+                gens = sorted(seen)
+                jobs += [(w.started, w.last_miss, gens) for w in watches]
+        self.grid.aim(now, step, jobs)
 
     def horizon(self) -> float | None:
         """While draining: the clock time before which the batch cannot end, as far as is known.

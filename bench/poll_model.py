@@ -62,6 +62,8 @@ class _Sim:
         self.reads: dict[int, int] = {}
         self.lags: dict[int, float] = {}
         self.finished_at = 0.0
+        #: When the last job ended at the provider (finished_at is when the runner noticed).
+        self.last_end = 0.0
         self.next_job = 0
         self.submitted = 0
         self.blind: set[int] = set()
@@ -118,7 +120,7 @@ class _Sim:
 
     def done(self, job: int, started: float, gen: float) -> None:
         self.lags[job] = self.now - started - gen
-        self.ended = started + gen
+        self.last_end = max(self.last_end, started + gen)
         self.finished_at = max(self.finished_at, self.now)
 
     def wake_handed(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -20,7 +21,7 @@ def test_no_grid_before_draining_begins():
 def test_a_read_moves_to_the_nearest_grid_time_the_floor_allows():
     grid = ReadGrid()
     grid.begin(100.0)  # grid times 100, 105, 110, ...
-    assert grid.align(101.0, 1.0, 0.0, 5.0) == pytest.approx(4.0)  # planned 102: 100 is past, so 105
+    assert grid.align(101.0, 1.0, 0.0, 5.0) == 0.0  # planned 102: 100 is nearest, just past: read now
     assert grid.align(101.0, 3.5, 0.0, 5.0) == pytest.approx(4.0)  # planned 104.5: 105
     assert grid.align(101.0, 8.0, 0.0, 5.0) == pytest.approx(9.0)  # planned 109: 110, not 105
     assert grid.align(101.0, 10.0, 0.0, 5.0) == pytest.approx(9.0)  # planned 111: 110 is nearer than 115
@@ -79,3 +80,62 @@ def test_the_read_floor_counts_from_when_a_read_was_sent_not_from_its_late_answe
     t.now += 1.0
     watch.missed()  # a read with no asking() (as before): the floor counts from its answer
     assert watch.floor_wait() == pytest.approx(5.0)
+
+
+GENS = [16.0 + 8.0 * i / 199 for i in range(200)]  # measured generation times, 16-24 s
+
+
+def _next_grid_time(grid: ReadGrid, after: float, step: float = 5.0) -> float:
+    return grid.anchor + math.ceil((after - grid.anchor) / step) * step
+
+
+def test_the_grid_moves_to_just_after_a_sharply_predicted_end():
+    """400 jobs started within a second of each other: the latest of their ends falls within a few
+    tenths of a second of 105 (start 81 plus 24 s); a grid time is put just after it."""
+    grid = ReadGrid()
+    grid.begin(90.3)  # grid times ..., 100.3, 105.3: an end at 104.9 would be noticed at 105.3
+    jobs = [(80.0 + i / 400, None, GENS) for i in range(400)]
+    assert grid.aim(90.0, 5.0, jobs)
+    after = _next_grid_time(grid, 104.9)
+    assert 104.9 <= after <= 105.2
+
+
+def test_a_broad_or_unknowable_or_near_end_leaves_the_grid_alone():
+    grid = ReadGrid()
+    grid.begin(90.3)
+    # Three jobs: the latest end lies anywhere in several seconds.
+    assert not grid.aim(90.0, 5.0, [(80.0, None, GENS), (82.0, None, GENS), (84.0, None, GENS)])
+    # A job read unfinished past every time measured: when it ends says nothing measured.
+    many = [(80.0 + i / 400, None, GENS) for i in range(400)]
+    assert not grid.aim(90.0, 5.0, many + [(60.0, 85.0, GENS)])
+    # The end is predicted less than a step ahead: jobs read since cannot all move in time.
+    assert not grid.aim(101.0, 5.0, many)
+    assert grid.anchor == 90.3
+
+
+def test_draining_aims_the_grid_only_once_no_job_waits_in_the_queue():
+    """While jobs wait in the provider's queue their starts are guesses: no aim until the last has a slot."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(min_interval=1.0, read_floor=5.0, jitter=0.0), random.Random(3),
+                            clock=t.clock, capacity=300)
+    for seconds in GENS[::20]:
+        schedule.observe("m", 4, seconds)
+    watches = [schedule.watch("m", 4) for _ in range(301)]
+    schedule.drain()
+    anchor = schedule.grid.anchor
+    t.now += 6.0
+    watches[0].delay()
+    assert schedule.grid.anchor == anchor  # one job still waits
+    t.now += 4.0
+    watches[0].close(1.0)  # ended at once: the job that waited had a slot from then on
+    watches[1].delay()
+    latest = watches[1].started + max(GENS[::20])  # 299 jobs end by then, the one that waited most likely too
+    assert schedule.grid.anchor != anchor
+    assert latest <= _next_grid_time(schedule.grid, latest) <= latest + 1.0
+
+
+def test_a_floor_under_a_second_is_not_aimed():
+    grid = ReadGrid()
+    grid.begin(90.3)
+    assert not grid.aim(90.0, 0.05, [(80.0 + i / 400, None, GENS) for i in range(400)])
+    assert grid.anchor == 90.3
