@@ -28,6 +28,33 @@ def safe_target(out_dir: Path, relative: str, *, resolved: bool = False) -> Path
     return target
 
 
+class Targets:
+    """``safe_target`` for one run's output folder, each sub-folder resolved once.
+
+    Resolving a path costs a system call per component, six per video in a Gold batch (about 3 % of
+    the runner's CPU). A folder's resolution is kept for the run; each call still looks at the last
+    component, and one that is a link, or any ``..``, ``.`` or absolute path, takes the full check."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self._folders: dict[str, Path] = {}
+
+    def __call__(self, relative: str) -> Path:
+        folder, _, name = relative.rpartition("/")
+        if relative.startswith("/") or name in ("", ".", "..") or ".." in folder.split("/"):
+            return safe_target(self.root, relative, resolved=True)
+        resolved = self._folders.get(folder)
+        if resolved is None:
+            resolved = (self.root / folder).resolve()
+            if resolved != self.root and self.root not in resolved.parents:
+                raise OutputPathError(f"the output path {relative!r} would leave the output folder {self.root}")
+            self._folders[folder] = resolved
+        target = resolved / name
+        if target.is_symlink():
+            return safe_target(self.root, relative, resolved=True)
+        return target
+
+
 def part_path(target: Path) -> Path:
     return target.with_name(target.name + ".part")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .crashtest import kill_point
-from .download import part_path, safe_target, set_aside, sidecar_path, write_sidecar
+from .download import Targets, part_path, set_aside, sidecar_path, write_sidecar
 from .errors import DiskFullError, ExpiredLinkError, PermanentError, TransientError, VerificationError
 from .fsguard import refuse_link
 from .jobs import JobSpec
@@ -47,14 +47,15 @@ class Fetcher:
         self.on_completed = on_completed
         self.on_downloading = on_downloading
         self.slots = asyncio.Semaphore(options.download_concurrency)
-        self.root = options.out_dir.resolve()
+        self.targets = Targets(options.out_dir)
+        self.root = self.targets.root
 
     def rec(self, job: JobSpec) -> JobRecord:
         return self.state_log.state.record(job.key)
 
     async def fetch(self, job: JobSpec) -> Downloaded:
         """Put the job's paid video on disk; returns the state event recorded."""
-        target = safe_target(self.root, job.output, resolved=True)
+        target = self.targets(job.output)
         part = part_path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         self.on_downloading(job)
@@ -72,7 +73,7 @@ class Fetcher:
     async def adopt(self, job: JobSpec, src: Path, got: Download) -> Downloaded:
         """Place a video reconciliation already fetched (its bytes are not fetched twice): verified as
         the job's, then moved to its output."""
-        target = safe_target(self.root, job.output, resolved=True)
+        target = self.targets(job.output)
         target.parent.mkdir(parents=True, exist_ok=True)
         await self.verifier.verify(str(src), job.resolution, float(job.duration), job.params.get("aspect_ratio"),
                                    self.opt.duration_tolerance, True)

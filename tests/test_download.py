@@ -78,3 +78,33 @@ def test_setting_aside_never_overwrites_an_earlier_set_aside_video(tmp_path):
     target.write_bytes(b"second")
     second = set_aside(target, "abcd1234")
     assert first != second and first.read_bytes() == b"first" and second.read_bytes() == b"second"
+
+
+RELATIVES = ["x.mp4", "./x.mp4", "sub/x.mp4", "sub/./x.mp4", "sub//x.mp4", "a/../x.mp4", "../x.mp4",
+             "a/../../x.mp4", "/etc/x.mp4", ".", "sub/..", "sub/", "link/x.mp4", "sub/file-link.mp4",
+             "sub/inside-link.mp4", "deep/er/x.mp4"]
+
+
+@pytest.mark.parametrize("relative", RELATIVES)
+def test_targets_checks_exactly_what_safe_target_does(tmp_path, relative):
+    """The run's cached form (each folder resolved once) accepts, refuses and returns the same,
+    asked twice (the second time from its cache)."""
+    from batchgen.download import Targets
+
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere")
+    (out / "sub" / "file-link.mp4").symlink_to(tmp_path / "elsewhere" / "x.mp4")
+    (out / "sub" / "inside-link.mp4").symlink_to(out / "x.mp4")
+    try:
+        expected = safe_target(out, relative)
+    except OutputPathError:
+        expected = None
+    targets = Targets(out)
+    for _ in range(2):
+        if expected is None:
+            with pytest.raises(OutputPathError, match="would leave the output folder"):
+                targets(relative)
+        else:
+            assert targets(relative) == expected
