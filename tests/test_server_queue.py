@@ -9,20 +9,21 @@ import random
 import pytest
 
 from batchgen.poll_policy import PollPolicy
-from batchgen.schedule import PollSchedule
+from batchgen.schedule import PollSchedule, Watch
 from test_schedule import FakeTime
 
 
-def _schedule(t: FakeTime, capacity: int) -> PollSchedule:
-    return PollSchedule(PollPolicy(min_interval=1.0, read_floor=5.0), random.Random(1), clock=t.clock,
-                        capacity=capacity)
+def _jobs(capacity: int, count: int) -> tuple[FakeTime, float, PollSchedule, list[Watch]]:
+    """``count`` jobs submitted at once to a provider with ``capacity`` slots: the clock, its start,
+    the schedule and the jobs' watches."""
+    t = FakeTime()
+    schedule = PollSchedule(PollPolicy(min_interval=1.0, read_floor=5.0), random.Random(1), clock=t.clock,
+                            capacity=capacity)
+    return t, t.now, schedule, [schedule.watch("m", 4) for _ in range(count)]
 
 
 def test_ends_noticed_out_of_order_still_give_the_queue_rising_starts():
-    t = FakeTime()
-    start = t.now
-    schedule = _schedule(t, 2)
-    a, b, c, d = (schedule.watch("m", 4) for _ in range(4))
+    t, start, schedule, (a, b, c, d) = _jobs(2, 4)
     assert c.queued and d.queued
     t.now = start + 20.0
     a.close(12.0)  # noticed first, but ended at +12
@@ -32,10 +33,7 @@ def test_ends_noticed_out_of_order_still_give_the_queue_rising_starts():
 
 
 def test_an_end_noticed_after_the_queue_emptied_moves_a_later_start_back():
-    t = FakeTime()
-    start = t.now
-    schedule = _schedule(t, 2)
-    a, b, c = (schedule.watch("m", 4) for _ in range(3))
+    t, start, schedule, (a, b, c) = _jobs(2, 3)
     t.now = start + 20.0
     a.close(12.0)
     assert c.started == pytest.approx(start + 12.0) and not schedule.queue.waiting
@@ -48,10 +46,7 @@ def test_an_end_noticed_after_the_queue_emptied_moves_a_later_start_back():
 
 
 def test_a_job_given_up_frees_its_slot_without_moving_starts_back():
-    t = FakeTime()
-    start = t.now
-    schedule = _schedule(t, 1)
-    a, b, c = (schedule.watch("m", 4) for _ in range(3))
+    t, start, schedule, (a, b, c) = _jobs(1, 3)
     t.now = start + 20.0
     a.close(15.0)
     assert b.started == pytest.approx(start + 15.0)
@@ -64,10 +59,7 @@ def test_whether_reported_times_count_the_wait_is_learned_once_and_kept():
     """The simulator's reported time counts a job's wait in the queue (upstream: undocumented). A job
     that waited 15 s says so beyond doubt; one that waited 1 s does not, and was taken alone to have
     ended a second after it did, which handed the next job a start a second late."""
-    t = FakeTime()
-    start = t.now
-    schedule = _schedule(t, 1)
-    a, b, c, d = (schedule.watch("m", 4) for _ in range(4))
+    t, start, schedule, (a, b, c, d) = _jobs(1, 4)
     t.now = start + 16.0
     a.close(15.0)  # b starts at +15
     t.now = start + 40.0
@@ -87,10 +79,7 @@ def test_whether_reported_times_count_the_wait_is_learned_once_and_kept():
 
 
 def test_reported_times_without_the_wait_are_learned_from_a_read_that_found_the_job_running():
-    t = FakeTime()
-    start = t.now
-    schedule = _schedule(t, 1)
-    a, b, c = (schedule.watch("m", 4) for _ in range(3))
+    t, start, schedule, (a, b, c) = _jobs(1, 3)
     t.now = start + 21.0
     a.close(20.0)  # b starts at +20
     t.now = start + 35.0
