@@ -235,7 +235,8 @@ def test_a_steady_large_download_is_not_cut(server, tmp_path):
 
 def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(server, tmp_path, monkeypatch):
     """A body read in many small chunks is written about a megabyte at a time, in a thread; the
-    file is created and opened in one hop, not on the event loop; a chunk no longer costs a hop."""
+    file is created with its first piece and closed with its last, not on the event loop; a chunk,
+    an open or a close costs no trip of its own."""
     size = 3_000_000
     server.script(Answer(200, b"", headers={"Content-Type": "video/mp4"}, filler=size, rate=6_000_000))
     hops: list[object] = []
@@ -261,9 +262,32 @@ def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(serve
     got = run(body())
     assert got.bytes == size and (tmp_path / "v.part").stat().st_size == size, got
     assert created_in and threading.get_ident() not in created_in, "created in a thread, not on the event loop"
-    writes = [len(fn.args[0]) for fn in hops if isinstance(fn, partial) and getattr(fn.func, "__name__", "") == "write"]
-    assert len(writes) <= 3 and len(hops) <= len(writes) + 2, hops  # open, writes of ~1 MiB, close
+    writes = [len(fn.args[2]) for fn in hops if isinstance(fn, partial) and fn.func.__name__.startswith("_write_")]
+    assert len(hops) == len(writes) == 3, hops  # three pieces of ~1 MiB: created with the first, closed with the last
     assert max(writes) <= (1 << 20) + (1 << 18), writes  # bounded: never the whole body at once
+    assert sum(writes) == size
+
+
+def test_a_short_download_reaches_the_disk_in_one_thread_hop(server, tmp_path, monkeypatch):
+    """A clip under a megabyte: created, written and closed in one trip to a thread."""
+    server.script(Answer(200, b"", headers={"Content-Type": "video/mp4"}, filler=200_000, rate=6_000_000))
+    hops: list[object] = []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            hops.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    async def body():
+        asyncio.get_running_loop().set_default_executor(Counting(max_workers=2))
+        provider = WaveSpeedProvider(KEY, server.base_url)
+        try:
+            return await provider.download(f"{server.base_url}/v.mp4", tmp_path / "v.part", max_bytes=1 << 30)
+        finally:
+            await provider.close()
+
+    assert run(body()).bytes == 200_000 == (tmp_path / "v.part").stat().st_size
+    assert [fn.func.__name__ for fn in hops if isinstance(fn, partial)] == ["_write_last"], hops
 
 
 def _download(server, tmp_path, **options):

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiofiles
+import aiofiles.os
 import aiohttp
 
 from ..errors import ExpiredLinkError, PermanentError, TransientError
-from ..fsguard import create_fresh
+from ..fsguard import create_fresh, write_fully
 from .base import Download
 from .wire import parse_retry_after
 
@@ -86,13 +87,15 @@ class Meter:
 async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, meter: Meter) -> None:
     """Write the body to ``dest`` as it arrives, never holding more than ``_FLUSH`` bytes of it.
 
-    Every disk call runs in a thread, and as few of them as can be: the file is created and opened
-    in one, and chunks go to the disk ``_FLUSH`` bytes at a time (a chunk read off a socket is often
-    a few KiB, and each write used to cost its own trip to a thread)."""
+    The disk work runs in a thread (aiofiles), in as few trips there as can be: the file is created
+    with its first ``_FLUSH`` bytes and closed with its last, so a body shorter than that (a clip of a
+    few seconds) costs one trip. Opening, writing and closing it each in its own trip, as
+    ``aiofiles.open`` does, handed the interpreter's lock back and forth between the event loop and
+    the thread three times a video: in a Gold batch most of the runner's system time."""
     loop = asyncio.get_running_loop()
     pending = bytearray()
-    # A link planted at the .part's name is refused, never followed out of the output folder.
-    async with aiofiles.open(dest, "wb", opener=_create_fresh) as fh:
+    fd: int | None = None
+    try:
         while True:
             window = asyncio.timeout_at(meter.deadline)
             try:
@@ -105,18 +108,47 @@ async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, meter: Meter)
             if chunk:
                 meter.add(chunk)
                 pending += chunk
-            if pending and (chunk == b"" or len(pending) >= _FLUSH):
-                await fh.write(pending)
-                pending.clear()
             if chunk == b"":
+                last, fd = fd, None
+                await _put_last(dest, last, bytes(pending))
                 return
+            if len(pending) >= _FLUSH:
+                fd = await _put(dest, fd, bytes(pending))
+                pending.clear()
             meter.check(loop.time())
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
-def _create_fresh(path: str | Path, flags: int) -> int:
-    """open()'s opener: ``path`` created fresh by fsguard.create_fresh, whose flags (write-only, new,
-    no link followed) stand in for the ones "wb" asks."""
-    return create_fresh(Path(path))
+def _write_piece(dest: Path, fd: int | None, data: bytes) -> int:
+    """Write ``data`` to the open ``fd``, or to ``dest`` created fresh (a link planted at its name is
+    refused, never followed out of the output folder); the descriptor written to."""
+    created = fd is None
+    if fd is None:
+        fd = create_fresh(dest)
+    try:
+        write_fully(fd, data)
+    except BaseException:
+        if created:
+            os.close(fd)
+        raise
+    return fd
+
+
+def _write_last(dest: Path, fd: int | None, data: bytes) -> None:
+    """``_write_piece``, then the file closed (also when the write failed)."""
+    try:
+        fd = _write_piece(dest, fd, data)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    os.close(fd)
+
+
+_put = aiofiles.os.wrap(_write_piece)
+_put_last = aiofiles.os.wrap(_write_last)
 
 
 async def download_output(session: aiohttp.ClientSession, url: str, dest: Path, *, max_bytes: int,
