@@ -11,6 +11,7 @@ import asyncio
 import errno
 import logging
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -125,11 +126,19 @@ class Fetcher:
 
     async def _place(self, job: JobSpec, target: Path, part: Path, got: Download) -> Downloaded:
         rec, owner = self.rec(job), self._owner(job, target)
-        # The fsync, renames and sidecar are a few ms of file-system work per job: off the event
-        # loop, in one hop to a thread rather than one each.
+        place = partial(_move_into_place, target, part, owner.key[:8] if owner else None, sidecar(job, rec, got))
+        loop = asyncio.get_running_loop()
         try:
-            aside = await asyncio.get_running_loop().run_in_executor(
-                None, _move_into_place, target, part, owner.key[:8] if owner else None, sidecar(job, rec, got))
+            if os.path.lexists(target):
+                # Something is there already, which may be hashed (a video's worth of reading): the
+                # whole placing runs in a thread.
+                aside = await loop.run_in_executor(None, place)
+            else:
+                # Only the fsync waits on the disk. The renames and the sidecar are a dozen quick calls,
+                # made here: in a thread, each of them handed the interpreter's lock back and forth with
+                # the event loop (most of a Gold batch's system time).
+                await loop.run_in_executor(None, fsync_path, part)
+                aside = place(synced=True)
         except OSError as exc:
             _remove(part)
             _raise_if_disk_full(target, exc)
@@ -165,11 +174,13 @@ def _raise_if_disk_full(path: Path, exc: OSError) -> None:
                             "command again to fetch the videos already paid for") from exc
 
 
-def _move_into_place(target: Path, part: Path, aside_tag: str | None, data: dict[str, Any]) -> Path | None:
-    """Make a verified .part durable and rename it into place, then write its sidecar. Whatever else is
-    at the target (an older paid video; a file of unknown origin, or one altered since its sidecar) is
-    set aside first: only a file of exactly the same bytes is replaced."""
-    fsync_path(part)
+def _move_into_place(target: Path, part: Path, aside_tag: str | None, data: dict[str, Any], *,
+                     synced: bool = False) -> Path | None:
+    """Make a verified .part durable (unless ``synced``: it is) and rename it into place, then write its
+    sidecar. Whatever else is at the target (an older paid video; a file of unknown origin, or one
+    altered since its sidecar) is set aside first: only a file of exactly the same bytes is replaced."""
+    if not synced:
+        fsync_path(part)
     # Links planted at the video's or its sidecar's name are refused before the video is moved in.
     refuse_link(target)
     refuse_link(sidecar_path(target))
