@@ -117,19 +117,18 @@ class Fetcher:
             # A body cut inside the container looks like a broken file: fetch it again first.
             raise TransientError(str(exc), job=job.id) from exc
 
-    def _owner(self, job: JobSpec, target: Path) -> JobRecord | None:
-        """Another job whose paid video sits at this target (an edited row's older take)."""
-        if not target.exists():
-            return None
+    def _owner(self, job: JobSpec) -> JobRecord | None:
+        """Another job whose paid video sits at this job's target (an edited row's older take)."""
         return next((r for r in self.state_log.state.jobs.values()
                      if r.key != job.key and r.status is JobStatus.DOWNLOADED and r.path == job.output), None)
 
     async def _place(self, job: JobSpec, target: Path, part: Path, got: Download) -> Downloaded:
-        rec, owner = self.rec(job), self._owner(job, target)
+        present = os.path.lexists(target)
+        rec, owner = self.rec(job), self._owner(job) if present else None
         place = partial(_move_into_place, target, part, owner.key[:8] if owner else None, sidecar(job, rec, got))
         loop = asyncio.get_running_loop()
         try:
-            if os.path.lexists(target):
+            if present:
                 # Something is there already, which may be hashed (a video's worth of reading): the
                 # whole placing runs in a thread.
                 aside = await loop.run_in_executor(None, place)

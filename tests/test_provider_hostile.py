@@ -233,11 +233,8 @@ def test_a_steady_large_download_is_not_cut(server, tmp_path):
     assert got.bytes == 6_000_000, got
 
 
-def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(server, tmp_path, monkeypatch):
-    """A body read in many small chunks is written about a megabyte at a time, in a thread; the
-    file is created with its first piece and closed with its last, not on the event loop; a chunk,
-    an open or a close costs no trip of its own."""
-    size = 3_000_000
+def _download_counting_trips(server, tmp_path, size):
+    """Download a ``size``-byte body; what it got, and every call sent to a thread on the way."""
     server.script(Answer(200, b"", headers={"Content-Type": "video/mp4"}, filler=size, rate=6_000_000))
     hops: list[object] = []
 
@@ -245,11 +242,6 @@ def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(serve
         def submit(self, fn, /, *args, **kwargs):
             hops.append(fn)
             return super().submit(fn, *args, **kwargs)
-
-    created_in = []
-    refuse_link = fsguard.refuse_link
-    monkeypatch.setattr(fsguard, "refuse_link", lambda path: created_in.append(threading.get_ident())
-                        or refuse_link(path))
 
     async def body():
         asyncio.get_running_loop().set_default_executor(Counting(max_workers=2))
@@ -261,6 +253,19 @@ def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(serve
 
     got = run(body())
     assert got.bytes == size and (tmp_path / "v.part").stat().st_size == size, got
+    return got, hops
+
+
+def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(server, tmp_path, monkeypatch):
+    """A body read in many small chunks is written about a megabyte at a time, in a thread; the
+    file is created with its first piece and closed with its last, not on the event loop; a chunk,
+    an open or a close costs no trip of its own."""
+    size = 3_000_000
+    created_in = []
+    refuse_link = fsguard.refuse_link
+    monkeypatch.setattr(fsguard, "refuse_link", lambda path: created_in.append(threading.get_ident())
+                        or refuse_link(path))
+    _, hops = _download_counting_trips(server, tmp_path, size)
     assert created_in and threading.get_ident() not in created_in, "created in a thread, not on the event loop"
     writes = [len(fn.args[2]) for fn in hops if isinstance(fn, partial) and fn.func.__name__.startswith("_write_")]
     assert len(hops) == len(writes) == 3, hops  # three pieces of ~1 MiB: created with the first, closed with the last
@@ -268,25 +273,9 @@ def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(serve
     assert sum(writes) == size
 
 
-def test_a_short_download_reaches_the_disk_in_one_thread_hop(server, tmp_path, monkeypatch):
+def test_a_short_download_reaches_the_disk_in_one_thread_hop(server, tmp_path):
     """A clip under a megabyte: created, written and closed in one trip to a thread."""
-    server.script(Answer(200, b"", headers={"Content-Type": "video/mp4"}, filler=200_000, rate=6_000_000))
-    hops: list[object] = []
-
-    class Counting(ThreadPoolExecutor):
-        def submit(self, fn, /, *args, **kwargs):
-            hops.append(fn)
-            return super().submit(fn, *args, **kwargs)
-
-    async def body():
-        asyncio.get_running_loop().set_default_executor(Counting(max_workers=2))
-        provider = WaveSpeedProvider(KEY, server.base_url)
-        try:
-            return await provider.download(f"{server.base_url}/v.mp4", tmp_path / "v.part", max_bytes=1 << 30)
-        finally:
-            await provider.close()
-
-    assert run(body()).bytes == 200_000 == (tmp_path / "v.part").stat().st_size
+    _, hops = _download_counting_trips(server, tmp_path, 200_000)
     assert [fn.func.__name__ for fn in hops if isinstance(fn, partial)] == ["_write_last"], hops
 
 
