@@ -133,10 +133,12 @@ class Fetcher:
                 # whole placing runs in a thread.
                 aside = await loop.run_in_executor(None, place)
             else:
-                # Only the fsync waits on the disk. The renames and the sidecar are a dozen quick calls,
-                # made here: in a thread, each of them handed the interpreter's lock back and forth with
-                # the event loop (most of a Gold batch's system time).
-                await loop.run_in_executor(None, fsync_path, part)
+                # Only the fsync waits on the disk, and a download made it already as it wrote the last
+                # byte. The renames and the sidecar are a dozen quick calls, made here: in a thread, each
+                # of them handed the interpreter's lock back and forth with the event loop (most of a
+                # Gold batch's system time).
+                if not got.synced:
+                    await loop.run_in_executor(None, fsync_path, part)
                 aside = place(synced=True)
         except OSError as exc:
             _remove(part)

@@ -262,9 +262,9 @@ def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(serve
     an open or a close costs no trip of its own."""
     size = 3_000_000
     created_in = []
-    refuse_link = fsguard.refuse_link
-    monkeypatch.setattr(fsguard, "refuse_link", lambda path: created_in.append(threading.get_ident())
-                        or refuse_link(path))
+    open_nofollow = fsguard.open_nofollow
+    monkeypatch.setattr(fsguard, "open_nofollow", lambda path, *args: created_in.append(threading.get_ident())
+                        or open_nofollow(path, *args))
     _, hops = _download_counting_trips(server, tmp_path, size)
     assert created_in and threading.get_ident() not in created_in, "created in a thread, not on the event loop"
     writes = [len(fn.args[2]) for fn in hops if isinstance(fn, partial) and fn.func.__name__.startswith("_write_")]
@@ -273,10 +273,17 @@ def test_a_download_reaches_the_disk_in_few_thread_hops_and_bounded_writes(serve
     assert sum(writes) == size
 
 
-def test_a_short_download_reaches_the_disk_in_one_thread_hop(server, tmp_path):
-    """A clip under a megabyte: created, written and closed in one trip to a thread."""
-    _, hops = _download_counting_trips(server, tmp_path, 200_000)
+def test_a_short_download_reaches_the_disk_in_one_thread_hop(server, tmp_path, monkeypatch):
+    """A clip under a megabyte: created, written, fsynced and closed in one trip to a thread, and the
+    download says it is durable (placing it makes no trip of its own)."""
+    synced_in = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced_in.append((threading.get_ident(), os.fstat(fd).st_size))
+                        or fsync(fd))
+    got, hops = _download_counting_trips(server, tmp_path, 200_000)
     assert [fn.func.__name__ for fn in hops if isinstance(fn, partial)] == ["_write_last"], hops
+    assert len(synced_in) == 1 and synced_in[0][0] != threading.get_ident(), synced_in
+    assert synced_in[0][1] == 200_000 and got.synced, (synced_in, got)  # synced whole, before it was closed
 
 
 def _download(server, tmp_path, **options):

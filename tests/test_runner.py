@@ -463,3 +463,23 @@ def test_a_job_waiting_for_a_slot_holds_no_task(sim, tmp_path):
     assert result.exit_code == 0 and len(seen) == 20
     jobs, holding = seen[0]
     assert jobs == holding < 20, seen  # at the first submit, before any job ended: only those holding a slot
+
+
+def test_each_video_reaches_the_disk_durably_in_one_trip_to_a_thread(sim, batch):
+    """Written, fsynced and closed in one trip per video; placing it (renames, sidecar) makes none:
+    each trip hands the interpreter's lock back and forth with the event loop."""
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+    trips: list[str] = []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            trips.append(fn.func.__name__ if isinstance(fn, partial) else getattr(fn, "__name__", repr(fn)))
+            return super().submit(fn, *args, **kwargs)
+
+    manifest, out = batch
+    result, _ = run_in_process(sim, load_manifest(manifest), out,
+                               made=lambda _: asyncio.get_running_loop().set_default_executor(Counting(2)))
+    assert_batch_intact(sim, out, 3)
+    assert trips.count("_write_last") == 3 and "fsync_path" not in trips, trips
+    assert all(json.loads((out / f"shot{i:02d}-4s-720p.json").read_text())["bytes"] > 0 for i in range(3))

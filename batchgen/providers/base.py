@@ -73,6 +73,8 @@ class Download:
     content_type: str
     #: The server promised a Content-Length and exactly that many bytes arrived.
     length_checked: bool = False
+    #: The file was fsynced when its last byte was written: placing it need not wait on the disk again.
+    synced: bool = False
 
 
 @dataclass(frozen=True)
