@@ -52,13 +52,19 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
 
 def create_fresh(path: Path, mode: int = 0o644) -> int:
     """A new, empty file at ``path`` opened for writing: a stale regular file there (a temporary
-    left by a killed run) is removed first, a link is refused."""
+    left by a killed run) is removed first, a link is refused. Nothing is looked up before the first
+    try: a name that is free (nearly always) costs one call."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return open_nofollow(path, flags, mode)
+    except FileExistsError:
+        pass
     refuse_link(path)
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    return open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    return open_nofollow(path, flags, mode)
 
 
 def replace_whole(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:

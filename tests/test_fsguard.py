@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 
 import pytest
 from test_state_disk import small_tmpfs
 
+from batchgen import fsguard
 from batchgen.download import set_aside, write_sidecar
 from batchgen.errors import OutputPathError
 from batchgen.progress import setup_logging
@@ -64,3 +66,20 @@ def test_the_log_file_stays_quiet_on_a_full_disk_and_refuses_a_link(tmp_path, ou
     with pytest.raises(OutputPathError, match="batchgen.log is a symbolic link"):
         setup_logging(tmp_path / "batchgen.log", 0, stream=io.StringIO())
     assert outside.read_text() == "keep me\n"
+
+
+def test_create_fresh_opens_a_free_name_at_once_and_refuses_any_link(tmp_path, outside, monkeypatch):
+    looked: list[str] = []
+    lstat = os.lstat
+    monkeypatch.setattr(os, "lstat", lambda path, *a, **k: looked.append(str(path)) or lstat(path, *a, **k))
+    os.close(fsguard.create_fresh(tmp_path / "new.part"))
+    assert looked == [] and (tmp_path / "new.part").stat().st_size == 0, looked  # a free name: one call
+    (tmp_path / "new.part").write_bytes(b"left by a killed run")
+    os.close(fsguard.create_fresh(tmp_path / "new.part"))
+    assert (tmp_path / "new.part").read_bytes() == b""
+    for name, to in (("planted.part", outside), ("dangling.part", tmp_path / "nowhere")):
+        (tmp_path / name).symlink_to(to)
+        with pytest.raises(OutputPathError, match=f"{name} is a symbolic link"):
+            fsguard.create_fresh(tmp_path / name)
+        assert (tmp_path / name).is_symlink()
+    assert outside.read_text() == "keep me\n" and not (tmp_path / "nowhere").exists()
