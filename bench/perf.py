@@ -182,11 +182,12 @@ async def _run_batchgen(url: str, sc: Scenario, jobs, out: Path, margin: int | N
     from batchgen.lifecycle import JobStatus
     from batchgen.models import ModelTable
     from batchgen.providers.wavespeed import POLICY, WaveSpeedProvider
+    from batchgen.run_providers import connection_limit
     from batchgen.runner import Runner
     from batchgen.state import StateLog
     from batchgen.verifier import Verifier
 
-    provider = WaveSpeedProvider(KEY, url, max_connections=max(16, 2 * sc.c))
+    provider = WaveSpeedProvider(KEY, url, max_connections=connection_limit(sc.c))  # as `batchgen run` does
     if sc.at_cap == "429":
         provider.policy = replace(POLICY, queues_over_limit=False)  # a provider that refuses at its cap
     state_log = StateLog(out / "state.jsonl")

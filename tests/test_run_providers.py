@@ -64,3 +64,27 @@ def test_provider_must_be_one_the_manifest_uses(tmp_path, capsys, monkeypatch):
     assert main(["run", str(manifest), "--out", str(tmp_path / "out"), "--yes", "--provider", "replicate"]) == 2
     assert "--provider replicate: none of the manifest's models is on replicate" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("concurrency,limit", [(1, 16), (8, 16), (20, 40), (128, 256), (2000, 256)])
+def test_each_provider_keeps_two_connections_per_slot_up_to_a_few_hundred(mixed, monkeypatch, concurrency, limit):
+    """A Gold account's 2,000 slots once opened 4,000 connections at the first wave: a handshake each,
+    and 25 MB of the runner's memory, where a few hundred reused serve the same requests."""
+    import asyncio
+
+    from batchgen.manifest import load_manifest
+    from batchgen.poll_policy import PollPolicy
+    from batchgen.run_providers import real_clients
+
+    manifest, _ = mixed
+    monkeypatch.setenv("WAVESPEED_API_KEY", "k")
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r")
+
+    async def limits():
+        clients = await real_clients(load_manifest(manifest).jobs, None, None, PollPolicy(), concurrency)
+        try:
+            return {name: member._session.connector.limit for name, member in clients.provider.members.items()}
+        finally:
+            await clients.provider.close()
+
+    assert asyncio.run(limits()) == {"wavespeed": limit, "replicate": limit}
