@@ -16,6 +16,7 @@ import aiohttp
 from batchgen.jobs import JobSpec
 from batchgen.models import ModelTable
 from batchgen.providers.wavespeed import WaveSpeedProvider
+from batchgen.run_providers import connection_limit
 
 POLL_EVERY = 1.0
 RETRY_429 = 1.0
@@ -26,7 +27,7 @@ async def run_baseline(base_url: str, api_key: str, jobs: list[JobSpec], concurr
     counts: Counter = Counter()
     auth = {"Authorization": f"Bearer {api_key}"}
     models = ModelTable()
-    connector = aiohttp.TCPConnector(limit=max(16, 2 * concurrency))
+    connector = aiohttp.TCPConnector(limit=connection_limit(concurrency))
     async with aiohttp.ClientSession(connector=connector, headers=auth) as session:
         urls: dict[str, str] = {}
         for job in jobs:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/perf.py                 # all scenarios (about 25 minutes)
     .venv/bin/python bench/perf.py --quick         # scaled-down variants (about 5 minutes)
     .venv/bin/python bench/perf.py --scenario q5   # one scenario
+    .venv/bin/python bench/perf.py --scenario gold --runner batchgen --repeat 5   # medians of five runs
 
 Scenarios: ``t20`` (a provider that answers 429 at its cap, as before API.md v2), ``q5``/``q20`` (the
 simulator queues over its cap, as WaveSpeed does: batchgen primes the queue), ``hook`` (queueing,
@@ -15,6 +16,9 @@ generation times in submit order) before each. Each runner runs in its own subpr
 time and peak RSS are its own. Request counts come from the simulator's ledger, not the clients.
 "runner CPU ms/job event" is the runner process's CPU over its submits, reads, downloads and
 deliveries; "verify CPU ms/video" is its children's (the worker that probes each downloaded video).
+CPU time for the same work varies by up to a quarter between runs on a shared 2-core machine (the
+simulator's own CPU moves with it): ``--repeat N`` runs each scenario N times and adds a table of
+medians, and each figure's range.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import heapq
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,6 +372,39 @@ def _format_row(r: dict) -> str:
             f"{r['rss_mb']:.0f} | {r['sim_cpu']:.1f} |")
 
 
+#: Figures whose range over repeated runs is printed under the table of medians.
+SPREAD = (("cpu_ms_per_event", "runner CPU ms/job event", 2), ("ratio", "makespan vs bound", 3),
+          ("vs", "vs compared", 3), ("reads_per_job", "reads/job", 2), ("rss_mb", "peak RSS MB", 0),
+          ("sim_cpu", "sim CPU s", 1))
+
+
+def medians(rows: list[dict]) -> list[dict]:
+    """Per scenario and runner, each figure's median over the repeated runs (the lower middle one for an
+    even count, so every cell is a figure some run measured)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["scenario"], row["runner"]), []).append(row)
+    out = []
+    for group in groups.values():
+        row = dict(group[0], repeats=len(group))
+        for key, value in group[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and all(r[key] is not None for r in group):
+                row[key] = statistics.median_low(r[key] for r in group)
+        out.append(row)
+    return out
+
+
+def spread(rows: list[dict], median: dict) -> str:
+    """One line: the range of the figures in SPREAD over the runs behind ``median``."""
+    group = [r for r in rows if (r["scenario"], r["runner"]) == (median["scenario"], median["runner"])]
+    parts = []
+    for key, label, digits in SPREAD:
+        values = sorted(r[key] for r in group if r[key] is not None)
+        if values:
+            parts.append(f"{label} {values[0]:.{digits}f}-{values[-1]:.{digits}f}")
+    return f"- {median['scenario']} {median['runner']}, {len(group)} runs: " + "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="scaled-down variants for a fast check")
@@ -378,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-margin", type=int, help="batchgen's --queue-margin (default: sized as it runs)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of each runner here (SCENARIO-RUNNER.prof); "
                         "a profiled run is slower, so its times are not comparable")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run each scenario N times, then print the medians and each figure's range")
     parser.add_argument("--_serve", help=argparse.SUPPRESS)
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -393,16 +433,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {table[name].note}; compared with: {table[name].against or 'nothing'}", flush=True)
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     rows = []
     runners = args.runner or ()
-    for name in names:
+    for name, n in [(name, n) for name in names for n in range(1, args.repeat + 1)]:
         if args.keep:
-            (args.keep / name).mkdir(parents=True, exist_ok=True)
-            rows += run_scenario(table[name], args.keep / name, runners, keep=True, margin=args.queue_margin,
-                                 profile=args.profile)
+            kept = args.keep / name / (f"run{n}" if args.repeat > 1 else "")
+            kept.mkdir(parents=True, exist_ok=True)
+            rows += run_scenario(table[name], kept, runners, keep=True, margin=args.queue_margin, profile=args.profile)
             continue
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
             rows += run_scenario(table[name], Path(tmp), runners, margin=args.queue_margin, profile=args.profile)
+    if args.repeat > 1:
+        table_of_medians = medians(rows)
+        print(f"\nMedians of {args.repeat} runs:\n{HEADER}\n" + "|" + "---|" * (HEADER.count("|") - 1))
+        for row in table_of_medians:
+            print(_format_row(row))
+        print("\nRanges:")
+        for row in table_of_medians:
+            print(spread(rows, row))
+        rows += [dict(row, median=True) for row in table_of_medians]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
