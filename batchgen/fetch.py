@@ -131,7 +131,7 @@ class Fetcher:
             if present:
                 # Something is there already, which may be hashed (a video's worth of reading): the
                 # whole placing runs in a thread.
-                aside = await loop.run_in_executor(None, place)
+                aside = await loop.run_in_executor(None, partial(place, synced=got.synced))
             else:
                 # Only the fsync waits on the disk, and a download made it already as it wrote the last
                 # byte. The renames and the sidecar are a dozen quick calls, made here: in a thread, each

@@ -360,6 +360,7 @@ def _post(url: str, body: dict) -> None:
 HEADER = ("| scenario | runner | runs | N | done | C | list bound s | makespan s | vs bound | vs compared | reads/job | "
           "submits/job | deliveries | margin | 429s | 5xx | paid twice | runner CPU ms/job event | verify CPU ms/video | "
           "peak RSS MB | sim CPU s |")
+TABLE_HEAD = HEADER + "\n|" + "---|" * (HEADER.count("|") - 1)
 
 
 def _format_row(r: dict) -> str:
@@ -421,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--_serve", help=argparse.SUPPRESS)
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args._serve:
         asyncio.run(_serve(json.loads(args._serve)))
         return 0
@@ -431,10 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenario or list(table)
     for name in names:
         print(f"{name}: {table[name].note}; compared with: {table[name].against or 'nothing'}", flush=True)
-    print(HEADER)
-    print("|" + "---|" * (HEADER.count("|") - 1))
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    print(TABLE_HEAD)
     rows = []
     runners = args.runner or ()
     for name, n in [(name, n) for name in names for n in range(1, args.repeat + 1)]:
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_scenario(table[name], Path(tmp), runners, margin=args.queue_margin, profile=args.profile)
     if args.repeat > 1:
         table_of_medians = medians(rows)
-        print(f"\nMedians of {args.repeat} runs:\n{HEADER}\n" + "|" + "---|" * (HEADER.count("|") - 1))
+        print(f"\nMedians of {args.repeat} runs:\n{TABLE_HEAD}")
         for row in table_of_medians:
             print(_format_row(row))
         print("\nRanges:")
