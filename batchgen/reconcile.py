@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .candidates import CandidateFetcher, Fetched
-from .errors import BatchgenError
+from .errors import BatchgenError, TransientError
 from .jobs import JobSpec
 from .matching import assign, pairings
 from .planner import Plan
@@ -92,8 +92,9 @@ async def wait_grace(unknown: list[JobSpec], s: Survey) -> None:
 Listings = dict[str, "Listing | str"]
 
 
-async def read_listings(unknown: list[JobSpec], s: Survey) -> Listings:
-    """Each model's listing over a window around its jobs' intent times (with a margin for clock skew)."""
+async def read_listings(unknown: list[JobSpec], s: Survey, *, retry: bool = True) -> Listings:
+    """Each model's listing over a window around its jobs' intent times (with a margin for clock skew).
+    ``retry`` False: one try each, and a transient error goes up (the caller backs off, settling.py)."""
     listings: Listings = {}
     for model, jobs in sorted(_by_model(unknown, s).items()):
         times = [s.state.record(j.key).submitted_at or 0.0 for j in jobs]
@@ -103,8 +104,10 @@ async def read_listings(unknown: list[JobSpec], s: Survey) -> Listings:
             # or one 5xx would leave every lost submit of the model unsettled for the whole run.
             listing = await retrying(lambda: s.provider.list_predictions(
                 model=model, created_after=min(times) - margin, created_before=max(times) + margin),
-                f.retry, sleep=f.sleep, rng=f.rng, what=f"list {model}")
+                f.retry, sleep=f.sleep, rng=f.rng, what=f"list {model}", attempts=None if retry else 1)
         except BatchgenError as exc:
+            if not retry and isinstance(exc, TransientError):
+                raise
             log.warning("cannot list %s predictions to settle %d unknown job(s): %s", model, len(jobs), exc)
             listings[model] = f"the provider's listing failed ({exc})"
         else:

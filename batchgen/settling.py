@@ -22,9 +22,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from . import events as ev, reconcile, recovery
+from .errors import TransientError
 from .jobs import JobSpec
 from .lifecycle import JobStatus
 from .planner import Plan
+from .retry import retry_transient
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -97,12 +99,7 @@ class Settler:
         r, s = self.r, recovery.surveyor(self.r)
         try:
             await reconcile.wait_grace(list(self._pending.values()), s)
-            async with self.quiet():
-                # No answer can be lost meanwhile: every job lost by now is in this survey, and so is every
-                # other job still unknown (left so by an earlier survey or the run's start): a task that fits
-                # two of them stays unclaimed, never given to whichever is surveyed alone later.
-                jobs, read_at = self._unknown(), r.clock()
-                listings = await reconcile.read_listings(jobs, s)
+            jobs, read_at, listings = await self._read_quietly(s)
             plan = Plan(unknown=list(jobs))
             found = await reconcile.match(jobs, listings, s, read_at)
             # --resubmit-unknown is for jobs the user was shown unknown, never for answers lost just now.
@@ -131,6 +128,29 @@ class Settler:
             "lost submit(s) settled from the provider's listing: %d found there (not paid again), %d never "
             "created (sent again), %d still unknown (the next run settles them)", len(following) + len(placed),
             len(resent), still)
+
+    async def _read_quietly(self, s: reconcile.Survey) -> tuple[list[JobSpec], float, reconcile.Listings]:
+        """The listings, read while no submit is on the wire, for every job unknown then; and when the
+        read began. A transient error is retried after a backoff spent with the gate open: retried
+        behind the shut gate, it stopped every submit of the run (under 20 % 5xx a survey's backoffs of
+        5-7 s in a row stalled the whole batch). The listing is then read again whole, for the jobs
+        unknown by then."""
+        r, attempt = self.r, 0
+        while True:
+            attempt += 1
+            async with self.quiet():
+                # No answer can be lost meanwhile: every job lost by now is in this survey, and so is every
+                # other job still unknown (left so by an earlier survey or the run's start): a task that fits
+                # two of them stays unclaimed, never given to whichever is surveyed alone later.
+                jobs, read_at = self._unknown(), r.clock()
+                try:
+                    return jobs, read_at, await reconcile.read_listings(jobs, s, retry=False)
+                except TransientError as exc:
+                    if attempt >= r.retry.attempts:
+                        raise
+                    failed, delay = exc, r.retry.wait(attempt, r.rng, retry_transient(exc))
+            log.info("list: %s; read again in %.1fs (submits go on meanwhile)", failed, delay)
+            await r.sleep(delay)
 
     def _unknown(self) -> list[JobSpec]:
         """The jobs waiting here, then the run's other jobs the state holds unknown."""

@@ -109,6 +109,39 @@ def test_a_lost_answer_of_a_task_never_created_is_proven_absent_and_sent_again_i
     assert rec.status.value == "downloaded" and rec.attempts == 2
 
 
+def test_a_survey_backing_off_from_a_failed_listing_lets_other_submits_through(make_sim, tmp_path, monkeypatch):
+    """The listing that settles a lost submit is answered 503 three times: the backoffs are spent with
+    the gate open (settling.py), so other jobs are submitted meanwhile (behind the shut gate, 20 % 5xx
+    stalled whole batches); the listing is then read again whole and the lost job sent again, paid once."""
+    from batchgen.errors import AmbiguousSubmitError, TransientError
+
+    real_submit, real_list, seen = WaveSpeedProvider.submit, WaveSpeedProvider.list_predictions, []
+
+    async def first_answer_lost(self, model, body, **options):
+        seen.append("submit")
+        if seen.count("submit") == 1:  # the request reached nobody, but its answer says nothing of it
+            raise AmbiguousSubmitError("submit: HTTP 500: upstream error; the task may have been created")
+        return await real_submit(self, model, body, **options)
+
+    async def refused_three_times(self, **window):
+        if seen.count("list refused") < 3:
+            seen.append("list refused")
+            raise TransientError("list: HTTP 503: upstream error (simulated)", status=503)
+        seen.append("list read")
+        return await real_list(self, **window)
+
+    monkeypatch.setattr(WaveSpeedProvider, "submit", first_answer_lost)
+    monkeypatch.setattr(WaveSpeedProvider, "list_predictions", refused_three_times)
+    sim = make_sim(gen_base=1.0)
+    make_images(tmp_path / "img", 6)
+    manifest, out = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns"}]), tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "2", "--queue-margin", "0") == 0
+    first, read = seen.index("list refused"), seen.index("list read")
+    assert seen[first:read].count("list refused") == 3 and "submit" in seen[first:read], seen
+    assert seen.count("submit") == 7, seen
+    assert_each_lost_submit_is_its_own(sim, out, 6)
+
+
 def crashed_before_post(out, manifest, *, at: float | None = None) -> None:
     """The state a run killed between writing a job's intent and sending its POST leaves behind."""
     job = load_manifest(manifest).jobs[0]
