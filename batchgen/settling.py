@@ -55,11 +55,14 @@ class Settler:
         """Submit ``job`` in the slot the runner took for it, settling a lost answer here; then 'poll'
         (its task generates: the slot stays taken), 'download' (its video is ready) or None (placed
         already, refused, stopped or still unknown); the slot is released unless 'poll'."""
+        began = self.r.clock()
         try:
             after = await self._submit(job)
         except BaseException:
             await self.r.slots.release()
             raise
+        if after == "poll":
+            self.r.submitter.took(self.r.clock() - began)
         if after != "poll":
             await self.r.slots.release()  # a slot held with nothing generating would leak
         return after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 from runner_helpers import assert_batch_intact, make_images, run_cli, write_manifest
@@ -96,3 +97,28 @@ def test_a_refused_submit_waits_without_its_slot_so_another_job_goes_meanwhile(m
     assert_batch_intact(sim, out, 2)
     assert len(sent) == 3 and sent[0] != sent[1] and sent[2] == sent[0], sent
     assert _most_in_flight(out / "state.jsonl") == 1
+
+
+def test_the_margin_is_sized_for_submits_as_long_as_their_refusals_make_them(make_sim, tmp_path, monkeypatch):
+    """Every job's first submit is refused (a 503 with Retry-After 0.4 s): a freed place is refilled
+    0.4 s later, not in the POST's few milliseconds, and the margin is sized for that (under 20 %
+    refusals and lost answers, counting only the POST left the provider's queue empty)."""
+    from batchgen.errors import TransientError
+    from batchgen.providers.wavespeed import WaveSpeedProvider
+
+    real, tried = WaveSpeedProvider.submit, set()
+
+    async def refused_first(self, model, body, **options):
+        if body["prompt"] not in tried:
+            tried.add(body["prompt"])
+            raise TransientError("submit: HTTP 503: busy, retry later", status=503, retry_after=0.4)
+        return await real(self, model, body, **options)
+
+    monkeypatch.setattr(WaveSpeedProvider, "submit", refused_first)
+    # Jobs of 4 s +-50 %: few enough end at once that the margin is sized under its cap (and announced).
+    sim = make_sim(concurrency_cap=8, gen_base=4.0, gen_jitter=0.5)
+    manifest, out = _batch(tmp_path, 10), tmp_path / "out"
+    assert run_cli(sim, manifest, out, "--concurrency", "8") == 0
+    assert_batch_intact(sim, out, 10)
+    sized = re.findall(r"provider queue primed: .*, submit (\d+\.\d+)s,", (out / "batchgen.log").read_text())
+    assert sized and all(float(took) >= 0.35 for took in sized), sized
