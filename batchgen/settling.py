@@ -62,8 +62,8 @@ class Settler:
             await self.r.slots.release()
             raise
         if after == "poll":
-            self.r.submitter.took(self.r.clock() - began)
-        if after != "poll":
+            self.r.submitter.took(self.r.clock() - began)  # for the queue margin (Submitter.took)
+        else:
             await self.r.slots.release()  # a slot held with nothing generating would leak
         return after
 
