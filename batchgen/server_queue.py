@@ -40,9 +40,8 @@ class ServerQueue:
         self._heirs: dict["Watch", None] = {}
         #: Seconds from a job's end at the provider to the run noticing it (the read lag).
         self._lags: deque[float] = deque(maxlen=lags)
-        #: ``lag()`` as of the lags it was computed from: asked a few times per job, it sorted them each time.
-        self._lag: tuple[int, float | None] = (-1, None)
-        self._lags_added = 0
+        #: ``lag()`` until a lag is added (None: to compute): asked a few times per job, it sorted them each time.
+        self._lag: tuple[float | None] | None = None
 
     def admit(self, watch: "Watch") -> None:
         if self.capacity is None or self.serving < self.capacity:
@@ -62,7 +61,7 @@ class ServerQueue:
         ended = self.end_of(watch, took)
         if took is not None and ended < self._clock():
             self._lags.append(self._clock() - ended)
-            self._lags_added += 1
+            self._lag = None
         self.serving -= 1
         if watch.heir:
             watch.heir = False
@@ -138,9 +137,7 @@ class ServerQueue:
 
     def lag(self) -> float | None:
         """The typical read lag so far (its upper quartile: the queue must outlast most lags)."""
-        version = self._lags_added + len(self._lags)
-        if self._lag[0] != version:
+        if self._lag is None:
             lags = self._lags
-            self._lag = (version, None if not lags else max(lags) if len(lags) < 4
-                         else statistics.quantiles(lags, n=4)[2])
-        return self._lag[1]
+            self._lag = (None if not lags else max(lags) if len(lags) < 4 else statistics.quantiles(lags, n=4)[2],)
+        return self._lag[0]

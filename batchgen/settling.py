@@ -22,11 +22,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from . import events as ev, reconcile, recovery
-from .errors import TransientError
 from .jobs import JobSpec
 from .lifecycle import JobStatus
 from .planner import Plan
-from .retry import retry_transient
+from .retry import retrying
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -138,22 +137,17 @@ class Settler:
         behind the shut gate, it stopped every submit of the run (under 20 % 5xx a survey's backoffs of
         5-7 s in a row stalled the whole batch). The listing is then read again whole, for the jobs
         unknown by then."""
-        r, attempt = self.r, 0
-        while True:
-            attempt += 1
+        r = self.r
+
+        async def once() -> tuple[list[JobSpec], float, reconcile.Listings]:
             async with self.quiet():
                 # No answer can be lost meanwhile: every job lost by now is in this survey, and so is every
                 # other job still unknown (left so by an earlier survey or the run's start): a task that fits
                 # two of them stays unclaimed, never given to whichever is surveyed alone later.
                 jobs, read_at = self._unknown(), r.clock()
-                try:
-                    return jobs, read_at, await reconcile.read_listings(jobs, s, retry=False)
-                except TransientError as exc:
-                    if attempt >= r.retry.attempts:
-                        raise
-                    failed, delay = exc, r.retry.wait(attempt, r.rng, retry_transient(exc))
-            log.info("list: %s; read again in %.1fs (submits go on meanwhile)", failed, delay)
-            await r.sleep(delay)
+                return jobs, read_at, await reconcile.read_listings(jobs, s, retry=False)
+
+        return await retrying(once, r.retry, sleep=r.sleep, rng=r.rng, what="list (submits go on meanwhile)")
 
     def _unknown(self) -> list[JobSpec]:
         """The jobs waiting here, then the run's other jobs the state holds unknown."""

@@ -65,7 +65,6 @@ def test_provider_must_be_one_the_manifest_uses(tmp_path, capsys, monkeypatch):
     assert "--provider replicate: none of the manifest's models is on replicate" in capsys.readouterr().err
 
 
-
 @pytest.mark.parametrize("concurrency,limit", [(1, 16), (8, 16), (20, 40), (128, 256), (2000, 256)])
 def test_each_provider_keeps_two_connections_per_slot_up_to_a_few_hundred(mixed, monkeypatch, concurrency, limit):
     """A Gold account's 2,000 slots once opened 4,000 connections at the first wave: a handshake each,
