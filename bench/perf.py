@@ -335,9 +335,11 @@ def run_scenario(sc: Scenario, work: Path, only=(), keep: bool = False, margin: 
             if child.returncode != 0:
                 raise SystemExit(f"{runner} failed in {sc.name}:\n{child.stderr[-3000:]}")
             ledger = _sim_call(url, "/_sim/ledger")
-            if keep:
+            gens = _sim_call(bench, "/gens")
+            if keep:  # gens.json: for bench/tail_bound.py --times
                 (work / runner / "ledger.json").write_text(json.dumps(ledger))
-            bound = list_bound(_sim_call(bench, "/gens"), sc.c)
+                (work / runner / "gens.json").write_text(json.dumps(gens))
+            bound = list_bound(gens, sc.c)
             rows.append(_row(sc, runner, json.loads(child.stdout.strip().splitlines()[-1]), ledger, bound,
                              _cpu_of(sim.pid) - sim_cpu))
     finally:
