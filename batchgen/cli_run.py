@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -165,8 +166,20 @@ def _confirmed(args, to_pay: float) -> bool:
         print(f"batchgen: this run would spend up to ${to_pay:.2f}, above --confirm-above ${args.confirm_above:.2f}, "
               "and there is no terminal to ask; add --yes to proceed (or raise --confirm-above)", file=sys.stderr)
         return False
-    answer = input(f"Spend up to ${to_pay:.2f}? [y/N] ").strip().lower()
-    return answer in ("y", "yes")
+    return _ask(f"Spend up to ${to_pay:.2f}? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _ask(question: str) -> str:
+    """The answer typed at the prompt. Ctrl-C there declines at once: asyncio.run's own SIGINT handler only
+    cancels the main task, which a blocking input() never notices, so that first Ctrl-C would be swallowed."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return input(question)
+    except KeyboardInterrupt:
+        print("\nbatchgen: not confirmed (Ctrl-C): nothing was paid", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, balance: float | None = None) -> str:
