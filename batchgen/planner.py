@@ -96,7 +96,9 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
             action = Action.DONE
         result.add(action, job)
     keys, ids = {j.key for j in result.jobs}, {j.id for j in result.jobs}
-    result.removed = sum(1 for k, r in state.jobs.items() if k not in keys and r.id not in ids)
+    # A superseded job is the history of an edited row, counted (once) by the job that replaced it.
+    result.removed = sum(1 for k, r in state.jobs.items()
+                         if k not in keys and r.id not in ids and not r.superseded_by)
     return result, events
 
 

@@ -73,6 +73,15 @@ def test_a_row_gone_from_the_manifest_is_counted_removed():
     assert result.removed == 1
 
 
+def test_a_row_edited_then_removed_is_counted_removed_once():
+    """Its superseded job is history, not a second row gone from the manifest."""
+    old, edited = _job(2), _job(2, prompt="edited")
+    state = _state(_downloaded(_job(1)), _downloaded(old), _downloaded(edited))
+    apply(state, Superseded(old.key, by=edited.key))
+    result, _ = plan([_job(1)], state, {"job1.mp4": 10, "job2.mp4": 10}, OPTIONS)
+    assert result.removed == 1
+
+
 def test_a_missing_or_cut_video_is_fetched_again_from_its_paid_task():
     job = _job(1)
     for present in ({}, {"job1.mp4": 3}):
