@@ -21,7 +21,7 @@ from .picks import PICKS_FILE
 from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
 from .redo import Redo, link_redo_takes, plan_redo
-from .run_env import install_interrupts
+from .run_env import install_interrupts, quit_reason
 from .run_flags import account_limits, describe_limits, poll_policy, webhook_options
 from .run_providers import Clients, local_clients, real_clients
 from .runner import RunOptions, Runner, RunResult
@@ -51,8 +51,8 @@ def run_command(args: argparse.Namespace) -> int:
                          videos_per_minute=per_minute, queue_margin=args.queue_margin, **webhook_options(args))
     try:
         return asyncio.run(_run(args, manifest, state_path, options))
-    except asyncio.CancelledError:
-        print("batchgen: stopped at once (Ctrl-C twice); the state is consistent, "
+    except asyncio.CancelledError as exc:
+        print(f"batchgen: stopped at once ({quit_reason(exc)}); the state is consistent, "
               "run the same command to resume", file=sys.stderr)
         return 130
 

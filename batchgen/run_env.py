@@ -19,23 +19,35 @@ def install_interrupts(loop: asyncio.AbstractEventLoop, on_first: Callable[..., 
     ``on_first`` receives the signal's name ("SIGINT" or "SIGTERM") when it takes an argument; a
     callback without parameters is called without it. Either way the signal is logged by name.
     """
-    pressed = {"n": 0}
+    pressed: list[str] = []
     with_name = _takes_an_argument(on_first)
 
     def handler(name: str) -> None:
-        pressed["n"] += 1
-        if pressed["n"] == 1:
+        pressed.append(name)
+        if len(pressed) == 1:
             log.warning("%s received: no new submits; jobs in flight finish (send it again to quit now)", name)
             on_first(name) if with_name else on_first()
         else:
             log.warning("%s received again: quitting now; the state is consistent", name)
-            main_task.cancel()
+            # The cancel message is how the CLI says which signals stopped the run (quit_reason).
+            main_task.cancel(_twice(pressed[0], name))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, handler, sig.name)
         except (NotImplementedError, RuntimeError):
             pass
+
+
+def _twice(first: str, second: str) -> str:
+    if first == second:
+        return "Ctrl-C twice" if first == "SIGINT" else f"{first} twice"
+    return f"{first}, then {second}"
+
+
+def quit_reason(exc: BaseException) -> str:
+    """Which signals made the run quit at once, from the CancelledError that ended it."""
+    return str(exc) or "Ctrl-C twice"
 
 
 def _takes_an_argument(callback: Callable[..., None]) -> bool:

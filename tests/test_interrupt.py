@@ -140,3 +140,14 @@ def _exited_within(proc: subprocess.Popen, seconds: float) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return True
+
+
+def test_two_sigterms_quit_at_once_and_say_so_by_name(make_sim, tmp_path):
+    sim = make_sim(gen_base=3.0)
+    proc, _, _, _ = _start(sim, tmp_path, submits=2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "stopped at once (SIGTERM twice)" in err and "Ctrl-C" not in err, err
