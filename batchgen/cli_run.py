@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -21,7 +20,7 @@ from .picks import PICKS_FILE
 from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
 from .redo import Redo, link_redo_takes, plan_redo
-from .run_env import install_interrupts, quit_reason
+from .run_env import ask, install_interrupts, quit_reason
 from .run_flags import account_limits, describe_limits, poll_policy, webhook_options
 from .run_providers import Clients, local_clients, real_clients
 from .runner import RunOptions, Runner, RunResult
@@ -100,7 +99,7 @@ async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions)
     print(describe_limits(runner), file=sys.stderr)
     if deferred:
         print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
-    if not _confirmed(args, to_pay):
+    if not await _confirmed(args, to_pay):
         return None, deferred
     runner.commit(events)  # nothing is written before the user said yes
     return plan, deferred
@@ -159,27 +158,19 @@ async def _clients(args, stack: AsyncExitStack, options: RunOptions, manifest) -
                               options.concurrency)
 
 
-def _confirmed(args, to_pay: float) -> bool:
+async def _confirmed(args, to_pay: float) -> bool:
     if args.yes or to_pay <= args.confirm_above:
         return True
     if not sys.stdin.isatty():
         print(f"batchgen: this run would spend up to ${to_pay:.2f}, above --confirm-above ${args.confirm_above:.2f}, "
               "and there is no terminal to ask; add --yes to proceed (or raise --confirm-above)", file=sys.stderr)
         return False
-    return _ask(f"Spend up to ${to_pay:.2f}? [y/N] ").strip().lower() in ("y", "yes")
-
-
-def _ask(question: str) -> str:
-    """The answer typed at the prompt. Ctrl-C there declines at once: asyncio.run's own SIGINT handler only
-    cancels the main task, which a blocking input() never notices, so that first Ctrl-C would be swallowed."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return input(question)
+        answer = await ask(f"Spend up to ${to_pay:.2f}? [y/N] ")
     except KeyboardInterrupt:
         print("\nbatchgen: not confirmed (Ctrl-C): nothing was paid", file=sys.stderr)
         raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return answer.strip().lower() in ("y", "yes")
 
 
 def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, balance: float | None = None) -> str:

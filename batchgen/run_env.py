@@ -1,11 +1,14 @@
-"""What ``batchgen run`` takes from its environment: the interrupt signals (keys: run_providers.py)."""
+"""What ``batchgen run`` takes from its environment: the interrupt signals and the spend prompt's answer
+(keys: run_providers.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import os
 import signal
+import sys
 from typing import Callable
 
 
@@ -58,3 +61,31 @@ def _takes_an_argument(callback: Callable[..., None]) -> bool:
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                   inspect.Parameter.VAR_POSITIONAL)
     return any(p.kind in positional for p in params)
+
+
+async def ask(question: str) -> str:
+    """The line typed at the terminal after ``question``; Ctrl-C there raises KeyboardInterrupt at once.
+
+    Read through the event loop, not input(): a blocking read in the main thread misses a SIGINT that lands
+    just before it starts or on another thread (asyncio.run's own handler only cancels a task, which the
+    read never notices), and the run would go on waiting for an answer. The loop's signal handler cannot
+    miss one. Ctrl-D (end of input) is an empty answer."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bytes] = loop.create_future()
+    fd = sys.stdin.fileno()
+
+    def settle(result: bytes | None = None, exc: BaseException | None = None) -> None:
+        if not answer.done():
+            answer.set_exception(exc) if exc else answer.set_result(result or b"")
+
+    previous = signal.getsignal(signal.SIGINT)
+    loop.add_reader(fd, lambda: settle(os.read(fd, 4096)))
+    loop.add_signal_handler(signal.SIGINT, lambda: settle(exc=KeyboardInterrupt()))
+    try:
+        sys.stdout.write(question)  # only now: a Ctrl-C as soon as the question shows is this prompt's
+        sys.stdout.flush()
+        return (await answer).decode(errors="replace")
+    finally:
+        loop.remove_reader(fd)
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)  # asyncio.run's own handler, until the run installs its own
