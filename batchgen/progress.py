@@ -235,9 +235,11 @@ class Progress:
 
     def _start(self, plan) -> None:
         for jobs, column in ((plan.done, "done"), (plan.failed, "failed"), (plan.unknown, "unknown"),
-                             (plan.submit, "queued"), (plan.poll, "generating"), (plan.download, "downloading")):
+                             (plan.submit, "queued"), (plan.poll, "generating"), (plan.download, "downloading"),
+                             (plan.leftovers, "generating")):
             for job in jobs:
                 self._move(job.key, column)
+        self.total += len(plan.leftovers)  # paid videos of edited rows: fetched too, so counted
         self.done_before = len(plan.done)
         self._since = {job.key: (job, self.clock()) for job in plan.poll}
         self._last_tenth = self._tenth()

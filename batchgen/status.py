@@ -12,8 +12,9 @@ meaning while ``schema`` stays 1:
     counts        {status: n} for new, submitting, unknown, submitted, completed, downloaded, failed
     spend         {"committed": $, "downloaded": $, "in_flight": $}  (dollars, list price at submit;
                   committed includes superseded jobs, which were paid for too; in_flight is what is
-                  billed and not yet on disk: submitted, completed, and unknown, which may be billed)
-    in_flight_jobs  how many current jobs ``spend.in_flight`` covers
+                  billed and not yet on disk: submitted, completed, and unknown, which may be billed,
+                  superseded ones included, so committed = downloaded + in_flight + failed tasks billed)
+    in_flight_jobs  how many jobs ``spend.in_flight`` covers
     failed        [{id, key, where, class, error, attempts, pid}]  in state order (manifest order)
                   where: "manifest.yaml:LINE" (CSV: the row's line); class: task (the provider failed
                   it), rejected (refused at submit), transient (submit retries ran out), expired
@@ -64,8 +65,11 @@ def in_flight(rec: JobRecord) -> bool:
 
 
 def next_action(rec: JobRecord) -> str:
-    """What the next plain run does with a job (a superseded one is history: done)."""
-    return "done" if rec.superseded_by else lifecycle_next_action(rec).value
+    """What the next plain run does with a job. A superseded one is history (done), unless it was paid and
+    its video is not on disk yet: the next run polls or downloads it (planner.Leftover)."""
+    if rec.superseded_by and not (rec.pid and rec.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)):
+        return "done"
+    return lifecycle_next_action(rec).value
 
 
 # -- the summary ---------------------------------------------------------------------------------
@@ -81,7 +85,8 @@ def summarize(state: State, path: str) -> dict[str, Any]:
     # A job replaced by an edit of its row is history: its spend counts, its status does not.
     records = [r for r in everything if not r.superseded_by]
     counts = Counter(r.status.value for r in records)
-    flying = [r for r in records if in_flight(r)]
+    # Paid before its row was edited and not on disk yet: in flight too, so committed = downloaded + in flight.
+    flying = [r for r in everything if in_flight(r)]
     downloaded = round(sum(r.cost for r in everything if r.status is JobStatus.DOWNLOADED), 2)
     return {
         "schema": 1,

@@ -176,3 +176,18 @@ def test_jobs_switched_to_the_fallback_model_are_listed_as_fallbacks(make_sim, t
     assert {(j["model_asked"], j["model_submitted"]) for j in data["job_list"]} == {(primary, fallback)}
     assert main(["status", str(tmp_path / "out" / "state.jsonl")]) == 0
     assert f"asked {primary}, got {fallback} (switched to the fallback_model)" in capsys.readouterr().out
+
+
+def test_a_job_paid_before_its_row_was_edited_stays_in_flight_until_its_video_is_fetched(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        for key in ("old", "new"):
+            _job(log, key, 10)
+        _submit(log, "old", "pid-old")
+        log.append({"ev": "superseded", "key": "old", "by": "new"})
+    summary = summarize(load(path), str(path))
+    assert summary["spend"] == {"committed": 1.2, "downloaded": 0.0, "in_flight": 1.2}
+    assert summary["in_flight_jobs"] == 1
+    old = next(j for j in summary["job_list"] if j["key"] == "old")
+    assert old["next_action"] == "poll", "the next run fetches its paid video"
