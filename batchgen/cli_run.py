@@ -182,8 +182,8 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, bala
         lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
     if plan.leftovers:
-        lines.append(f"  {len(plan.leftovers)} job(s) of edited rows were paid before the edit: their videos are "
-                     "fetched too and kept as NAME.prev-KEY.mp4 (not paid again)")
+        lines.append(f"  {len(plan.leftovers)} paid job(s) of rows since edited or removed: their videos are "
+                     "fetched too (an edited row's as NAME.prev-KEY.mp4), not paid again")
     if plan.on_disk:
         lines.append(f"  {plan.on_disk} video(s) already in the output folder adopted from their sidecars "
                      "(job key, size and sha256 match): not paid again")

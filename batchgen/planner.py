@@ -20,8 +20,9 @@ from .state_events import Event, Job, Missing, Superseded
 
 @dataclass(frozen=True)
 class Leftover(JobSpec):
-    """A job paid before its row was edited and not yet downloaded: followed to its video, kept beside the
-    row's new one as NAME.prev-KEY.mp4 (the name an older video is set aside as), so none is lost."""
+    """A job paid and not yet on disk whose row was since edited or removed: followed to its video all the
+    same, so none is lost. Its file keeps the job's name unless a job of the manifest names it now; then it
+    is NAME.prev-KEY.mp4, the name an older video of the row is set aside as."""
 
     recorded_key: str = ""
 
@@ -30,11 +31,15 @@ class Leftover(JobSpec):
         return self.recorded_key
 
 
-def leftover(rec: JobRecord) -> Leftover:
-    stem = rec.output[:-4] if rec.output.endswith(".mp4") else rec.output
+def leftover(rec: JobRecord, taken: set[str]) -> Leftover:
+    """The spec that follows ``rec``; ``taken``: the outputs the manifest's jobs write."""
+    output = rec.output
+    if output in taken:
+        stem = output[:-4] if output.endswith(".mp4") else output
+        output = f"{stem}.prev-{rec.key[:8]}.mp4"
     return Leftover(id=rec.id, model=rec.model, prompt=rec.prompt, image=rec.image, image_path=None, image_url=None,
-                    image_sha256=None, params=dict(rec.params), take=1, output=f"{stem}.prev-{rec.key[:8]}.mp4",
-                    where=Location(rec.where), recorded_key=rec.key)
+                    image_sha256=None, params=dict(rec.params), take=1, output=output, where=Location(rec.where),
+                    recorded_key=rec.key)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class Plan:
     whitespace_kept: int = 0
     #: The specs as planned, in manifest order (a whitespace-only edit stands for its recorded job).
     jobs: list[JobSpec] = field(default_factory=list)
-    #: Jobs of edited rows paid before the edit and not yet on disk, to poll or download (not in ``jobs``).
+    #: Jobs of edited or removed rows, paid and not yet on disk: polled or downloaded (not in ``jobs``).
     leftovers: list[Leftover] = field(default_factory=list)
 
     def add(self, action: Action, job: JobSpec) -> None:
@@ -117,18 +122,19 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
             action = Action.DONE
         result.add(action, job)
     keys, ids = {j.key for j in result.jobs}, {j.id for j in result.jobs}
-    _follow_leftovers(result, state, keys, {e.key for e in events if isinstance(e, Superseded)})
+    _follow_leftovers(result, state, keys)
     # A superseded job is the history of an edited row, counted (once) by the job that replaced it.
     result.removed = sum(1 for k, r in state.jobs.items()
                          if k not in keys and r.id not in ids and not r.superseded_by)
     return result, events
 
 
-def _follow_leftovers(result: Plan, state: State, keys: set[str], superseded_now: set[str]) -> None:
-    """Superseded jobs (now or earlier) whose task was paid and whose video is not on disk yet."""
-    result.leftovers = [leftover(r) for k, r in state.jobs.items()
-                        if k not in keys and (r.superseded_by or k in superseded_now) and r.pid
-                        and r.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)]
+def _follow_leftovers(result: Plan, state: State, keys: set[str]) -> None:
+    """Jobs no longer in the manifest (edited or removed rows) whose task was paid and whose video is not
+    on disk yet."""
+    taken = {j.output for j in result.jobs}
+    result.leftovers = [leftover(r, taken) for k, r in state.jobs.items()
+                        if k not in keys and r.pid and r.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)]
 
 
 def _adopt(job: JobSpec, rec: JobRecord | None, found: OnDisk | None, options: PlanOptions, result: Plan,

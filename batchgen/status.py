@@ -66,7 +66,8 @@ def in_flight(rec: JobRecord) -> bool:
 
 def next_action(rec: JobRecord) -> str:
     """What the next plain run does with a job. A superseded one is history (done), unless it was paid and
-    its video is not on disk yet: the next run polls or downloads it (planner.Leftover)."""
+    its video is not on disk yet: the next run polls or downloads it (planner.Leftover), as it does for a
+    removed row's."""
     if rec.superseded_by and not (rec.pid and rec.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)):
         return "done"
     return lifecycle_next_action(rec).value
