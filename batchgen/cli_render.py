@@ -116,8 +116,10 @@ def _split_lines(est: Estimate) -> list[str]:
                      f"  {'$' + format(a.dollars, '.2f'):>10}{extra}")
     other = est.other_in_state
     if other and other["jobs"]:
+        fetching = (f"; {other['fetching']} paid and not on disk yet: the next run fetches their videos"
+                    if other["fetching"] else "")
         lines.append(f"    not in this manifest: {plural(other['jobs'], 'job')} in the state "
-                     f"(${other['dollars']:.2f} committed), left as they are")
+                     f"(${other['dollars']:.2f} committed{fetching}), left as they are")
     return lines
 
 

@@ -29,8 +29,9 @@ it; dollars are numbers, USD):
                   dollars_on_fallback, accepted_jobs, not_accepted: [{problem, jobs}]}
                   over the jobs on other models that could still be submitted: what they
                   cost as asked, and on the fallback model (only the jobs it accepts)
-    other_in_state  {jobs, dollars}: state records not in this manifest (old edits), and
-                  what of them was committed; null without --state
+    other_in_state  {jobs, dollars, fetching}: state records not in this manifest (edited or removed
+                  rows), what of them was committed, and how many of them are paid and not on disk
+                  yet (the next run fetches their videos, paying nothing); null without --state
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .errors import StateError
 from .jobs import JobSpec
 from .lifecycle import JobStatus, in_flight, is_generated
 from .manifest import Manifest, load_manifest
+from .planner import paid_not_on_disk
 from .state import JobRecord, State, committed_spend, load
 from .user_config import user_model_table
 
@@ -177,7 +179,8 @@ def _fallback(manifest: Manifest, jobs: list[JobSpec]) -> Fallback:
 def _others(manifest: Manifest, state: State) -> dict[str, Any]:
     keys = {j.key for j in manifest.jobs}
     others = [r for k, r in state.jobs.items() if k not in keys]
-    return {"jobs": len(others), "dollars": committed_spend(others)}
+    return {"jobs": len(others), "dollars": committed_spend(others),
+            "fetching": sum(paid_not_on_disk(r) for r in others)}
 
 
 def _res_order(resolution: str) -> tuple[int, str]:

@@ -31,6 +31,12 @@ class Leftover(JobSpec):
         return self.recorded_key
 
 
+def paid_not_on_disk(rec: JobRecord) -> bool:
+    """A task paid and known by its id whose video is not on disk yet: a run follows it even when its row
+    was edited or removed (an unknown one is settled only while its row is in the manifest)."""
+    return bool(rec.pid) and rec.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)
+
+
 def leftover(rec: JobRecord, taken: set[str]) -> Leftover:
     """The spec that follows ``rec``; ``taken``: the outputs the manifest's jobs write."""
     output = rec.output
@@ -133,8 +139,7 @@ def _follow_leftovers(result: Plan, state: State, keys: set[str]) -> None:
     """Jobs no longer in the manifest (edited or removed rows) whose task was paid and whose video is not
     on disk yet."""
     taken = {j.output for j in result.jobs}
-    result.leftovers = [leftover(r, taken) for k, r in state.jobs.items()
-                        if k not in keys and r.pid and r.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)]
+    result.leftovers = [leftover(r, taken) for k, r in state.jobs.items() if k not in keys and paid_not_on_disk(r)]
 
 
 def _adopt(job: JobSpec, rec: JobRecord | None, found: OnDisk | None, options: PlanOptions, result: Plan,

@@ -55,6 +55,7 @@ from .errors import StateError
 from .lifecycle import JobStatus
 from .lifecycle import in_flight as is_in_flight
 from .lifecycle import next_action as lifecycle_next_action
+from .planner import paid_not_on_disk
 from .state import JobRecord, State, committed_spend, load, spend_of
 from .unmatched import listed as unmatched_videos
 
@@ -68,7 +69,7 @@ def next_action(rec: JobRecord) -> str:
     """What the next plain run does with a job. A superseded one is history (done), unless it was paid and
     its video is not on disk yet: the next run polls or downloads it (planner.Leftover), as it does for a
     removed row's."""
-    if rec.superseded_by and not (rec.pid and rec.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)):
+    if rec.superseded_by and not paid_not_on_disk(rec):
         return "done"
     return lifecycle_next_action(rec).value
 

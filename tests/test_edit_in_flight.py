@@ -10,6 +10,7 @@ import time
 
 from runner_helpers import make_images, run_cli, write_manifest
 
+from batchgen.estimate import estimate_files
 from batchgen.state import load
 from batchgen.status import summarize
 from conftest import API_KEY
@@ -65,6 +66,8 @@ def test_a_row_removed_while_its_paid_jobs_generate_keeps_their_videos(make_sim,
     state = load(out / "state.jsonl")
     assert {state.jobs[k].image for k in paid} == {"img/shot00.png"}, "submits go in manifest order"
     manifest = write_manifest(tmp_path, [{**row, "image": "img/shot01.png"}])  # shot00's row is gone
+    others = estimate_files(manifest, out / "state.jsonl").other_in_state
+    assert others == {"jobs": 2, "dollars": round(sim.ledger()["charged_total"], 2), "fetching": 2}
     assert run_cli(sim, manifest, out) == 0
     for rec in _assert_paid_videos_kept(sim, out, paid, submissions=4):  # shot01's 2 jobs and the 2 paid before
         assert rec.path == rec.output, "no job of the manifest names its file: it keeps its own name"

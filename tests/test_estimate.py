@@ -160,7 +160,7 @@ def test_budget_capped_run_splits_into_paid_and_still_to_pay(sim, batch, capsys)
     }
     assert est["total"] == {"jobs": 3, "seconds": 12, "dollars": 3.60}
     assert est["split"]["paid"]["dollars"] == sim.ledger()["charged_total"], "paid is what the provider billed"
-    assert est["other_in_state"] == {"jobs": 0, "dollars": 0.0}
+    assert est["other_in_state"] == {"jobs": 0, "dollars": 0.0, "fetching": 0}
 
     assert main(["estimate", str(manifest), "--state", state]) == 0
     out_text = capsys.readouterr().out
@@ -212,7 +212,7 @@ def test_edited_job_is_to_pay_and_the_old_one_is_reported_apart(sim, batch, caps
     est = estimate_json(str(manifest), "--state", str(out / "state.jsonl"), capsys=capsys)
     assert est["split"]["paid"] == {"jobs": 2, "seconds": 8, "dollars": 2.40}
     assert est["split"]["to_pay"] == {"jobs": 1, "seconds": 8, "dollars": 2.40}
-    assert est["other_in_state"] == {"jobs": 1, "dollars": 1.20}
+    assert est["other_in_state"] == {"jobs": 1, "dollars": 1.20, "fetching": 0}
     assert main(["estimate", str(manifest), "--state", str(out / "state.jsonl")]) == 0
     assert "not in this manifest: 1 job in the state ($1.20 committed)" in capsys.readouterr().out
 
