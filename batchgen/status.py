@@ -105,7 +105,7 @@ def summarize(state: State, path: str) -> dict[str, Any]:
                     for r in records if r.status is JobStatus.UNKNOWN],
         "fallbacks": [_fallback(r) for r in records if r.fell_back or r.switched],
         "job_list": [_job(r) for r in everything],
-        "next_run": _next_run(counts),
+        "next_run": _next_run(records),
         "runs": sum(1 for r in state.runs if r.get("phase") == "start"),
         "unmatched": [{k: v.get(k) for k in ("prediction_id", "model", "created_at", "why", "sha256", "path")}
                       for v in unmatched_videos(Path(path).parent)],
@@ -126,11 +126,8 @@ def _job(rec: JobRecord) -> dict[str, Any]:
             "next_action": next_action(rec), "superseded_by": rec.superseded_by}
 
 
-def _next_run(counts: Counter[str]) -> dict[str, int]:
-    return {
-        "submit": counts.get("new", 0),
-        "poll": counts.get("submitted", 0),
-        "download": counts.get("completed", 0),
-        "skip_failed": counts.get("failed", 0),
-        "unknown": counts.get("unknown", 0) + counts.get("submitting", 0),
-    }
+def _next_run(records: list[JobRecord]) -> dict[str, int]:
+    """By what the next plain run does with each job: a failure that was never billed is submitted again."""
+    actions = Counter(next_action(r) for r in records)
+    return {"submit": actions["submit"], "poll": actions["poll"], "download": actions["download"],
+            "skip_failed": actions["failed"], "unknown": actions["reconcile"]}

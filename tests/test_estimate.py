@@ -229,19 +229,20 @@ def test_missing_state_file_and_bad_manifest_exit_2(tmp_path, mixed, capsys):
 # -- pure classification ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status, pid, cost, bucket", [
-    (JobStatus.NEW, "", 1.2, "to_pay"),
-    (JobStatus.SUBMITTING, "", 1.2, "in_flight"),
-    (JobStatus.UNKNOWN, "", 1.2, "in_flight"),
-    (JobStatus.SUBMITTED, "p1", 1.2, "in_flight"),
-    (JobStatus.COMPLETED, "p1", 1.2, "paid"),
-    (JobStatus.DOWNLOADED, "p1", 1.2, "paid"),
-    (JobStatus.FAILED, "p1", 0.0, "failed"),   # the task failed: refunded
-    (JobStatus.FAILED, "", 1.2, "failed"),     # the submit gave up: never accepted
-    (JobStatus.FAILED, "p1", 1.2, "paid"),     # generated, then the download failed: billed
+@pytest.mark.parametrize("status, pid, cost, error_class, bucket", [
+    (JobStatus.NEW, "", 1.2, "", "to_pay"),
+    (JobStatus.SUBMITTING, "", 1.2, "", "in_flight"),
+    (JobStatus.UNKNOWN, "", 1.2, "", "in_flight"),
+    (JobStatus.SUBMITTED, "p1", 1.2, "", "in_flight"),
+    (JobStatus.COMPLETED, "p1", 1.2, "", "paid"),
+    (JobStatus.DOWNLOADED, "p1", 1.2, "", "paid"),
+    (JobStatus.FAILED, "p1", 0.0, "task", "failed"),    # the task failed: refunded
+    (JobStatus.FAILED, "", 1.2, "rejected", "failed"),  # refused for good: paid again only with --retry-failed
+    (JobStatus.FAILED, "", 1.2, "submit", "to_pay"),    # the submit gave up, never accepted: the next run pays it
+    (JobStatus.FAILED, "p1", 1.2, "download", "paid"),  # generated, then the download failed: billed
 ])
-def test_classify(status, pid, cost, bucket):
-    assert classify(JobRecord(key="k", status=status, pid=pid, cost=cost)) == bucket
+def test_classify(status, pid, cost, error_class, bucket):
+    assert classify(JobRecord(key="k", status=status, pid=pid, cost=cost, error_class=error_class)) == bucket
     assert classify(None) == "to_pay"
 
 
