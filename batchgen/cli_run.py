@@ -250,6 +250,10 @@ def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> s
     if strays:
         lines.append(f"  {len(strays)} paid video(s) could not be matched to a job; kept in {options.out_dir / 'unmatched'}:")
         lines += [f"    {s['prediction_id']} ({s.get('model')}): {s.get('why')}" for s in strays[:10]]
+    if left := result.plan.leftovers:
+        fetched = sum(runner.state.jobs[j.key].status is JobStatus.DOWNLOADED for j in left)
+        lines.append(f"  {fetched} of {len(left)} paid video(s) of rows since edited or removed fetched"
+                     + ("" if fetched == len(left) else "; run the same command again to fetch the rest"))
     if lost := expired_summary(runner.jobs, runner.state.jobs):
         lines.append(lost)
     if result.fallbacks:

@@ -51,11 +51,14 @@ def _assert_paid_videos_kept(sim, out, paid: dict[str, str], submissions: int) -
     return [state.jobs[key] for key in paid]
 
 
-def test_a_row_edited_while_its_paid_jobs_generate_keeps_their_videos(make_sim, tmp_path):
+def test_a_row_edited_while_its_paid_jobs_generate_keeps_their_videos(make_sim, tmp_path, capsys):
     sim = make_sim(gen_base=2.0)
     row, out, paid = _killed_with_two_paid(sim, tmp_path)
     manifest = write_manifest(tmp_path, [{**row, "prompt": "The {stem} turns slowly, take {take}"}])
     assert run_cli(sim, manifest, out) == 0
+    err = capsys.readouterr().err
+    assert "2 paid job(s) of rows since edited or removed: their videos are fetched too" in err
+    assert "2 of 2 paid video(s) of rows since edited or removed fetched" in err
     for rec in _assert_paid_videos_kept(sim, out, paid, submissions=6):  # 4 edited jobs and the 2 paid before
         assert rec.superseded_by and rec.path == f"{rec.output[:-4]}.prev-{rec.key[:8]}.mp4"
 
