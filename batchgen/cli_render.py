@@ -17,6 +17,8 @@ _FAILED_ADVICE = {
                "an hour); run with --retry-failed to submit it again (paid again)",
 }
 _FAILED_DEFAULT = "run again with --retry-failed to try it again"
+#: A failure before any task was made (every submit refused): nothing was paid, the job is simply still to do.
+_NEVER_BILLED = "not billed: the next run submits it again (no --retry-failed needed)"
 #: What the next plain run does with a job that is not finished yet.
 _UNFINISHED = {
     "submit": "not submitted yet; run the same command to submit it",
@@ -57,15 +59,18 @@ def render_status(summary: dict[str, Any]) -> str:
 def _attention_lines(summary: dict[str, Any]) -> list[str]:
     """The jobs that need the user (failed, unknown) or another run (not finished), with what to do."""
     lines = []
+    resubmitted = {j["key"] for j in summary["job_list"] if j["status"] == "failed" and j["next_action"] == "submit"}
     for item in summary["failed"]:
-        advice = _FAILED_ADVICE.get(item["class"], _FAILED_DEFAULT)
+        advice = _NEVER_BILLED if item["key"] in resubmitted else _FAILED_ADVICE.get(item["class"], _FAILED_DEFAULT)
         lines.append(f"  failed  {item['id']} ({item['where']}) [{item['class']}]: {item['error']}\n"
                      f"          -> {advice}")
     for item in summary["unknown"]:
         lines.append(f"  unknown {item['id']} ({item['where']}): {item['error']}\n"
                      "          -> its submit may have been charged; the next run asks the provider, "
                      "or check its dashboard and use --resubmit-unknown")
-    unfinished = [j for j in summary["job_list"] if not j["superseded_by"] and j["next_action"] in _UNFINISHED]
+    # A failed job was listed above with what to do, even one the next run submits again.
+    unfinished = [j for j in summary["job_list"]
+                  if not j["superseded_by"] and j["status"] != "failed" and j["next_action"] in _UNFINISHED]
     for job in unfinished[:_LISTED]:
         lines.append(f"  {job['status']:<8} {job['id']} ({job['where']}): {_UNFINISHED[job['next_action']]}")
     if len(unfinished) > _LISTED:
@@ -116,8 +121,10 @@ def _split_lines(est: Estimate) -> list[str]:
                      f"  {'$' + format(a.dollars, '.2f'):>10}{extra}")
     other = est.other_in_state
     if other and other["jobs"]:
+        fetching = (f"; {other['fetching']} paid and not on disk yet: the next run fetches their videos"
+                    if other["fetching"] else "")
         lines.append(f"    not in this manifest: {plural(other['jobs'], 'job')} in the state "
-                     f"(${other['dollars']:.2f} committed), left as they are")
+                     f"(${other['dollars']:.2f} committed{fetching}), left as they are")
     return lines
 
 

@@ -20,7 +20,7 @@ from .picks import PICKS_FILE
 from .planner import Plan, cost_to_pay
 from .progress import Progress, setup_logging
 from .redo import Redo, link_redo_takes, plan_redo
-from .run_env import install_interrupts
+from .run_env import ask, install_interrupts, quit_reason
 from .run_flags import account_limits, describe_limits, poll_policy, webhook_options
 from .run_providers import Clients, local_clients, real_clients
 from .runner import RunOptions, Runner, RunResult
@@ -50,8 +50,8 @@ def run_command(args: argparse.Namespace) -> int:
                          videos_per_minute=per_minute, queue_margin=args.queue_margin, **webhook_options(args))
     try:
         return asyncio.run(_run(args, manifest, state_path, options))
-    except asyncio.CancelledError:
-        print("batchgen: stopped at once (Ctrl-C twice); the state is consistent, "
+    except asyncio.CancelledError as exc:
+        print(f"batchgen: stopped at once ({quit_reason(exc)}); the state is consistent, "
               "run the same command to resume", file=sys.stderr)
         return 130
 
@@ -99,7 +99,7 @@ async def _plan_and_confirm(args, runner: Runner, manifest, options: RunOptions)
     print(describe_limits(runner), file=sys.stderr)
     if deferred:
         print(f"  --partial: {deferred} more job(s) wait for a higher cap", file=sys.stderr)
-    if not _confirmed(args, to_pay):
+    if not await _confirmed(args, to_pay):
         return None, deferred
     runner.commit(events)  # nothing is written before the user said yes
     return plan, deferred
@@ -158,15 +158,19 @@ async def _clients(args, stack: AsyncExitStack, options: RunOptions, manifest) -
                               options.concurrency)
 
 
-def _confirmed(args, to_pay: float) -> bool:
+async def _confirmed(args, to_pay: float) -> bool:
     if args.yes or to_pay <= args.confirm_above:
         return True
     if not sys.stdin.isatty():
         print(f"batchgen: this run would spend up to ${to_pay:.2f}, above --confirm-above ${args.confirm_above:.2f}, "
               "and there is no terminal to ask; add --yes to proceed (or raise --confirm-above)", file=sys.stderr)
         return False
-    answer = input(f"Spend up to ${to_pay:.2f}? [y/N] ").strip().lower()
-    return answer in ("y", "yes")
+    try:
+        answer = await ask(f"Spend up to ${to_pay:.2f}? [y/N] ")
+    except KeyboardInterrupt:
+        print("\nbatchgen: not confirmed (Ctrl-C): nothing was paid", file=sys.stderr)
+        raise
+    return answer.strip().lower() in ("y", "yes")
 
 
 def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, balance: float | None = None) -> str:
@@ -177,6 +181,9 @@ def describe_plan(plan: Plan, to_pay: float, manifest, options: RunOptions, bala
     if plan.new < total or plan.removed:  # a resume: say what changed since the state was written
         lines.append(f"  since the last run: {plan.new} new, {plan.changed} changed, {plan.removed} no longer in the "
                      f"manifest, {plan.missing_files} downloaded file(s) missing (fetched again)")
+    if plan.leftovers:
+        lines.append(f"  {len(plan.leftovers)} paid job(s) of rows since edited or removed: their videos are "
+                     "fetched too (an edited row's as NAME.prev-KEY.mp4), not paid again")
     if plan.on_disk:
         lines.append(f"  {plan.on_disk} video(s) already in the output folder adopted from their sidecars "
                      "(job key, size and sha256 match): not paid again")
@@ -243,6 +250,10 @@ def describe_result(result: RunResult, runner: Runner, options: RunOptions) -> s
     if strays:
         lines.append(f"  {len(strays)} paid video(s) could not be matched to a job; kept in {options.out_dir / 'unmatched'}:")
         lines += [f"    {s['prediction_id']} ({s.get('model')}): {s.get('why')}" for s in strays[:10]]
+    if left := result.plan.leftovers:
+        fetched = sum(runner.state.jobs[j.key].status is JobStatus.DOWNLOADED for j in left)
+        lines.append(f"  {fetched} of {len(left)} paid video(s) of rows since edited or removed fetched"
+                     + ("" if fetched == len(left) else "; run the same command again to fetch the rest"))
     if lost := expired_summary(runner.jobs, runner.state.jobs):
         lines.append(lost)
     if result.fallbacks:

@@ -22,15 +22,17 @@ it; dollars are numbers, USD):
                     in_flight  submitting, submitted or unknown: committed, not finished
                     failed     ended failed and not billed; paid again only with --retry-failed,
                                priced at today's table price
-                    to_pay     never submitted (or edited since): the next run pays this
+                    to_pay     never submitted, edited since, or every submit refused (no task made):
+                               the next run pays this
     max_cost      the manifest's max_cost, or null
     unconfirmed   [{model, note}] for models in use whose figures are unconfirmed
     fallback      null without fallback_model; else {model, jobs, seconds, dollars_asked,
                   dollars_on_fallback, accepted_jobs, not_accepted: [{problem, jobs}]}
                   over the jobs on other models that could still be submitted: what they
                   cost as asked, and on the fallback model (only the jobs it accepts)
-    other_in_state  {jobs, dollars}: state records not in this manifest (old edits), and
-                  what of them was committed; null without --state
+    other_in_state  {jobs, dollars, fetching}: state records not in this manifest (edited or removed
+                  rows), what of them was committed, and how many of them are paid and not on disk
+                  yet (the next run fetches their videos, paying nothing); null without --state
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ from typing import Any
 
 from .errors import StateError
 from .jobs import JobSpec
-from .lifecycle import JobStatus, in_flight, is_generated
+from .lifecycle import JobStatus, in_flight, is_generated, never_billed
 from .manifest import Manifest, load_manifest
+from .planner import paid_not_on_disk
 from .state import JobRecord, State, committed_spend, load
 from .user_config import user_model_table
 
@@ -109,9 +112,11 @@ def classify(rec: JobRecord | None) -> str:
         return "paid"
     if in_flight(rec.status):
         return "in_flight"
+    if never_billed(rec):
+        return "to_pay"  # every submit was refused, no task was made: the next plain run submits it again
     if rec.status is JobStatus.FAILED:
-        # A task that ends failed is not billed (its event records cost 0), and a submit that
-        # never got a prediction id was never accepted. Anything else reached the provider.
+        # A task that ends failed is not billed (its event records cost 0), and a submit refused for good
+        # was never accepted. Anything else reached the provider.
         return "paid" if rec.pid and rec.cost > 0 else "failed"
     return "to_pay"
 
@@ -177,7 +182,8 @@ def _fallback(manifest: Manifest, jobs: list[JobSpec]) -> Fallback:
 def _others(manifest: Manifest, state: State) -> dict[str, Any]:
     keys = {j.key for j in manifest.jobs}
     others = [r for k, r in state.jobs.items() if k not in keys]
-    return {"jobs": len(others), "dollars": committed_spend(others)}
+    return {"jobs": len(others), "dollars": committed_spend(others),
+            "fetching": sum(paid_not_on_disk(r) for r in others)}
 
 
 def _res_order(resolution: str) -> tuple[int, str]:

@@ -11,11 +11,41 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .jobs import JobSpec
+from .jobs import JobSpec, Location
 from .lifecycle import TRANSITIONS, Action, JobStatus, next_action, spend_of
 from .sidecars import OnDisk
 from .state import JobRecord, State
 from .state_events import Event, Job, Missing, Superseded
+
+
+@dataclass(frozen=True)
+class Leftover(JobSpec):
+    """A job paid and not yet on disk whose row was since edited or removed: followed to its video all the
+    same, so none is lost. Its file keeps the job's name unless a job of the manifest names it now; then it
+    is NAME.prev-KEY.mp4, the name an older video of the row is set aside as."""
+
+    recorded_key: str = ""
+
+    @property
+    def key(self) -> str:  # the recorded one: the image it was hashed from may have changed since
+        return self.recorded_key
+
+
+def paid_not_on_disk(rec: JobRecord) -> bool:
+    """A task paid and known by its id whose video is not on disk yet: a run follows it even when its row
+    was edited or removed (an unknown one is settled only while its row is in the manifest)."""
+    return bool(rec.pid) and rec.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)
+
+
+def leftover(rec: JobRecord, taken: set[str]) -> Leftover:
+    """The spec that follows ``rec``; ``taken``: the outputs the manifest's jobs write."""
+    output = rec.output
+    if output in taken:
+        stem = output[:-4] if output.endswith(".mp4") else output
+        output = f"{stem}.prev-{rec.key[:8]}.mp4"
+    return Leftover(id=rec.id, model=rec.model, prompt=rec.prompt, image=rec.image, image_path=None, image_url=None,
+                    image_sha256=None, params=dict(rec.params), take=1, output=output, where=Location(rec.where),
+                    recorded_key=rec.key)
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,8 @@ class Plan:
     whitespace_kept: int = 0
     #: The specs as planned, in manifest order (a whitespace-only edit stands for its recorded job).
     jobs: list[JobSpec] = field(default_factory=list)
+    #: Jobs of edited or removed rows, paid and not yet on disk: polled or downloaded (not in ``jobs``).
+    leftovers: list[Leftover] = field(default_factory=list)
 
     def add(self, action: Action, job: JobSpec) -> None:
         self._lists[action].append(job)
@@ -96,8 +128,18 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
             action = Action.DONE
         result.add(action, job)
     keys, ids = {j.key for j in result.jobs}, {j.id for j in result.jobs}
-    result.removed = sum(1 for k, r in state.jobs.items() if k not in keys and r.id not in ids)
+    _follow_leftovers(result, state, keys)
+    # A superseded job is the history of an edited row, counted (once) by the job that replaced it.
+    result.removed = sum(1 for k, r in state.jobs.items()
+                         if k not in keys and r.id not in ids and not r.superseded_by)
     return result, events
+
+
+def _follow_leftovers(result: Plan, state: State, keys: set[str]) -> None:
+    """Jobs no longer in the manifest (edited or removed rows) whose task was paid and whose video is not
+    on disk yet."""
+    taken = {j.output for j in result.jobs}
+    result.leftovers = [leftover(r, taken) for k, r in state.jobs.items() if k not in keys and paid_not_on_disk(r)]
 
 
 def _adopt(job: JobSpec, rec: JobRecord | None, found: OnDisk | None, options: PlanOptions, result: Plan,

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from . import events as ev
 from .fsguard import NoFollowFileHandler
 from .jobs import JobSpec
+from .redact import Redactor
 
 log = logging.getLogger("batchgen")
 
@@ -52,17 +53,19 @@ class _TqdmHandler(logging.Handler):
 
 
 class _MaskSecret(logging.Filter):
-    """Replace the API key wherever it appears, should an error message ever echo a header."""
+    """Mask the API key wherever it appears, should an error message ever echo a header; masked as the
+    state and printed errors are (redact.py), so a toy key such as 'k' leaves the words around it alone."""
 
     def __init__(self, secret: str):
         super().__init__()
-        self.secret = secret
+        self.redact = Redactor(secret)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret:
+        if self.redact:
             text = record.getMessage()
-            if self.secret in text:
-                record.msg, record.args = text.replace(self.secret, "***"), None
+            masked = self.redact(text)
+            if masked != text:
+                record.msg, record.args = masked, None
         return True
 
 
@@ -235,9 +238,11 @@ class Progress:
 
     def _start(self, plan) -> None:
         for jobs, column in ((plan.done, "done"), (plan.failed, "failed"), (plan.unknown, "unknown"),
-                             (plan.submit, "queued"), (plan.poll, "generating"), (plan.download, "downloading")):
+                             (plan.submit, "queued"), (plan.poll, "generating"), (plan.download, "downloading"),
+                             (plan.leftovers, "generating")):
             for job in jobs:
                 self._move(job.key, column)
+        self.total += len(plan.leftovers)  # paid videos of edited rows: fetched too, so counted
         self.done_before = len(plan.done)
         self._since = {job.key: (job, self.clock()) for job in plan.poll}
         self._last_tenth = self._tenth()

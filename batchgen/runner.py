@@ -218,6 +218,11 @@ class Runner:
     async def _drive(self, plan: Plan) -> None:
         with frozen_heap():
             async with asyncio.TaskGroup() as group:
+                for left in plan.leftovers:
+                    polled = self.rec(left).status is JobStatus.SUBMITTED
+                    if polled:
+                        self.slots.take()  # it generates at the provider like any job in flight
+                    group.create_task(self._job(left, "poll" if polled else "download"))
                 for job in plan.poll:
                     self.slots.take()
                     group.create_task(self._job(job, "poll"))

@@ -12,8 +12,9 @@ meaning while ``schema`` stays 1:
     counts        {status: n} for new, submitting, unknown, submitted, completed, downloaded, failed
     spend         {"committed": $, "downloaded": $, "in_flight": $}  (dollars, list price at submit;
                   committed includes superseded jobs, which were paid for too; in_flight is what is
-                  billed and not yet on disk: submitted, completed, and unknown, which may be billed)
-    in_flight_jobs  how many current jobs ``spend.in_flight`` covers
+                  billed and not yet on disk: submitted, completed, and unknown, which may be billed,
+                  superseded ones included, so committed = downloaded + in_flight + failed tasks billed)
+    in_flight_jobs  how many jobs ``spend.in_flight`` covers
     failed        [{id, key, where, class, error, attempts, pid}]  in state order (manifest order)
                   where: "manifest.yaml:LINE" (CSV: the row's line); class: task (the provider failed
                   it), rejected (refused at submit), transient (submit retries ran out), expired
@@ -54,6 +55,7 @@ from .errors import StateError
 from .lifecycle import JobStatus
 from .lifecycle import in_flight as is_in_flight
 from .lifecycle import next_action as lifecycle_next_action
+from .planner import paid_not_on_disk
 from .state import JobRecord, State, committed_spend, load, spend_of
 from .unmatched import listed as unmatched_videos
 
@@ -64,8 +66,12 @@ def in_flight(rec: JobRecord) -> bool:
 
 
 def next_action(rec: JobRecord) -> str:
-    """What the next plain run does with a job (a superseded one is history: done)."""
-    return "done" if rec.superseded_by else lifecycle_next_action(rec).value
+    """What the next plain run does with a job. A superseded one is history (done), unless it was paid and
+    its video is not on disk yet: the next run polls or downloads it (planner.Leftover), as it does for a
+    removed row's."""
+    if rec.superseded_by and not paid_not_on_disk(rec):
+        return "done"
+    return lifecycle_next_action(rec).value
 
 
 # -- the summary ---------------------------------------------------------------------------------
@@ -81,7 +87,8 @@ def summarize(state: State, path: str) -> dict[str, Any]:
     # A job replaced by an edit of its row is history: its spend counts, its status does not.
     records = [r for r in everything if not r.superseded_by]
     counts = Counter(r.status.value for r in records)
-    flying = [r for r in records if in_flight(r)]
+    # Paid before its row was edited and not on disk yet: in flight too, so committed = downloaded + in flight.
+    flying = [r for r in everything if in_flight(r)]
     downloaded = round(sum(r.cost for r in everything if r.status is JobStatus.DOWNLOADED), 2)
     return {
         "schema": 1,
@@ -98,7 +105,7 @@ def summarize(state: State, path: str) -> dict[str, Any]:
                     for r in records if r.status is JobStatus.UNKNOWN],
         "fallbacks": [_fallback(r) for r in records if r.fell_back or r.switched],
         "job_list": [_job(r) for r in everything],
-        "next_run": _next_run(counts),
+        "next_run": _next_run(records),
         "runs": sum(1 for r in state.runs if r.get("phase") == "start"),
         "unmatched": [{k: v.get(k) for k in ("prediction_id", "model", "created_at", "why", "sha256", "path")}
                       for v in unmatched_videos(Path(path).parent)],
@@ -119,11 +126,8 @@ def _job(rec: JobRecord) -> dict[str, Any]:
             "next_action": next_action(rec), "superseded_by": rec.superseded_by}
 
 
-def _next_run(counts: Counter[str]) -> dict[str, int]:
-    return {
-        "submit": counts.get("new", 0),
-        "poll": counts.get("submitted", 0),
-        "download": counts.get("completed", 0),
-        "skip_failed": counts.get("failed", 0),
-        "unknown": counts.get("unknown", 0) + counts.get("submitting", 0),
-    }
+def _next_run(records: list[JobRecord]) -> dict[str, int]:
+    """By what the next plain run does with each job: a failure that was never billed is submitted again."""
+    actions = Counter(next_action(r) for r in records)
+    return {"submit": actions["submit"], "poll": actions["poll"], "download": actions["download"],
+            "skip_failed": actions["failed"], "unknown": actions["reconcile"]}

@@ -160,7 +160,7 @@ def test_budget_capped_run_splits_into_paid_and_still_to_pay(sim, batch, capsys)
     }
     assert est["total"] == {"jobs": 3, "seconds": 12, "dollars": 3.60}
     assert est["split"]["paid"]["dollars"] == sim.ledger()["charged_total"], "paid is what the provider billed"
-    assert est["other_in_state"] == {"jobs": 0, "dollars": 0.0}
+    assert est["other_in_state"] == {"jobs": 0, "dollars": 0.0, "fetching": 0}
 
     assert main(["estimate", str(manifest), "--state", state]) == 0
     out_text = capsys.readouterr().out
@@ -212,7 +212,7 @@ def test_edited_job_is_to_pay_and_the_old_one_is_reported_apart(sim, batch, caps
     est = estimate_json(str(manifest), "--state", str(out / "state.jsonl"), capsys=capsys)
     assert est["split"]["paid"] == {"jobs": 2, "seconds": 8, "dollars": 2.40}
     assert est["split"]["to_pay"] == {"jobs": 1, "seconds": 8, "dollars": 2.40}
-    assert est["other_in_state"] == {"jobs": 1, "dollars": 1.20}
+    assert est["other_in_state"] == {"jobs": 1, "dollars": 1.20, "fetching": 0}
     assert main(["estimate", str(manifest), "--state", str(out / "state.jsonl")]) == 0
     assert "not in this manifest: 1 job in the state ($1.20 committed)" in capsys.readouterr().out
 
@@ -229,19 +229,20 @@ def test_missing_state_file_and_bad_manifest_exit_2(tmp_path, mixed, capsys):
 # -- pure classification ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status, pid, cost, bucket", [
-    (JobStatus.NEW, "", 1.2, "to_pay"),
-    (JobStatus.SUBMITTING, "", 1.2, "in_flight"),
-    (JobStatus.UNKNOWN, "", 1.2, "in_flight"),
-    (JobStatus.SUBMITTED, "p1", 1.2, "in_flight"),
-    (JobStatus.COMPLETED, "p1", 1.2, "paid"),
-    (JobStatus.DOWNLOADED, "p1", 1.2, "paid"),
-    (JobStatus.FAILED, "p1", 0.0, "failed"),   # the task failed: refunded
-    (JobStatus.FAILED, "", 1.2, "failed"),     # the submit gave up: never accepted
-    (JobStatus.FAILED, "p1", 1.2, "paid"),     # generated, then the download failed: billed
+@pytest.mark.parametrize("status, pid, cost, error_class, bucket", [
+    (JobStatus.NEW, "", 1.2, "", "to_pay"),
+    (JobStatus.SUBMITTING, "", 1.2, "", "in_flight"),
+    (JobStatus.UNKNOWN, "", 1.2, "", "in_flight"),
+    (JobStatus.SUBMITTED, "p1", 1.2, "", "in_flight"),
+    (JobStatus.COMPLETED, "p1", 1.2, "", "paid"),
+    (JobStatus.DOWNLOADED, "p1", 1.2, "", "paid"),
+    (JobStatus.FAILED, "p1", 0.0, "task", "failed"),    # the task failed: refunded
+    (JobStatus.FAILED, "", 1.2, "rejected", "failed"),  # refused for good: paid again only with --retry-failed
+    (JobStatus.FAILED, "", 1.2, "submit", "to_pay"),    # the submit gave up, never accepted: the next run pays it
+    (JobStatus.FAILED, "p1", 1.2, "download", "paid"),  # generated, then the download failed: billed
 ])
-def test_classify(status, pid, cost, bucket):
-    assert classify(JobRecord(key="k", status=status, pid=pid, cost=cost)) == bucket
+def test_classify(status, pid, cost, error_class, bucket):
+    assert classify(JobRecord(key="k", status=status, pid=pid, cost=cost, error_class=error_class)) == bucket
     assert classify(None) == "to_pay"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -90,3 +92,62 @@ def test_a_halted_run_says_why_once(make_sim, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("invalid API key") == 1, err
     assert "run halted: " in (tmp_path / "out" / "batchgen.log").read_text()
+
+
+def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
+    """What the terminal showed until ``wanted`` appeared (or the child closed it, or time ran out)."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while wanted not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed its terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def test_one_ctrl_c_at_the_spend_prompt_declines_at_once(sim, tmp_path):
+    make_images(tmp_path / "img", 2)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} spins", "duration": 4}])
+    cmd = [sys.executable, "-m", "batchgen", "run", str(manifest), "--out", str(tmp_path / "out"),
+           "--base-url", sim.base_url, "--confirm-above", "0", "--poll-min", "0.05"]
+    terminal, child_end = pty.openpty()  # a terminal on stdin, as a user typing at the prompt has
+    proc = subprocess.Popen(cmd, env={**os.environ, "WAVESPEED_API_KEY": "k"}, stdin=child_end,
+                            stdout=child_end, stderr=child_end)
+    os.close(child_end)
+    try:
+        assert b"[y/N]" in _read_until(terminal, b"[y/N]", 30)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C at that terminal sends
+        shown = _read_until(terminal, b"nothing was paid", 5)
+        assert proc.poll() is not None or _exited_within(proc, 2), \
+            f"one Ctrl-C at the prompt left the run waiting for an answer: {shown!r}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(terminal)
+    assert proc.returncode == 130, shown
+    assert b"not confirmed (Ctrl-C): nothing was paid" in shown
+    assert sim.ledger()["submissions"] == [] and not (tmp_path / "out" / "state.jsonl").exists()
+
+
+def _exited_within(proc: subprocess.Popen, seconds: float) -> bool:
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def test_two_sigterms_quit_at_once_and_say_so_by_name(make_sim, tmp_path):
+    sim = make_sim(gen_base=3.0)
+    proc, _, _, _ = _start(sim, tmp_path, submits=2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "stopped at once (SIGTERM twice)" in err and "Ctrl-C" not in err, err

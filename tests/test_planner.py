@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import os
+import pty
 
 from runner_helpers import make_images, run_cli, write_manifest
 
@@ -70,6 +70,15 @@ def test_an_edited_row_supersedes_the_old_job():
 def test_a_row_gone_from_the_manifest_is_counted_removed():
     result, _ = plan([_job(1)], _state(_downloaded(_job(1)), _downloaded(_job(2))), {"job1.mp4": 10,
                                                                                      "job2.mp4": 10}, OPTIONS)
+    assert result.removed == 1
+
+
+def test_a_row_edited_then_removed_is_counted_removed_once():
+    """Its superseded job is history, not a second row gone from the manifest."""
+    old, edited = _job(2), _job(2, prompt="edited")
+    state = _state(_downloaded(_job(1)), _downloaded(old), _downloaded(edited))
+    apply(state, Superseded(old.key, by=edited.key))
+    result, _ = plan([_job(1)], state, {"job1.mp4": 10, "job2.mp4": 10}, OPTIONS)
     assert result.removed == 1
 
 
@@ -147,18 +156,18 @@ def test_a_paid_job_keeps_the_price_it_was_submitted_at():
     assert len(events) == 1 and events[0].cost is None
 
 
-class _Answer(io.StringIO):
-    """A terminal on stdin that answers the spend prompt."""
-
-    def isatty(self) -> bool:
-        return True
-
-
 def _run_answering(sim, manifest, out, answer: str, monkeypatch) -> int:
-    monkeypatch.setattr("sys.stdin", _Answer(answer + "\n"))
-    monkeypatch.setenv("WAVESPEED_API_KEY", API_KEY)
-    return main(["run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--confirm-above", "0",
-                 "--poll-min", "0.05"])
+    """``batchgen run`` with a terminal on stdin where ``answer`` was typed for the spend prompt."""
+    terminal, ours = pty.openpty()
+    os.write(terminal, answer.encode() + b"\n")
+    with open(ours, encoding="utf-8") as stdin:
+        monkeypatch.setattr("sys.stdin", stdin)
+        monkeypatch.setenv("WAVESPEED_API_KEY", API_KEY)
+        try:
+            return main(["run", str(manifest), "--out", str(out), "--base-url", sim.base_url, "--confirm-above",
+                         "0", "--poll-min", "0.05"])
+        finally:
+            os.close(terminal)
 
 
 def test_no_at_the_spend_prompt_leaves_the_state_absent_or_byte_identical(sim, tmp_path, monkeypatch):

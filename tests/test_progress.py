@@ -170,6 +170,17 @@ def test_verbosity_levels_and_the_key_is_masked_everywhere(tmp_path):
     setup_logging(None, 0)
 
 
+def test_a_toy_key_leaves_log_lines_readable_as_the_stored_state_does(tmp_path):
+    """A simulator rehearsal's key such as 'k' is no secret (redact.MIN_KEY_LENGTH): masking it would turn
+    'kept the older video of sneaker-4s' into '***ept the older video of snea***er-4s'."""
+    console = io.StringIO()
+    setup_logging(tmp_path / "k.log", 0, stream=console, secret="k")
+    logging.getLogger("batchgen").warning("kept the older video of sneaker-4s as sneaker-4s.prev-1.mp4")
+    setup_logging(None, 0)
+    for text in (console.getvalue(), (tmp_path / "k.log").read_text()):
+        assert "kept the older video of sneaker-4s as sneaker-4s.prev-1.mp4" in text, text
+
+
 def test_a_real_run_writes_plain_lines_and_a_log_of_every_decision(sim, tmp_path, capsys):
     make_images(tmp_path / "img", 3)
     manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "turns {stem}", "duration": 4}])

@@ -176,3 +176,36 @@ def test_jobs_switched_to_the_fallback_model_are_listed_as_fallbacks(make_sim, t
     assert {(j["model_asked"], j["model_submitted"]) for j in data["job_list"]} == {(primary, fallback)}
     assert main(["status", str(tmp_path / "out" / "state.jsonl")]) == 0
     assert f"asked {primary}, got {fallback} (switched to the fallback_model)" in capsys.readouterr().out
+
+
+def test_a_job_paid_before_its_row_was_edited_stays_in_flight_until_its_video_is_fetched(tmp_path):
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        for key in ("old", "new"):
+            _job(log, key, 10)
+        _submit(log, "old", "pid-old")
+        log.append({"ev": "superseded", "key": "old", "by": "new"})
+    summary = summarize(load(path), str(path))
+    assert summary["spend"] == {"committed": 1.2, "downloaded": 0.0, "in_flight": 1.2}
+    assert summary["in_flight_jobs"] == 1
+    old = next(j for j in summary["job_list"] if j["key"] == "old")
+    assert old["next_action"] == "poll", "the next run fetches its paid video"
+
+
+def test_a_failure_that_was_never_billed_is_said_to_be_submitted_again_by_the_next_run(tmp_path, capsys):
+    """A submit refused every time (its retries ran out, or its picture changed under it) made no task: the next
+    plain run submits it again, no --retry-failed needed, and status and estimate say so."""
+    path = tmp_path / "state.jsonl"
+    with StateLog(path) as log:
+        log.open()
+        _job(log, "refused", 10)
+        log.append({"ev": "submitting", "key": "refused", "attempt": 1, "body_hash": "h", "model": SORA, "cost": 1.2})
+        log.append({"ev": "failed", "key": "refused", "class": "submit", "attempt": 1, "cost": 0.0,
+                    "message": "a.png changed after the manifest was read; run again to submit the picture it holds now"})
+    summary = summarize(load(path), str(path))
+    assert summary["next_run"] == {"submit": 1, "poll": 0, "download": 0, "skip_failed": 0, "unknown": 0}
+    assert main(["status", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "--retry-failed to try it" not in text and "not billed: the next run submits it again" in text
+    assert text.count("id-refused") == 1, text
