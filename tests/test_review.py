@@ -17,6 +17,7 @@ from conftest import run
 from runner_helpers import make_images, run_cli, write_manifest
 
 from batchgen.picks import load_picks
+from batchgen.redo import link_redo_takes
 from batchgen.review import Review
 
 SECRET_KEY = "sk-review-must-never-see-this-0123456789"
@@ -134,6 +135,29 @@ def test_picks_are_saved_as_made_and_shown_again_after_a_restart(takes_batch):
     again = run(_served(takes_batch, reread))
     assert [r["pick"]["status"] for r in again] == ["picked", "picked", "redo"]
     assert [r["pick"]["take"] for r in again[:2]] == [rows[0]["takes"][1]["key"], rows[1]["takes"][0]["key"]]
+
+
+def test_a_pick_made_after_a_redo_run_keeps_the_redo_take_it_linked(takes_batch):
+    """'run --redo' links its take into picks.json while the page is open; the page's next save keeps that
+    link (else the next --redo pays for another take) and a reload shows the file as it is now."""
+    out = takes_batch.parent
+
+    async def body(review, base, session):
+        rows = (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+        api = f"{base}/api/pick?token={review.token}"
+        async with session.post(api, json={"row": rows[0]["key"], "status": "redo", "note": "slower"}) as a:
+            assert a.status == 200
+        link_redo_takes(out, {rows[0]["key"]: "take-key-of-the-redo"})
+        async with session.post(api, json={"row": rows[1]["key"], "status": "rejected"}) as a:
+            assert a.status == 200
+        again = (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+        (out / "picks.json").write_text("{half a file")
+        async with session.post(api, json={"row": rows[2]["key"], "status": "rejected"}) as a:
+            refused = a.status, await a.text()
+        return rows, again, refused
+    rows, again, refused = run(_served(takes_batch, body))
+    assert again[0]["pick"]["redo_take"] == "take-key-of-the-redo"
+    assert refused[0] == 409 and "picks.json" in refused[1] and "fix or remove the file" in refused[1]
 
 
 def test_rows_carry_takes_models_cost_and_generation_time(takes_batch):

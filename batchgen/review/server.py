@@ -129,6 +129,7 @@ class Review:
         return web.Response(text=render_shell(self.out_dir.name, str(self.out_dir)), content_type="text/html")
 
     async def _rows(self, request: web.Request) -> web.Response:
+        self.picks = self._saved_picks()
         rows = [row_json(row, self.cards, self.picks.get(row.key)) for row in self.rows]
         return web.json_response({"title": self.out_dir.name, "rows": rows, "problems": self.problems})
 
@@ -142,7 +143,9 @@ class Review:
             entry = make_pick(row, status, str(body.get("take", "")), str(body.get("note", ""))) if status else None
         except (ValueError, AttributeError) as exc:
             raise web.HTTPBadRequest(text=f"bad pick: {exc}", headers=_HEADERS) from exc
-        picks = dict(self.picks)
+        # Re-read: 'run --redo' links its new take into picks.json while this page is open, and a
+        # stale copy written back would drop that link and make the next --redo pay for another take.
+        picks = self._saved_picks()
         if entry is None:
             picks.pop(row.key, None)
         else:
@@ -150,6 +153,12 @@ class Review:
         save_picks(self.out_dir, picks)
         self.picks = picks
         return web.json_response({"row": row.key, "pick": entry})
+
+    def _saved_picks(self) -> dict[str, dict[str, Any]]:
+        try:
+            return load_picks(self.out_dir)
+        except StateError as exc:
+            raise web.HTTPConflict(text=f"pick not saved: {exc}", headers=_HEADERS) from exc
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         target = confined(self.out_dir, request.match_info["path"])
