@@ -12,6 +12,10 @@ index; a file exported earlier that is no longer picked is removed (only files l
 previous index.json are ever removed). Every source video is checked against the size and
 sha256 the state recorded at download: a missing or altered one is reported with its job id
 and the command exits 1, after exporting the rest.
+
+In ``index.csv`` a text cell a spreadsheet would take for a formula (a prompt starting with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return) gets a leading ``'``, so opening the delivery runs
+nothing; ``index.json`` keeps every value exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .state import JobRecord, State, load
 INDEX_FIELDS = ("id", "file", "source_image", "prompt", "model_used", "duration", "resolution", "cost",
                 "prediction_id")
 POSTER_PX = 1280
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK = 1 << 20
 
 
@@ -223,8 +228,13 @@ def _write_index(dest: Path, entries: list[dict[str, Any]]) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=INDEX_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(entries)
+    writer.writerows({k: _inert(v) for k, v in entry.items()} for entry in entries)
     _write_if_changed(dest / "index.csv", text.getvalue())
+
+
+def _inert(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never evaluates (OWASP's advice for CSV injection)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def _write_if_changed(path: Path, text: str) -> None:

