@@ -116,6 +116,11 @@ def load_picks(out_dir: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("rows"), dict):
         raise StateError(f"{path}: not a picks file of version {VERSION}; it was written by another batchgen "
                          "version: move it aside and review again")
+    for key, entry in data["rows"].items():
+        if not isinstance(entry, dict) or entry.get("status") not in STATUSES or not all(
+                isinstance(entry.get(name, ""), str) for name in ("take", "note", "redo_take")):
+            raise StateError(f"{path}: the entry for row {key!r} is not a pick ({json.dumps(entry)[:80]}); fix or "
+                             "remove it (or the file) and review again")
     return {_short(key): entry for key, entry in data["rows"].items()}
 
 

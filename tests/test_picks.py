@@ -93,6 +93,10 @@ def test_a_failed_save_leaves_the_previous_picks_whole(state, tmp_path, monkeypa
     ('{"version": 2, "rows": {}}', "not a picks file of version 1"),
     ('{"rows": {}}', "not a picks file of version 1"),
     ('[1, 2]', "not a picks file of version 1"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": "picked"}}', "row 'b.yaml:2#img/mug.png' is not a pick"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": null}}', "is not a pick"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": {"status": "loved"}}}', "is not a pick"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": {"status": "picked", "take": 3}}}', "is not a pick"),
 ])
 def test_an_unreadable_or_other_version_picks_file_is_a_state_error_naming_it(tmp_path, text, words):
     (tmp_path / "picks.json").write_text(text)
