@@ -88,7 +88,7 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
     if dest.resolve() == out_dir:
         raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
     dest.mkdir(parents=True, exist_ok=True)
-    names = plan_names(chosen, dest, template)
+    names = plan_names(chosen, dest, template, out_dir)
     result = ExportResult()
     entries = []
     for (_, rec), name in zip(chosen, names):
@@ -96,7 +96,7 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
         if entry is not None:
             entries.append(entry)
     # A video that could not be exported this time keeps its earlier copy: only unpicked ones go.
-    _remove_stale(dest, set(names), result)
+    _remove_stale(dest, set(names), result, out_dir)
     _write_index(dest, entries)
     return result
 
@@ -120,9 +120,10 @@ def name_context(row: Row, rec: JobRecord) -> dict[str, Any]:
             "model_name": (rec.model_used or rec.submit_model or rec.model).rsplit("/", 1)[-1]}
 
 
-def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str) -> list[str]:
+def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str, out_dir: Path) -> list[str]:
     """Each video's file name inside ``dest``; UsageError for a bad template, OutputPathError for a name
-    outside ``dest`` or two videos under one name."""
+    outside ``dest``, inside the batch's output folder ``out_dir`` (``--to`` a folder above it), or two
+    videos under one name."""
     root = dest.resolve()
     names: dict[str, str] = {}
     for row, rec in chosen:
@@ -135,6 +136,10 @@ def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str) -
         if not (root / name).resolve().is_relative_to(root):
             raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, outside {dest} "
                                   "(through a symbolic link); choose another folder or name", job=rec.id)
+        if _in_batch(root / name, root, out_dir):
+            raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, inside the batch's own "
+                                  f"output folder {out_dir}, where a later export could delete a paid video; "
+                                  "export --to a folder outside it", job=rec.id)
         if name in names:
             raise OutputPathError(f"export --name {template!r} gives jobs {names[name]} and {rec.id} the same "
                                   f"file {name}; add {{take}} or {{id}} to the name", job=rec.id)
@@ -202,12 +207,18 @@ def _place(src: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _remove_stale(dest: Path, keep: set[str], result: ExportResult) -> None:
-    """Remove videos (and their posters) the previous export listed and this one does not."""
+def _in_batch(target: Path, root: Path, out_dir: Path) -> bool:
+    """True for a delivery path that is a file of the batch itself (the delivery folder lies above it)."""
+    return target.resolve().is_relative_to(out_dir) and not root.is_relative_to(out_dir)
+
+
+def _remove_stale(dest: Path, keep: set[str], result: ExportResult, out_dir: Path) -> None:
+    """Remove videos (and their posters) the previous export listed and this one does not; never one of
+    the batch's own files, whatever an index.json says."""
     root = dest.resolve()
     for name in sorted(set(_previous_files(dest)) - keep):
         target = (dest / name)
-        if not target.resolve().is_relative_to(root):
+        if not target.resolve().is_relative_to(root) or _in_batch(target, root, out_dir):
             continue
         for path in (target, target.with_suffix(".jpg")):
             path.unlink(missing_ok=True)

@@ -160,3 +160,15 @@ def test_a_prompt_a_spreadsheet_would_run_is_plain_text_in_the_csv_and_exact_in_
     with open(dest / "index.csv", newline="") as handle:
         assert [row["prompt"] for row in csv.DictReader(handle)] == ["'" + text for text in formulas]
     assert [v["prompt"] for v in json.loads((dest / "index.json").read_text())["videos"]] == formulas
+
+
+def test_a_delivery_folder_above_the_batch_never_deletes_or_overwrites_the_batchs_videos(picked, tmp_path):
+    out = picked.parent                                             # tmp_path/out: --to tmp_path lies above it
+    videos = sorted(p.name for p in out.glob("*.mp4"))
+    with pytest.raises(OutputPathError, match="inside the batch's own output folder"):
+        export(picked, tmp_path, template="out/{id}", everything=True)
+    # An index.json (an older batchgen's, or edited) listing the batch's videos: a re-export removes none.
+    (tmp_path / "index.json").write_text(json.dumps({"version": 1, "videos": [{"file": f"out/{v}"} for v in videos]}))
+    result = export(picked, tmp_path)
+    assert result.removed == [] and result.problems == []
+    assert sorted(p.name for p in out.glob("*.mp4")) == videos and not list(out.glob("*.jpg"))
