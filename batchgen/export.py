@@ -33,7 +33,6 @@ from typing import Any
 
 from .errors import OutputPathError, StateError, UsageError
 from .lifecycle import JobStatus
-from .manifest import BUILTIN_PLACEHOLDERS
 from .manifest_fields import output_name, render
 from .picks import Row, group_rows, load_picks, picked_records
 from .probe import poster_frame, probe_video
@@ -87,7 +86,11 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
     dest = Path(dest)
     if dest.resolve() == out_dir:
         raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"export --to {dest}: cannot make the delivery folder there ({exc.strerror}); "
+                         "give a folder, new or existing, not a file") from exc
     names = plan_names(chosen, dest, template, out_dir)
     result = ExportResult()
     entries = []
@@ -131,8 +134,7 @@ def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str, o
         try:
             name = output_name(render("--name", template, ctx))
         except ValueError as exc:
-            raise UsageError(f"export --name {template!r} for job {rec.id}: {exc}; placeholders: "
-                             f"{', '.join('{' + p + '}' for p in BUILTIN_PLACEHOLDERS)}") from exc
+            raise UsageError(f"export --name {template!r} for job {rec.id}: {exc}") from exc
         if not (root / name).resolve().is_relative_to(root):
             raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, outside {dest} "
                                   "(through a symbolic link); choose another folder or name", job=rec.id)

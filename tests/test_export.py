@@ -172,3 +172,14 @@ def test_a_delivery_folder_above_the_batch_never_deletes_or_overwrites_the_batch
     result = export(picked, tmp_path)
     assert result.removed == [] and result.problems == []
     assert sorted(p.name for p in out.glob("*.mp4")) == videos and not list(out.glob("*.jpg"))
+
+
+def test_a_file_given_as_the_delivery_folder_or_a_note_in_the_name_is_a_usage_error(picked, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["export", str(picked), "--to", str(tmp_path / "afile"), "--all"]) == 2
+    assert main(["export", str(picked), "--to", str(tmp_path / "afile" / "sub"), "--all"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("cannot make the delivery folder there") == 2 and "internal error" not in err
+    assert main(["export", str(picked), "--to", str(tmp_path / "d"), "--name", "{id}-{note}"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown placeholder {note}" in err and "{note}" not in err.split("known here:")[1]
