@@ -83,7 +83,25 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
     out_dir = state_path.resolve().parent
     state = load(state_path)
     chosen = _chosen(state, out_dir, everything)
-    dest = Path(dest)
+    dest = _delivery_folder(Path(dest), out_dir)
+    names = plan_names(chosen, dest, template, out_dir)
+    result = ExportResult()
+    previous = _previous_entries(dest)
+    entries = []
+    for (_, rec), name in zip(chosen, names):
+        entry = _export_one(rec, out_dir / rec.path, dest, name, result)
+        # A video that could not be exported this time keeps its earlier copy, and the index keeps
+        # listing it: the index says what the folder holds, and only listed files are ever removed.
+        if entry is None and name in previous and (dest / name).is_file():
+            entry = previous[name]
+        if entry is not None:
+            entries.append(entry)
+    _remove_stale(dest, set(names), set(previous), result, out_dir)
+    _write_index(dest, entries)
+    return result
+
+
+def _delivery_folder(dest: Path, out_dir: Path) -> Path:
     if dest.resolve() == out_dir:
         raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
     try:
@@ -91,17 +109,7 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
     except OSError as exc:
         raise UsageError(f"export --to {dest}: cannot make the delivery folder there ({exc.strerror}); "
                          "give a folder, new or existing, not a file") from exc
-    names = plan_names(chosen, dest, template, out_dir)
-    result = ExportResult()
-    entries = []
-    for (_, rec), name in zip(chosen, names):
-        entry = _export_one(rec, out_dir / rec.path, dest, name, result)
-        if entry is not None:
-            entries.append(entry)
-    # A video that could not be exported this time keeps its earlier copy: only unpicked ones go.
-    _remove_stale(dest, set(names), result, out_dir)
-    _write_index(dest, entries)
-    return result
+    return dest
 
 
 def _chosen(state: State, out_dir: Path, everything: bool) -> list[tuple[Row, JobRecord]]:
@@ -214,11 +222,11 @@ def _in_batch(target: Path, root: Path, out_dir: Path) -> bool:
     return target.resolve().is_relative_to(out_dir) and not root.is_relative_to(out_dir)
 
 
-def _remove_stale(dest: Path, keep: set[str], result: ExportResult, out_dir: Path) -> None:
+def _remove_stale(dest: Path, keep: set[str], listed: set[str], result: ExportResult, out_dir: Path) -> None:
     """Remove videos (and their posters) the previous export listed and this one does not; never one of
     the batch's own files, whatever an index.json says."""
     root = dest.resolve()
-    for name in sorted(set(_previous_files(dest)) - keep):
+    for name in sorted(listed - keep):
         target = (dest / name)
         if not target.resolve().is_relative_to(root) or _in_batch(target, root, out_dir):
             continue
@@ -227,12 +235,13 @@ def _remove_stale(dest: Path, keep: set[str], result: ExportResult, out_dir: Pat
         result.removed.append(name)
 
 
-def _previous_files(dest: Path) -> list[str]:
+def _previous_entries(dest: Path) -> dict[str, dict[str, Any]]:
+    """The previous export's index.json entries by file name; none when it is missing or unreadable."""
     try:
         data = json.loads((dest / "index.json").read_text(encoding="utf-8"))
-        return [str(v["file"]) for v in data["videos"]]
+        return {str(v["file"]): v for v in data["videos"] if isinstance(v, dict)}
     except (OSError, ValueError, KeyError, TypeError):
-        return []
+        return {}
 
 
 def _write_index(dest: Path, entries: list[dict[str, Any]]) -> None:

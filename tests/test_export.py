@@ -129,8 +129,16 @@ def test_a_missing_or_altered_source_is_reported_with_its_job_and_fails_the_comm
     assert "4 written" in printed
     assert sorted(p.name for p in dest.glob("*.mp4")) == [f"shot0{i}-4s-720p-take{t}.mp4" for i in range(3) for t in (1, 2)]
     assert (dest / "shot01-4s-720p-take1.mp4").read_bytes() == delivered, "an altered source never replaces a delivery"
-    assert [v["id"] for v in json.loads((dest / "index.json").read_text())["videos"]] == [
-        "shot00-4s-720p-take1", "shot01-4s-720p-take2", "shot02-4s-720p-take1", "shot02-4s-720p-take2"]
+    index = json.loads((dest / "index.json").read_text())["videos"]
+    assert [v["id"] for v in index] == [f"shot0{i}-4s-720p-take{t}" for i in range(3) for t in (1, 2)], (
+        "the index lists what the folder holds, the earlier copies kept included")
+    # Picked away from the broken takes: their earlier copies go like any other no longer picked.
+    rows = group_rows(load(picked))
+    save_picks(out, {rows[0].key: make_pick(rows[0], "picked", rows[0].takes[0].key),
+                     rows[1].key: make_pick(rows[1], "picked", rows[1].takes[1].key)})
+    again = export(picked, dest)
+    assert again.problems == [] and sorted(p.name for p in dest.glob("*.mp4")) == [
+        "shot00-4s-720p-take1.mp4", "shot01-4s-720p-take2.mp4"]
 
 
 def test_nothing_picked_says_how_to_pick_or_export_everything(make_sim, tmp_path, monkeypatch, capsys):
