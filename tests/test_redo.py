@@ -68,6 +68,16 @@ def test_redo_pays_one_new_take_per_marked_row_keeps_the_old_ones_and_never_twic
     assert len(sim.ledger()["submissions"]) == 4
 
 
+def test_redo_with_nothing_marked_says_how_to_mark_a_row_and_pays_nothing(sim, tmp_path, capsys):
+    manifest, out = _first_run(sim, tmp_path)
+    capsys.readouterr()
+    assert run_cli(sim, manifest, out, "--redo") == 0
+    err = capsys.readouterr().err
+    assert "--redo: no row is marked redo in " + str(out / "picks.json") in err
+    assert "'r' in 'batchgen review " + str(out / "state.jsonl") + "'" in err
+    assert len(sim.ledger()["submissions"]) == 3
+
+
 def test_an_interrupted_redo_take_is_resumed_not_paid_again(sim, tmp_path):
     manifest, out = _first_run(sim, tmp_path)
     row = _mark(out, "shot02.png", "redo", "Zoom in.")
