@@ -161,6 +161,16 @@ def make_pick(row: Row, status: str, take: str = "", note: str = "", now: float 
             "time": stamp}
 
 
+def kept_redo_link(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new``, keeping the take an earlier --redo made for the row when it is marked redo again with the
+    same note (pressing r to read the note must not order, and pay for, another take); a new note is
+    a new request."""
+    if (old and old.get("redo_take") and old.get("status") == new["status"] == "redo"
+            and old.get("note", "") == new["note"]):
+        return {**new, "redo_take": old["redo_take"]}
+    return new
+
+
 def picked_records(picks: dict[str, dict[str, Any]], state: State) -> list[tuple[Row, JobRecord]]:
     """Each picked row with its chosen job, in row order; picks naming a job no longer in the state are left out."""
     found = []

@@ -16,9 +16,10 @@ import pytest
 from conftest import run
 from runner_helpers import make_images, run_cli, write_manifest
 
-from batchgen.picks import load_picks
+from batchgen.picks import group_rows, load_picks
 from batchgen.redo import link_redo_takes
 from batchgen.review import Review
+from batchgen.state import load
 
 SECRET_KEY = "sk-review-must-never-see-this-0123456789"
 
@@ -158,6 +159,25 @@ def test_a_pick_made_after_a_redo_run_keeps_the_redo_take_it_linked(takes_batch)
     rows, again, refused = run(_served(takes_batch, body))
     assert again[0]["pick"]["redo_take"] == "take-key-of-the-redo"
     assert refused[0] == 409 and "picks.json" in refused[1] and "fix or remove the file" in refused[1]
+
+
+def test_marking_a_redone_row_redo_again_keeps_its_take_unless_the_note_changes(takes_batch):
+    """The page sends redo as soon as r is pressed (the note box opens after): r then Esc on a row an
+    earlier --redo served must not order a second paid take; a new note is a new request."""
+    out = takes_batch.parent
+
+    async def body(review, base, session):
+        rows = (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+        api, key = f"{base}/api/pick?token={review.token}", rows[0]["key"]
+
+        async def redo(note):
+            async with session.post(api, json={"row": key, "status": "redo", "note": note}) as answer:
+                return (await answer.json())["pick"].get("redo_take")
+        await redo("slower")
+        link_redo_takes(out, {key: "take-key-of-the-redo"})     # what a confirmed 'run --redo' does
+        return [await redo("slower"), await redo("slower"), await redo("faster")]
+    assert run(_served(takes_batch, body)) == ["take-key-of-the-redo", "take-key-of-the-redo", None]
+    assert "redo_take" not in load_picks(out)[group_rows(load(takes_batch))[0].key]
 
 
 def test_rows_carry_takes_models_cost_and_generation_time(takes_batch):

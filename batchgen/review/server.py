@@ -30,7 +30,7 @@ from aiohttp import web
 
 from ..errors import StateError, UsageError
 from ..lifecycle import JobStatus
-from ..picks import group_rows, load_picks, make_pick, save_picks
+from ..picks import group_rows, kept_redo_link, load_picks, make_pick, save_picks
 from ..report import assets_dir, make_pictures, plan_cards
 from ..report_page import LABELS, Card, billed, model_line
 from ..state import load
@@ -149,7 +149,7 @@ class Review:
         if entry is None:
             picks.pop(row.key, None)
         else:
-            picks[row.key] = entry
+            picks[row.key] = entry = kept_redo_link(picks.get(row.key), entry)
         save_picks(self.out_dir, picks)
         self.picks = picks
         return web.json_response({"row": row.key, "pick": entry})
