@@ -136,7 +136,7 @@ def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str, o
     outside ``dest``, inside the batch's output folder ``out_dir`` (``--to`` a folder above it), or two
     videos under one name."""
     root = dest.resolve()
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, str]] = {}
     for row, rec in chosen:
         ctx = name_context(row, rec)
         try:
@@ -150,11 +150,14 @@ def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str, o
             raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, inside the batch's own "
                                   f"output folder {out_dir}, where a later export could delete a paid video; "
                                   "export --to a folder outside it", job=rec.id)
-        if name in names:
-            raise OutputPathError(f"export --name {template!r} gives jobs {names[name]} and {rec.id} the same "
-                                  f"file {name}; add {{take}} or {{id}} to the name", job=rec.id)
-        names[name] = rec.id
-    return list(names)
+        # Casefolded, as the manifest's outputs are: a delivery is often unpacked where Mug.mp4 is mug.mp4.
+        if name.casefold() in names:
+            other, first = names[name.casefold()]
+            raise OutputPathError(f"export --name {template!r} gives jobs {other} and {rec.id} the same file "
+                                  f"{first}{'' if first == name else ' (up to case: ' + name + ')'}; add {{take}} "
+                                  "or {id} to the name", job=rec.id)
+        names[name.casefold()] = (rec.id, name)
+    return [name for _, name in names.values()]
 
 
 def _export_one(rec: JobRecord, src: Path, dest: Path, name: str, result: ExportResult) -> dict[str, Any] | None:

@@ -191,3 +191,15 @@ def test_a_file_given_as_the_delivery_folder_or_a_note_in_the_name_is_a_usage_er
     assert main(["export", str(picked), "--to", str(tmp_path / "d"), "--name", "{id}-{note}"]) == 2
     err = capsys.readouterr().err
     assert "unknown placeholder {note}" in err and "{note}" not in err.split("known here:")[1]
+
+
+def test_names_that_differ_only_by_case_collide(make_sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, second = make_images(tmp_path / "img", 2)
+    first.rename(tmp_path / "img" / "Mug.png")
+    second.rename(tmp_path / "img" / "mug.png")
+    write_manifest(tmp_path, [{"image": f"img/{name}", "prompt": "turn", "duration": 4, "output": f"{n}-{{stem}}"}
+                              for n, name in enumerate(("Mug.png", "mug.png"))])
+    assert run_cli(make_sim(), tmp_path / "batch.yaml", tmp_path / "out") == 0
+    with pytest.raises(OutputPathError, match=r"the same file Mug\.mp4 \(up to case: mug\.mp4\)"):
+        export(tmp_path / "out" / "state.jsonl", tmp_path / "delivery", template="{stem}", everything=True)
