@@ -91,7 +91,8 @@ def test_only_files_inside_the_output_folder_are_served(takes_batch, tmp_path):
     async def body(review, base, session):
         statuses = {}
         for path in ("../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", quote(str(tmp_path / "secret.txt")),
-                     "link.txt", "up/secret.txt", "nothing.mp4", "img", "shot00-4s-720p-take1.mp4"):
+                     "link.txt", "up/secret.txt", "nothing.mp4", "img", "x" * 300 + ".mp4", "a/" * 3000 + "b",
+                     "state.jsonl%00.mp4", "shot00-4s-720p-take1.mp4"):
             async with session.get(f"{base}/files/{path}?token={review.token}") as answer:
                 statuses[path] = (answer.status, await answer.read())
         async with session.get(f"{base}/files/shot00-4s-720p-take1.mp4?token={review.token}",

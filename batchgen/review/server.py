@@ -172,9 +172,10 @@ def confined(root: Path, rel: str) -> Path | None:
     base = root.resolve()
     try:
         target = (base / rel).resolve()
+        # is_file raises for a name too long for the disk: such a request is a 404, not a 500.
+        return target if target.is_relative_to(base) and target.is_file() else None
     except (OSError, RuntimeError, ValueError):
         return None
-    return target if target.is_relative_to(base) and target.is_file() else None
 
 
 def row_json(row, cards: dict[str, Card], pick: dict[str, Any] | None) -> dict[str, Any]:
