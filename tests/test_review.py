@@ -139,7 +139,7 @@ def test_picks_are_saved_as_made_and_shown_again_after_a_restart(takes_batch):
     assert [r["pick"]["take"] for r in again[:2]] == [rows[0]["takes"][1]["key"], rows[1]["takes"][0]["key"]]
 
 
-def test_a_pick_made_after_a_redo_run_keeps_the_redo_take_it_linked(takes_batch):
+def test_a_pick_keeps_a_redo_link_made_meanwhile_and_a_failed_save_says_where_and_why(takes_batch, monkeypatch):
     """'run --redo' links its take into picks.json while the page is open; the page's next save keeps that
     link (else the next --redo pays for another take) and a reload shows the file as it is now."""
     out = takes_batch.parent
@@ -156,10 +156,20 @@ def test_a_pick_made_after_a_redo_run_keeps_the_redo_take_it_linked(takes_batch)
         (out / "picks.json").write_text("{half a file")
         async with session.post(api, json={"row": rows[2]["key"], "status": "rejected"}) as a:
             refused = a.status, await a.text()
-        return rows, again, refused
-    rows, again, refused = run(_served(takes_batch, body))
+        (out / "picks.json").unlink()
+
+        def disk_full(src, dst):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(os, "replace", disk_full)
+        async with session.post(api, json={"row": rows[2]["key"], "status": "rejected"}) as a:
+            failed = a.status, await a.text()
+        monkeypatch.undo()
+        return rows, again, refused, failed
+    rows, again, refused, failed = run(_served(takes_batch, body))
     assert again[0]["pick"]["redo_take"] == "take-key-of-the-redo"
     assert refused[0] == 409 and "picks.json" in refused[1] and "fix or remove the file" in refused[1]
+    assert failed[0] == 500 and f"cannot write {out / 'picks.json'} (No space left" in failed[1], failed
+    assert [p.name for p in out.iterdir() if p.name.startswith(".picks-")] == [], "no temporary file left"
 
 
 def test_marking_a_redone_row_redo_again_keeps_its_take_unless_the_note_changes(takes_batch):

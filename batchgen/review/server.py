@@ -30,7 +30,7 @@ from aiohttp import web
 
 from ..errors import StateError, UsageError
 from ..lifecycle import JobStatus
-from ..picks import group_rows, kept_redo_link, load_picks, make_pick, save_picks
+from ..picks import PICKS_FILE, group_rows, kept_redo_link, load_picks, make_pick, save_picks
 from ..report import assets_dir, make_pictures, plan_cards
 from ..report_page import LABELS, Card, billed, model_line
 from ..state import load
@@ -150,7 +150,12 @@ class Review:
             picks.pop(row.key, None)
         else:
             picks[row.key] = entry = kept_redo_link(picks.get(row.key), entry)
-        save_picks(self.out_dir, picks)
+        try:
+            save_picks(self.out_dir, picks)
+        except OSError as exc:
+            raise web.HTTPInternalServerError(
+                text=f"pick not saved: cannot write {self.out_dir / PICKS_FILE} ({exc.strerror}); free some space "
+                     "or fix the folder's permissions, then pick again", headers=_HEADERS) from exc
         self.picks = picks
         return web.json_response({"row": row.key, "pick": entry})
 
