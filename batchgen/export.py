@@ -166,13 +166,14 @@ def _export_one(rec: JobRecord, src: Path, dest: Path, name: str, result: Export
         result.problems.append(problem)
         return None
     target = dest / name
-    if _same(rec, src, target):
-        result.unchanged.append(name)
-    else:
+    placed = not _same(rec, src, target)
+    if placed:
         _place(src, target)
-        result.written.append(name)
+    (result.written if placed else result.unchanged).append(name)
     poster = target.with_suffix(".jpg")
-    if not poster.is_file() or poster.stat().st_mtime < target.stat().st_mtime:
+    # A placed video keeps its source's (download) time, older than the poster of whatever video
+    # had this name before: comparing times alone would keep that other video's poster.
+    if placed or not poster.is_file() or poster.stat().st_mtime < target.stat().st_mtime:
         poster_frame(target, poster, max_width=POSTER_PX)
     info = probe_video(target, scan_packets=False)
     return {"id": rec.id, "file": name, "source_image": rec.image, "prompt": rec.prompt,

@@ -203,3 +203,16 @@ def test_names_that_differ_only_by_case_collide(make_sim, tmp_path, monkeypatch)
     assert run_cli(make_sim(), tmp_path / "batch.yaml", tmp_path / "out") == 0
     with pytest.raises(OutputPathError, match=r"the same file Mug\.mp4 \(up to case: mug\.mp4\)"):
         export(tmp_path / "out" / "state.jsonl", tmp_path / "delivery", template="{stem}", everything=True)
+
+
+def test_a_name_given_to_another_video_gets_that_videos_poster(picked, tmp_path):
+    dest = tmp_path / "delivery"
+    rows = group_rows(load(picked))
+    save_picks(picked.parent, {rows[0].key: make_pick(rows[0], "picked", rows[0].takes[0].key)})
+    export(picked, dest, template="take{take}")
+    first = (dest / "take1.jpg").read_bytes()
+    save_picks(picked.parent, {rows[2].key: make_pick(rows[2], "picked", rows[2].takes[0].key)})
+    assert export(picked, dest, template="take{take}").written == ["take1.mp4"]
+    fresh = tmp_path / "fresh"
+    export(picked, fresh, template="take{take}")
+    assert (dest / "take1.jpg").read_bytes() == (fresh / "take1.jpg").read_bytes() != first
