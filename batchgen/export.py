@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import OutputPathError, StateError, UsageError
+from .fsguard import replace_whole
 from .lifecycle import JobStatus
 from .manifest_fields import output_name, render
 from .picks import Row, group_rows, load_picks, picked_records
@@ -269,6 +270,6 @@ def _write_if_changed(path: Path, text: str) -> None:
             return
     except FileNotFoundError:
         pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # Through a fresh temporary opened without following links: one planted in the delivery folder
+    # (a shared or synced folder) is never written through.
+    replace_whole(path, lambda out: out.write(text.encode("utf-8")))

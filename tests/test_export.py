@@ -216,3 +216,16 @@ def test_a_name_given_to_another_video_gets_that_videos_poster(picked, tmp_path)
     fresh = tmp_path / "fresh"
     export(picked, fresh, template="take{take}")
     assert (dest / "take1.jpg").read_bytes() == (fresh / "take1.jpg").read_bytes() != first
+
+
+def test_a_link_planted_in_the_delivery_folder_is_never_written_through(picked, tmp_path):
+    dest, outside = tmp_path / "delivery", tmp_path / "outside.txt"
+    dest.mkdir()
+    outside.write_text("keep me")
+    for name in (".index.json.tmp", ".index.csv.tmp", "index.json.part"):
+        os.symlink(outside, dest / name)
+    with pytest.raises(OutputPathError, match="index.json.part"):
+        export(picked, dest)
+    (dest / "index.json.part").unlink()
+    assert export(picked, dest).problems == []
+    assert outside.read_text() == "keep me" and json.loads((dest / "index.json").read_text())["videos"]
