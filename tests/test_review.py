@@ -3,6 +3,7 @@ reloaded, all against a real batch (3 rows x 2 takes) made by the simulator, ove
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -189,6 +190,24 @@ def test_marking_a_redone_row_redo_again_keeps_its_take_unless_the_note_changes(
         return [await redo("slower"), await redo("slower"), await redo("faster")]
     assert run(_served(takes_batch, body)) == ["take-key-of-the-redo", "take-key-of-the-redo", None]
     assert "redo_take" not in load_picks(out)[group_rows(load(takes_batch))[0].key]
+
+
+def test_a_reload_shows_the_take_a_redo_run_made_while_the_page_was_open(sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = build_takes_batch(lambda: sim, tmp_path)
+
+    async def body(review, base, session):
+        api = f"{base}/api/rows?token={review.token}"
+        rows = (await (await session.get(api)).json())["rows"]
+        async with session.post(f"{base}/api/pick?token={review.token}",
+                                json={"row": rows[1]["key"], "status": "redo", "note": "slower"}) as answer:
+            assert answer.status == 200
+        assert await asyncio.to_thread(run_cli, sim, tmp_path / "batch.yaml", state.parent, "--redo") == 0
+        return rows, (await (await session.get(api)).json())["rows"]
+    before, after = run(_served(state, body))
+    assert [len(r["takes"]) for r in before] == [2, 2, 2] and [len(r["takes"]) for r in after] == [2, 3, 2]
+    new = after[1]["takes"][2]
+    assert new["take"] == 3 and new["pickable"] and new["poster"] and new["video"] == "shot01-4s-720p-take3.mp4"
 
 
 def test_rows_carry_takes_models_cost_and_generation_time(takes_batch):
