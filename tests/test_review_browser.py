@@ -90,6 +90,17 @@ def test_pick_with_the_keyboard_reload_and_export(browser, make_sim, tmp_path, m
         ("shot00-4s-720p-take2", "img/shot00.png"), ("shot01-4s-720p-take1", "img/shot01.png")]
 
 
+def test_a_picks_file_broken_while_the_page_is_open_is_named_on_the_page(browser, make_sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = build_takes_batch(make_sim, tmp_path)
+    with ReviewThread(state) as review:
+        (state.parent / "picks.json").write_text("{half a file")
+        browser.get(review.url)
+        from selenium.webdriver.support.ui import WebDriverWait
+        error = WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.body.dataset.error"))
+    assert "answered 409" in error and str(state.parent / "picks.json") in error and "fix or remove" in error
+
+
 def test_screenshot_script_writes_a_picture_of_the_review_page(make_sim, tmp_path, monkeypatch):
     reason = shots.missing()
     if reason:

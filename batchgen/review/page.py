@@ -234,7 +234,7 @@ _JS = r"""
     });
   });
   fetch('/api/rows' + q).then(function (r) {
-    if (!r.ok) throw new Error('the server answered ' + r.status);
+    if (!r.ok) return r.text().then(function (t) { throw new Error('the server answered ' + r.status + ': ' + t); });
     return r.json();
   }).then(function (data) {
     rows = data.rows;
