@@ -11,7 +11,8 @@ size and hash (or the very same file) is left untouched, as are its poster and a
 index; a file exported earlier that is no longer picked is removed (only files listed in the
 previous index.json are ever removed). Every source video is checked against the size and
 sha256 the state recorded at download: a missing or altered one is reported with its job id
-and the command exits 1, after exporting the rest.
+and the command exits 1, after exporting the rest; so is a pick whose take is no longer one of
+its row's (the job was edited and ran again, or the row moved in the manifest).
 
 In ``index.csv`` a text cell a spreadsheet would take for a formula (a prompt starting with ``=``,
 ``+``, ``-``, ``@``, a tab or a carriage return) gets a leading ``'``, so opening the delivery runs
@@ -83,10 +84,10 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
         raise StateError(f"{state_path}: no such state file; it is created by 'batchgen run' in the output folder")
     out_dir = state_path.resolve().parent
     state = load(state_path)
-    chosen = _chosen(state, out_dir, everything)
+    chosen, lost = _chosen(state, out_dir, everything)
     dest = _delivery_folder(Path(dest), out_dir)
     names = plan_names(chosen, dest, template, out_dir)
-    result = ExportResult()
+    result = ExportResult(problems=lost)
     previous = _previous_entries(dest)
     entries = []
     for (_, rec), name in zip(chosen, names):
@@ -113,15 +114,27 @@ def _delivery_folder(dest: Path, out_dir: Path) -> Path:
     return dest
 
 
-def _chosen(state: State, out_dir: Path, everything: bool) -> list[tuple[Row, JobRecord]]:
+def _chosen(state: State, out_dir: Path, everything: bool) -> tuple[list[tuple[Row, JobRecord]], list[str]]:
+    """The takes to deliver, and a line for each pick that names no current take of its row."""
     if everything:
         return [(row, rec) for row in group_rows(state) for rec in row.takes
-                if rec.status is JobStatus.DOWNLOADED and rec.path]
-    chosen = picked_records(load_picks(out_dir), state)
-    if not chosen:
+                if rec.status is JobStatus.DOWNLOADED and rec.path], []
+    picks = load_picks(out_dir)
+    chosen, lost = picked_records(picks, state), lost_picks(picks, state)
+    if not chosen and not lost:
         raise UsageError(f"nothing picked in {out_dir / 'picks.json'}: pick takes with 'batchgen review "
                          f"{out_dir / 'state.jsonl'}', or export every downloaded video with --all")
-    return chosen
+    return chosen, lost
+
+
+def lost_picks(picks: dict[str, dict[str, Any]], state: State) -> list[str]:
+    """Picks that export cannot deliver because their take is no longer one of their row's: the job was
+    edited and ran again, or the manifest row moved to another line."""
+    current = {row.key: {rec.key for rec in row.takes} for row in group_rows(state)}
+    return [f"row {key}: the picked take (job {entry.get('job') or entry.get('take')}) is no longer one of its "
+            "takes (edited and run again, or the row moved in the manifest); pick again with 'batchgen review', "
+            "then export again" for key, entry in picks.items()
+            if entry.get("status") == "picked" and entry.get("take") not in current.get(key, ())]
 
 
 def name_context(row: Row, rec: JobRecord) -> dict[str, Any]:

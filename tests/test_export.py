@@ -229,3 +229,16 @@ def test_a_link_planted_in_the_delivery_folder_is_never_written_through(picked, 
     (dest / "index.json.part").unlink()
     assert export(picked, dest).problems == []
     assert outside.read_text() == "keep me" and json.loads((dest / "index.json").read_text())["videos"]
+
+
+def test_a_pick_whose_take_is_no_longer_in_its_row_is_named_and_fails_the_command(picked, tmp_path, capsys):
+    """Picked, then the job was edited and ran again (a new key), or the row moved to another line."""
+    picks = json.loads((picked.parent / "picks.json").read_text())["rows"]
+    rows = group_rows(load(picked))
+    picks[rows[2].key] = {**make_pick(rows[2], "picked", rows[2].takes[0].key), "take": "key-of-an-older-version"}
+    picks["batch.yaml:99#img/gone.png"] = {"status": "picked", "take": "k", "job": "gone-take1", "note": ""}
+    save_picks(picked.parent, picks)
+    assert main(["export", str(picked), "--to", str(tmp_path / "delivery")]) == 1
+    out = capsys.readouterr().out
+    assert "2 written" in out and f"row {rows[2].key}: the picked take (job shot02-4s-720p-take1) is no longer" in out
+    assert "row batch.yaml:99#img/gone.png: the picked take (job gone-take1)" in out and "pick again" in out
