@@ -251,6 +251,17 @@ def _remove_stale(dest: Path, keep: set[str], listed: set[str], result: ExportRe
         for path in (target, target.with_suffix(".jpg")):
             path.unlink(missing_ok=True)
         result.removed.append(name)
+        _remove_empty_folders(target.parent, dest)
+
+
+def _remove_empty_folders(folder: Path, dest: Path) -> None:
+    """The folders a --name template made (``{stem}/...``), once a removal left them empty; never ``dest``."""
+    while folder != dest and folder.is_relative_to(dest):
+        try:
+            folder.rmdir()
+        except OSError:     # not empty (or not ours to remove): stop here
+            return
+        folder = folder.parent
 
 
 def _previous_entries(dest: Path) -> dict[str, dict[str, Any]]:

@@ -92,6 +92,9 @@ def test_all_exports_every_download_under_a_name_template(picked, tmp_path):
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.mp4")) == [
         f"shot0{i}/image-to-video-pro-take{t}-4s.mp4" for i in range(3) for t in (1, 2)]
     assert len(list(dest.rglob("*.jpg"))) == 6
+    again = export(picked, dest, everything=True)
+    assert len(again.written) == len(again.removed) == 6
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == [], "the emptied {stem} folders go too"
 
 
 @pytest.mark.parametrize("template, error, words", [
