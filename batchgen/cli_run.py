@@ -111,8 +111,12 @@ def _redo(args, manifest, state_log: StateLog, options: RunOptions) -> Redo:
         return Redo()
     redo = plan_redo(options.out_dir, state_log.state,
                      lambda notes: load_manifest(args.manifest, user_model_table(), notes=notes).jobs, manifest.jobs)
-    print(f"--redo: {len(redo.jobs)} take(s) for {redo.rows} row(s) marked redo in "
-          f"{options.out_dir / PICKS_FILE}", file=sys.stderr)
+    if redo.rows:
+        print(f"--redo: {len(redo.jobs)} take(s) for {redo.rows} row(s) marked redo in "
+              f"{options.out_dir / PICKS_FILE}", file=sys.stderr)
+    else:
+        print(f"--redo: no row is marked redo in {options.out_dir / PICKS_FILE}, so no new take; mark rows with "
+              f"'r' in 'batchgen review {options.out_dir / 'state.jsonl'}' first", file=sys.stderr)
     return redo
 
 

@@ -11,7 +11,12 @@ size and hash (or the very same file) is left untouched, as are its poster and a
 index; a file exported earlier that is no longer picked is removed (only files listed in the
 previous index.json are ever removed). Every source video is checked against the size and
 sha256 the state recorded at download: a missing or altered one is reported with its job id
-and the command exits 1, after exporting the rest.
+and the command exits 1, after exporting the rest; so is a pick whose take is no longer one of
+its row's (the job was edited and ran again, or the row moved in the manifest).
+
+In ``index.csv`` a text cell a spreadsheet would take for a formula (a prompt starting with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return) gets a leading ``'``, so opening the delivery runs
+nothing; ``index.json`` keeps every value exactly.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import OutputPathError, StateError, UsageError
+from .fsguard import replace_whole
 from .lifecycle import JobStatus
-from .manifest import BUILTIN_PLACEHOLDERS
 from .manifest_fields import output_name, render
 from .picks import Row, group_rows, load_picks, picked_records
 from .probe import poster_frame, probe_video
@@ -38,6 +43,7 @@ from .state import JobRecord, State, load
 INDEX_FIELDS = ("id", "file", "source_image", "prompt", "model_used", "duration", "resolution", "cost",
                 "prediction_id")
 POSTER_PX = 1280
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK = 1 << 20
 
 
@@ -78,33 +84,57 @@ def export(state_path: Path, dest: Path, *, template: str = "{id}", everything: 
         raise StateError(f"{state_path}: no such state file; it is created by 'batchgen run' in the output folder")
     out_dir = state_path.resolve().parent
     state = load(state_path)
-    chosen = _chosen(state, out_dir, everything)
-    dest = Path(dest)
-    if dest.resolve() == out_dir:
-        raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
-    dest.mkdir(parents=True, exist_ok=True)
-    names = plan_names(chosen, dest, template)
-    result = ExportResult()
+    chosen, lost = _chosen(state, out_dir, everything)
+    dest = _delivery_folder(Path(dest), out_dir)
+    names = plan_names(chosen, dest, template, out_dir)
+    result = ExportResult(problems=lost)
+    previous = _previous_entries(dest)
     entries = []
     for (_, rec), name in zip(chosen, names):
         entry = _export_one(rec, out_dir / rec.path, dest, name, result)
+        # A video that could not be exported this time keeps its earlier copy, and the index keeps
+        # listing it: the index says what the folder holds, and only listed files are ever removed.
+        if entry is None and name in previous and (dest / name).is_file():
+            entry = previous[name]
         if entry is not None:
             entries.append(entry)
-    # A video that could not be exported this time keeps its earlier copy: only unpicked ones go.
-    _remove_stale(dest, set(names), result)
+    _remove_stale(dest, set(names), set(previous), result, out_dir)
     _write_index(dest, entries)
     return result
 
 
-def _chosen(state: State, out_dir: Path, everything: bool) -> list[tuple[Row, JobRecord]]:
+def _delivery_folder(dest: Path, out_dir: Path) -> Path:
+    if dest.resolve() == out_dir:
+        raise UsageError(f"export --to {dest} is the batch's own output folder; give a new folder for the delivery")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"export --to {dest}: cannot make the delivery folder there ({exc.strerror}); "
+                         "give a folder, new or existing, not a file") from exc
+    return dest
+
+
+def _chosen(state: State, out_dir: Path, everything: bool) -> tuple[list[tuple[Row, JobRecord]], list[str]]:
+    """The takes to deliver, and a line for each pick that names no current take of its row."""
     if everything:
         return [(row, rec) for row in group_rows(state) for rec in row.takes
-                if rec.status is JobStatus.DOWNLOADED and rec.path]
-    chosen = picked_records(load_picks(out_dir), state)
-    if not chosen:
+                if rec.status is JobStatus.DOWNLOADED and rec.path], []
+    picks = load_picks(out_dir)
+    chosen, lost = picked_records(picks, state), lost_picks(picks, state)
+    if not chosen and not lost:
         raise UsageError(f"nothing picked in {out_dir / 'picks.json'}: pick takes with 'batchgen review "
                          f"{out_dir / 'state.jsonl'}', or export every downloaded video with --all")
-    return chosen
+    return chosen, lost
+
+
+def lost_picks(picks: dict[str, dict[str, Any]], state: State) -> list[str]:
+    """Picks that export cannot deliver because their take is no longer one of their row's: the job was
+    edited and ran again, or the manifest row moved to another line."""
+    current = {row.key: {rec.key for rec in row.takes} for row in group_rows(state)}
+    return [f"row {key}: the picked take (job {entry.get('job') or entry.get('take')}) is no longer one of its "
+            "takes (edited and run again, or the row moved in the manifest); pick again with 'batchgen review', "
+            "then export again" for key, entry in picks.items()
+            if entry.get("status") == "picked" and entry.get("take") not in current.get(key, ())]
 
 
 def name_context(row: Row, rec: JobRecord) -> dict[str, Any]:
@@ -115,26 +145,33 @@ def name_context(row: Row, rec: JobRecord) -> dict[str, Any]:
             "model_name": (rec.model_used or rec.submit_model or rec.model).rsplit("/", 1)[-1]}
 
 
-def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str) -> list[str]:
+def plan_names(chosen: list[tuple[Row, JobRecord]], dest: Path, template: str, out_dir: Path) -> list[str]:
     """Each video's file name inside ``dest``; UsageError for a bad template, OutputPathError for a name
-    outside ``dest`` or two videos under one name."""
+    outside ``dest``, inside the batch's output folder ``out_dir`` (``--to`` a folder above it), or two
+    videos under one name."""
     root = dest.resolve()
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, str]] = {}
     for row, rec in chosen:
         ctx = name_context(row, rec)
         try:
             name = output_name(render("--name", template, ctx))
         except ValueError as exc:
-            raise UsageError(f"export --name {template!r} for job {rec.id}: {exc}; placeholders: "
-                             f"{', '.join('{' + p + '}' for p in BUILTIN_PLACEHOLDERS)}") from exc
+            raise UsageError(f"export --name {template!r} for job {rec.id}: {exc}") from exc
         if not (root / name).resolve().is_relative_to(root):
             raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, outside {dest} "
                                   "(through a symbolic link); choose another folder or name", job=rec.id)
-        if name in names:
-            raise OutputPathError(f"export --name {template!r} gives jobs {names[name]} and {rec.id} the same "
-                                  f"file {name}; add {{take}} or {{id}} to the name", job=rec.id)
-        names[name] = rec.id
-    return list(names)
+        if _in_batch(root / name, root, out_dir):
+            raise OutputPathError(f"export --name {template!r} puts job {rec.id} at {name}, inside the batch's own "
+                                  f"output folder {out_dir}, where a later export could delete a paid video; "
+                                  "export --to a folder outside it", job=rec.id)
+        # Casefolded, as the manifest's outputs are: a delivery is often unpacked where Mug.mp4 is mug.mp4.
+        if name.casefold() in names:
+            other, first = names[name.casefold()]
+            raise OutputPathError(f"export --name {template!r} gives jobs {other} and {rec.id} the same file "
+                                  f"{first}{'' if first == name else ' (up to case: ' + name + ')'}; add {{take}} "
+                                  "or {id} to the name", job=rec.id)
+        names[name.casefold()] = (rec.id, name)
+    return [name for _, name in names.values()]
 
 
 def _export_one(rec: JobRecord, src: Path, dest: Path, name: str, result: ExportResult) -> dict[str, Any] | None:
@@ -143,13 +180,14 @@ def _export_one(rec: JobRecord, src: Path, dest: Path, name: str, result: Export
         result.problems.append(problem)
         return None
     target = dest / name
-    if _same(rec, src, target):
-        result.unchanged.append(name)
-    else:
+    placed = not _same(rec, src, target)
+    if placed:
         _place(src, target)
-        result.written.append(name)
+    (result.written if placed else result.unchanged).append(name)
     poster = target.with_suffix(".jpg")
-    if not poster.is_file() or poster.stat().st_mtime < target.stat().st_mtime:
+    # A placed video keeps its source's (download) time, older than the poster of whatever video
+    # had this name before: comparing times alone would keep that other video's poster.
+    if placed or not poster.is_file() or poster.stat().st_mtime < target.stat().st_mtime:
         poster_frame(target, poster, max_width=POSTER_PX)
     info = probe_video(target, scan_packets=False)
     return {"id": rec.id, "file": name, "source_image": rec.image, "prompt": rec.prompt,
@@ -197,24 +235,42 @@ def _place(src: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _remove_stale(dest: Path, keep: set[str], result: ExportResult) -> None:
-    """Remove videos (and their posters) the previous export listed and this one does not."""
+def _in_batch(target: Path, root: Path, out_dir: Path) -> bool:
+    """True for a delivery path that is a file of the batch itself (the delivery folder lies above it)."""
+    return target.resolve().is_relative_to(out_dir) and not root.is_relative_to(out_dir)
+
+
+def _remove_stale(dest: Path, keep: set[str], listed: set[str], result: ExportResult, out_dir: Path) -> None:
+    """Remove videos (and their posters) the previous export listed and this one does not; never one of
+    the batch's own files, whatever an index.json says."""
     root = dest.resolve()
-    for name in sorted(set(_previous_files(dest)) - keep):
+    for name in sorted(listed - keep):
         target = (dest / name)
-        if not target.resolve().is_relative_to(root):
+        if not target.resolve().is_relative_to(root) or _in_batch(target, root, out_dir):
             continue
         for path in (target, target.with_suffix(".jpg")):
             path.unlink(missing_ok=True)
         result.removed.append(name)
+        _remove_empty_folders(target.parent, dest)
 
 
-def _previous_files(dest: Path) -> list[str]:
+def _remove_empty_folders(folder: Path, dest: Path) -> None:
+    """The folders a --name template made (``{stem}/...``), once a removal left them empty; never ``dest``."""
+    while folder != dest and folder.is_relative_to(dest):
+        try:
+            folder.rmdir()
+        except OSError:     # not empty (or not ours to remove): stop here
+            return
+        folder = folder.parent
+
+
+def _previous_entries(dest: Path) -> dict[str, dict[str, Any]]:
+    """The previous export's index.json entries by file name; none when it is missing or unreadable."""
     try:
         data = json.loads((dest / "index.json").read_text(encoding="utf-8"))
-        return [str(v["file"]) for v in data["videos"]]
+        return {str(v["file"]): v for v in data["videos"] if isinstance(v, dict)}
     except (OSError, ValueError, KeyError, TypeError):
-        return []
+        return {}
 
 
 def _write_index(dest: Path, entries: list[dict[str, Any]]) -> None:
@@ -223,8 +279,13 @@ def _write_index(dest: Path, entries: list[dict[str, Any]]) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=INDEX_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(entries)
+    writer.writerows({k: _inert(v) for k, v in entry.items()} for entry in entries)
     _write_if_changed(dest / "index.csv", text.getvalue())
+
+
+def _inert(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never evaluates (OWASP's advice for CSV injection)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -233,6 +294,6 @@ def _write_if_changed(path: Path, text: str) -> None:
             return
     except FileNotFoundError:
         pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # Through a fresh temporary opened without following links: one planted in the delivery folder
+    # (a shared or synced folder) is never written through.
+    replace_whole(path, lambda out: out.write(text.encode("utf-8")))

@@ -4,6 +4,9 @@ A *row* is what a manifest row made for one source image: its jobs share ``where
 (``manifest.yaml:LINE``) and ``image`` and differ by take (or by a listed duration or
 resolution). Jobs without a ``where`` (older states) are grouped by their source image alone.
 Only the newest record of each job id counts: a job edited since it ran is one take, not two.
+A row key names the manifest by its file name only (``shots.yaml:4#img/mug.png``): ``where`` holds
+the path as typed on the command line, and ``batchgen run ./shots.yaml`` from another folder must
+not split a row in two or lose its picks (keys written with the whole path are read the same way).
 
 ``picks.json`` holds one entry per row, keyed by the row key::
 
@@ -27,7 +30,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import StateError
@@ -38,6 +41,7 @@ PICKS_FILE = "picks.json"
 VERSION = 1
 STATUSES = ("picked", "rejected", "redo")
 _TAKE = re.compile(r"-take(\d+)$")
+_KEY = re.compile(r"(?P<where>.*?:\d+)#(?P<image>.*)", re.DOTALL)
 
 
 @dataclass
@@ -64,7 +68,19 @@ class RedoRow:
 
 
 def row_key(rec: JobRecord) -> str:
-    return f"{rec.where}#{rec.image}" if rec.where else rec.image
+    return f"{_manifest_line(rec.where)}#{rec.image}" if rec.where else rec.image
+
+
+def _manifest_line(where: str) -> str:
+    """``/any/path/shots.yaml:4`` -> ``shots.yaml:4``."""
+    path, colon, line = where.rpartition(":")
+    return f"{PurePath(path).name}:{line}" if colon and line.isdigit() else PurePath(where).name
+
+
+def _short(key: str) -> str:
+    """A key written with the manifest's whole path, as the row key now reads; other keys stay as they are."""
+    found = _KEY.fullmatch(key)
+    return f"{_manifest_line(found['where'])}#{found['image']}" if found else key
 
 
 def latest_records(state: State) -> list[tuple[JobRecord, list[JobRecord]]]:
@@ -100,7 +116,12 @@ def load_picks(out_dir: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("rows"), dict):
         raise StateError(f"{path}: not a picks file of version {VERSION}; it was written by another batchgen "
                          "version: move it aside and review again")
-    return data["rows"]
+    for key, entry in data["rows"].items():
+        if not isinstance(entry, dict) or entry.get("status") not in STATUSES or not all(
+                isinstance(entry.get(name, ""), str) for name in ("take", "note", "redo_take")):
+            raise StateError(f"{path}: the entry for row {key!r} is not a pick ({json.dumps(entry)[:80]}); fix or "
+                             "remove it (or the file) and review again")
+    return {_short(key): entry for key, entry in data["rows"].items()}
 
 
 def save_picks(out_dir: Path, rows: dict[str, dict[str, Any]]) -> Path:
@@ -138,6 +159,16 @@ def make_pick(row: Row, status: str, take: str = "", note: str = "", now: float 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
     return {"status": status, "take": take, "job": chosen.id if chosen else "", "note": str(note).strip(),
             "time": stamp}
+
+
+def kept_redo_link(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new``, keeping the take an earlier --redo made for the row when it is marked redo again with the
+    same note (pressing r to read the note must not order, and pay for, another take); a new note is
+    a new request."""
+    if (old and old.get("redo_take") and old.get("status") == new["status"] == "redo"
+            and old.get("note", "") == new["note"]):
+        return {**new, "redo_take": old["redo_take"]}
+    return new
 
 
 def picked_records(picks: dict[str, dict[str, Any]], state: State) -> list[tuple[Row, JobRecord]]:

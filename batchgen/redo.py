@@ -32,6 +32,7 @@ class Redo:
     jobs: list[JobSpec] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    unused_notes: list[str] = field(default_factory=list)
     rows: int = 0
 
 
@@ -62,6 +63,10 @@ def redo_jobs(rows: list[RedoRow], picks: dict[str, dict[str, Any]], noted: list
             else:
                 redo.jobs.append(again)
             continue
+        if item.note and any(j.id == first.id and j.prompt == first.prompt for j in taken):
+            redo.unused_notes.append(f"{row.where} ({row.image}): the note {item.note!r} is not in the prompt, which "
+                                     "has no {note}; the new take gets the same prompt (add {note} to the row's "
+                                     "prompt to use it)")
         take = _new_take(first, max([row.take_number(r) for r in row.takes] + [first.take]) + 1, ids, outputs)
         ids.add(take.id)
         outputs.add(take.output.casefold())
@@ -112,7 +117,7 @@ def plan_redo(out_dir: Path, state: State, load_noted: Callable[[dict[tuple[int,
     if not rows:
         return Redo()
     redo = redo_jobs(rows, picks, load_noted(notes_of(rows)), taken, state)
-    for reason in redo.skipped:
+    for reason in redo.skipped + redo.unused_notes:
         log.warning("--redo: %s", reason)
     return redo
 

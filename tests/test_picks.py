@@ -93,6 +93,10 @@ def test_a_failed_save_leaves_the_previous_picks_whole(state, tmp_path, monkeypa
     ('{"version": 2, "rows": {}}', "not a picks file of version 1"),
     ('{"rows": {}}', "not a picks file of version 1"),
     ('[1, 2]', "not a picks file of version 1"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": "picked"}}', "row 'b.yaml:2#img/mug.png' is not a pick"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": null}}', "is not a pick"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": {"status": "loved"}}}', "is not a pick"),
+    ('{"version": 1, "rows": {"b.yaml:2#img/mug.png": {"status": "picked", "take": 3}}}', "is not a pick"),
 ])
 def test_an_unreadable_or_other_version_picks_file_is_a_state_error_naming_it(tmp_path, text, words):
     (tmp_path / "picks.json").write_text(text)
@@ -125,3 +129,25 @@ def test_redo_rows_and_picked_records_read_only_their_arguments(state):
         ("b.yaml:2#img/mug.png", ["k5", "k2"], "slower"), ("b.yaml:9#img/hat.png", ["k4"], "")]
     assert [(row.key, rec.key) for row, rec in picked_records(picks, state)] == [("b.yaml:2#img/cup.png", "k3")]
     assert state.jobs["k4"].status is JobStatus.FAILED
+
+
+def test_a_row_and_its_picks_survive_the_manifest_being_named_another_way(tmp_path):
+    """``run /abs/b.yaml`` then ``run b.yaml`` from its folder: one row, not two, and the earlier picks still apply."""
+    out = tmp_path / "out"
+    state = load(_state(out, [
+        ("k1", "mug-take1", "/home/me/shots/b.yaml:2", "img/mug.png", "downloaded"),
+        ("k2", "mug-take2", "/home/me/shots/b.yaml:2", "img/mug.png", "downloaded"),
+        ("k3", "mug-take3", "b.yaml:2", "img/mug.png", "downloaded"),       # a --redo take, run as 'b.yaml'
+    ]))
+    with StateLog(out / "state.jsonl") as log:                         # re-recorded by a later plain run
+        log.open()
+        log.append({"ev": "job", "key": "k1", "id": "mug-take1", "output": "mug-take1.mp4", "model": "m",
+                    "params": {"duration": 4}, "prompt": "p", "image": "img/mug.png", "where": "./b.yaml:2",
+                    "cost": 1.2})
+    state = load(out / "state.jsonl")
+    rows = group_rows(state)
+    assert [(r.key, [t.key for t in r.takes]) for r in rows] == [("b.yaml:2#img/mug.png", ["k1", "k2", "k3"])]
+    (out / "picks.json").write_text(json.dumps({"version": 1, "rows": {
+        "/home/me/shots/b.yaml:2#img/mug.png": {"status": "picked", "take": "k2", "job": "mug-take2", "note": ""}}}))
+    assert [(row.key, rec.key) for row, rec in picked_records(load_picks(out), state)] == [
+        ("b.yaml:2#img/mug.png", "k2")], "a picks file written with the whole path still applies"

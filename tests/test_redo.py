@@ -68,6 +68,32 @@ def test_redo_pays_one_new_take_per_marked_row_keeps_the_old_ones_and_never_twic
     assert len(sim.ledger()["submissions"]) == 4
 
 
+def test_redo_with_nothing_marked_says_how_to_mark_a_row_and_pays_nothing(sim, tmp_path, capsys):
+    manifest, out = _first_run(sim, tmp_path)
+    capsys.readouterr()
+    assert run_cli(sim, manifest, out, "--redo") == 0
+    err = capsys.readouterr().err
+    assert "--redo: no row is marked redo in " + str(out / "picks.json") in err
+    assert "'r' in 'batchgen review " + str(out / "state.jsonl") + "'" in err
+    assert len(sim.ledger()["submissions"]) == 3
+
+
+def test_a_note_the_prompt_cannot_carry_is_named_before_paying(sim, tmp_path, capsys):
+    make_images(tmp_path / "img", 1)
+    manifest = write_manifest(tmp_path, [{"image": "img/*.png", "prompt": "The {stem} turns slowly.", "duration": 4}])
+    out = tmp_path / "out"
+    assert run_cli(sim, manifest, out) == 0
+    _mark(out, "shot00.png", "redo", "Make it blue.")
+    assert run_cli(sim, manifest, out, "--redo") == 0
+    err = capsys.readouterr().err
+    assert "the note 'Make it blue.' is not in the prompt, which has no {note}" in err
+    assert "add {note} to the row's prompt" in err
+
+    _mark(out, "shot00.png", "redo", "")
+    assert run_cli(sim, manifest, out, "--redo") == 0 and "not in the prompt" not in capsys.readouterr().err, (
+        "no note, nothing to warn about")
+
+
 def test_an_interrupted_redo_take_is_resumed_not_paid_again(sim, tmp_path):
     manifest, out = _first_run(sim, tmp_path)
     row = _mark(out, "shot02.png", "redo", "Zoom in.")

@@ -3,6 +3,7 @@ reloaded, all against a real batch (3 rows x 2 takes) made by the simulator, ove
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,8 +17,10 @@ import pytest
 from conftest import run
 from runner_helpers import make_images, run_cli, write_manifest
 
-from batchgen.picks import load_picks
+from batchgen.picks import group_rows, load_picks
+from batchgen.redo import link_redo_takes
 from batchgen.review import Review
+from batchgen.state import load
 
 SECRET_KEY = "sk-review-must-never-see-this-0123456789"
 
@@ -89,7 +92,8 @@ def test_only_files_inside_the_output_folder_are_served(takes_batch, tmp_path):
     async def body(review, base, session):
         statuses = {}
         for path in ("../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", quote(str(tmp_path / "secret.txt")),
-                     "link.txt", "up/secret.txt", "nothing.mp4", "img", "shot00-4s-720p-take1.mp4"):
+                     "link.txt", "up/secret.txt", "nothing.mp4", "img", "x" * 300 + ".mp4", "a/" * 3000 + "b",
+                     "state.jsonl%00.mp4", "shot00-4s-720p-take1.mp4"):
             async with session.get(f"{base}/files/{path}?token={review.token}") as answer:
                 statuses[path] = (answer.status, await answer.read())
         async with session.get(f"{base}/files/shot00-4s-720p-take1.mp4?token={review.token}",
@@ -134,6 +138,76 @@ def test_picks_are_saved_as_made_and_shown_again_after_a_restart(takes_batch):
     again = run(_served(takes_batch, reread))
     assert [r["pick"]["status"] for r in again] == ["picked", "picked", "redo"]
     assert [r["pick"]["take"] for r in again[:2]] == [rows[0]["takes"][1]["key"], rows[1]["takes"][0]["key"]]
+
+
+def test_a_pick_keeps_a_redo_link_made_meanwhile_and_a_failed_save_says_where_and_why(takes_batch, monkeypatch):
+    """'run --redo' links its take into picks.json while the page is open; the page's next save keeps that
+    link (else the next --redo pays for another take) and a reload shows the file as it is now."""
+    out = takes_batch.parent
+
+    async def body(review, base, session):
+        rows = (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+        api = f"{base}/api/pick?token={review.token}"
+        async with session.post(api, json={"row": rows[0]["key"], "status": "redo", "note": "slower"}) as a:
+            assert a.status == 200
+        link_redo_takes(out, {rows[0]["key"]: "take-key-of-the-redo"})
+        async with session.post(api, json={"row": rows[1]["key"], "status": "rejected"}) as a:
+            assert a.status == 200
+        again = (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+        (out / "picks.json").write_text("{half a file")
+        async with session.post(api, json={"row": rows[2]["key"], "status": "rejected"}) as a:
+            refused = a.status, await a.text()
+        (out / "picks.json").unlink()
+
+        def disk_full(src, dst):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(os, "replace", disk_full)
+        async with session.post(api, json={"row": rows[2]["key"], "status": "rejected"}) as a:
+            failed = a.status, await a.text()
+        monkeypatch.undo()
+        return rows, again, refused, failed
+    rows, again, refused, failed = run(_served(takes_batch, body))
+    assert again[0]["pick"]["redo_take"] == "take-key-of-the-redo"
+    assert refused[0] == 409 and "picks.json" in refused[1] and "fix or remove the file" in refused[1]
+    assert failed[0] == 500 and f"cannot write {out / 'picks.json'} (No space left" in failed[1], failed
+    assert [p.name for p in out.iterdir() if p.name.startswith(".picks-")] == [], "no temporary file left"
+
+
+def test_marking_a_redone_row_redo_again_keeps_its_take_unless_the_note_changes(takes_batch):
+    """The page sends redo as soon as r is pressed (the note box opens after): r then Esc on a row an
+    earlier --redo served must not order a second paid take; a new note is a new request."""
+    out = takes_batch.parent
+
+    async def body(review, base, session):
+        rows = (await (await session.get(f"{base}/api/rows?token={review.token}")).json())["rows"]
+        api, key = f"{base}/api/pick?token={review.token}", rows[0]["key"]
+
+        async def redo(note):
+            async with session.post(api, json={"row": key, "status": "redo", "note": note}) as answer:
+                return (await answer.json())["pick"].get("redo_take")
+        await redo("slower")
+        link_redo_takes(out, {key: "take-key-of-the-redo"})     # what a confirmed 'run --redo' does
+        return [await redo("slower"), await redo("slower"), await redo("faster")]
+    assert run(_served(takes_batch, body)) == ["take-key-of-the-redo", "take-key-of-the-redo", None]
+    assert "redo_take" not in load_picks(out)[group_rows(load(takes_batch))[0].key]
+
+
+def test_a_reload_shows_the_take_a_redo_run_made_while_the_page_was_open(sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = build_takes_batch(lambda: sim, tmp_path)
+
+    async def body(review, base, session):
+        api = f"{base}/api/rows?token={review.token}"
+        rows = (await (await session.get(api)).json())["rows"]
+        async with session.post(f"{base}/api/pick?token={review.token}",
+                                json={"row": rows[1]["key"], "status": "redo", "note": "slower"}) as answer:
+            assert answer.status == 200
+        assert await asyncio.to_thread(run_cli, sim, tmp_path / "batch.yaml", state.parent, "--redo") == 0
+        return rows, (await (await session.get(api)).json())["rows"]
+    before, after = run(_served(state, body))
+    assert [len(r["takes"]) for r in before] == [2, 2, 2] and [len(r["takes"]) for r in after] == [2, 3, 2]
+    new = after[1]["takes"][2]
+    assert new["take"] == 3 and new["pickable"] and new["poster"] and new["video"] == "shot01-4s-720p-take3.mp4"
 
 
 def test_rows_carry_takes_models_cost_and_generation_time(takes_batch):

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from runner_helpers import make_images, run_cli, write_manifest
 from test_review import build_takes_batch
 
 from batchgen.cli import main
@@ -88,6 +89,31 @@ def test_pick_with_the_keyboard_reload_and_export(browser, make_sim, tmp_path, m
     index = json.loads((dest / "index.json").read_text())["videos"]
     assert [(v["id"], v["source_image"]) for v in index] == [
         ("shot00-4s-720p-take2", "img/shot00.png"), ("shot01-4s-720p-take1", "img/shot01.png")]
+
+
+def test_a_picks_file_broken_while_the_page_is_open_is_named_on_the_page(browser, make_sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = build_takes_batch(make_sim, tmp_path)
+    with ReviewThread(state) as review:
+        (state.parent / "picks.json").write_text("{half a file")
+        browser.get(review.url)
+        from selenium.webdriver.support.ui import WebDriverWait
+        error = WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.body.dataset.error"))
+    assert "answered 409" in error and str(state.parent / "picks.json") in error and "fix or remove" in error
+
+
+def test_a_take_asked_with_another_prompt_shows_it(browser, make_sim, tmp_path, monkeypatch):
+    """A redo take's prompt carries the reviewer's note; here {take} makes the two takes' prompts differ."""
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "img", 1)
+    write_manifest(tmp_path, [{"image": "img/shot00.png", "prompt": "push-in, take {take}", "duration": 4, "takes": 2}])
+    assert run_cli(make_sim(), tmp_path / "batch.yaml", tmp_path / "out") == 0
+    with ReviewThread(tmp_path / "out" / "state.jsonl") as review:
+        browser.get(review.url)
+        shots.wait_ready(browser)
+        shown = browser.execute_script("""return Array.from(document.querySelectorAll('.take')).map(
+            function (t) { var p = t.querySelector('.take-prompt'); return p ? p.textContent : ''; });""")
+    assert shown == ["", "prompt: push-in, take 2"], "the row shows take 1's prompt; a take asked otherwise says so"
 
 
 def test_screenshot_script_writes_a_picture_of_the_review_page(make_sim, tmp_path, monkeypatch):

@@ -53,6 +53,7 @@ border-radius:10px;padding:14px;margin:0 0 14px;scroll-margin-top:110px}.row[hid
 .src img,.src .nothumb{width:100%;aspect-ratio:4/3;object-fit:cover;border-radius:6px;border:1px solid #e5e7eb;
 display:block;background:#f9fafb}.nothumb{font-size:11px;color:#6b7280;padding:6px;word-break:break-all}
 .src .name{margin:8px 0 0;font-weight:600;word-break:break-all}.where{color:#6b7280;font-size:12px}
+.take-prompt{margin:6px 0 0;color:#374151;font-size:12px;max-height:6em;overflow:auto}
 .src .prompt{margin:6px 0;color:#374151;font-size:13px;max-height:7.5em;overflow:auto}
 .verdict{display:inline-block;margin-top:6px;font-size:12px;border-radius:999px;padding:2px 10px;
 background:#f3f4f6;color:#6b7280}.verdict.picked{background:#dcfce7;color:#166534}
@@ -129,6 +130,8 @@ _JS = r"""
     head.appendChild(el('span', 'badge chosen', 'picked'));
     cap.appendChild(head);
     cap.appendChild(details(t));
+    // A redo take carries the reviewer's note in its prompt: show what this take was asked for.
+    if (t.prompt !== row.prompt) cap.appendChild(el('p', 'take-prompt', 'prompt: ' + t.prompt));
     if (t.error) cap.appendChild(el('p', 'error', t.error));
     box.appendChild(cap);
     box.addEventListener('click', function (e) {
@@ -234,7 +237,7 @@ _JS = r"""
     });
   });
   fetch('/api/rows' + q).then(function (r) {
-    if (!r.ok) throw new Error('the server answered ' + r.status);
+    if (!r.ok) return r.text().then(function (t) { throw new Error('the server answered ' + r.status + ': ' + t); });
     return r.json();
   }).then(function (data) {
     rows = data.rows;

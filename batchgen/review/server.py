@@ -14,6 +14,8 @@ Routes (all ``?token=...``):
     GET  /files/PATH     a file of the output folder (videos with range requests, posters, thumbnails)
 
 Posters and source thumbnails are the report's (``<out>/.report/``), made at start when missing.
+The rows are read again from the state when it changed, so reloading the page shows the takes a
+``run --redo`` made meanwhile.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from aiohttp import web
 
 from ..errors import StateError, UsageError
 from ..lifecycle import JobStatus
-from ..picks import group_rows, load_picks, make_pick, save_picks
+from ..picks import PICKS_FILE, group_rows, kept_redo_link, load_picks, make_pick, save_picks
 from ..report import assets_dir, make_pictures, plan_cards
 from ..report_page import LABELS, Card, billed, model_line
 from ..state import load
@@ -79,7 +81,7 @@ async def _serve_forever(review: Review, host: str, port: int, open_browser: boo
 
 
 class Review:
-    """One batch under review: its rows (computed once, at start), its picks, and the web app."""
+    """One batch under review: its rows (read again when the state changes), its picks, and the web app."""
 
     def __init__(self, state_path: Path, token: str | None = None):
         state_path = Path(state_path)
@@ -88,12 +90,21 @@ class Review:
         self.out_dir = state_path.resolve().parent
         self.token = token or secrets.token_urlsafe(24)
         self.picks = load_picks(self.out_dir)
-        state = load(state_path)
-        self.rows = group_rows(state)
-        self.problems = self._pictures(state)
+        self.state_path, self._seen = state_path, (0, 0)
+        self._refresh()
         self.app = web.Application(middlewares=[self._check_token])
         self.app.add_routes([web.get("/", self._page), web.get("/api/rows", self._rows),
                              web.post("/api/pick", self._pick), web.get("/files/{path:.+}", self._file)])
+
+    def _refresh(self) -> None:
+        """Read the state again when it changed since (a 'run --redo' added takes while the page was open)."""
+        info = self.state_path.stat()
+        if (info.st_mtime_ns, info.st_size) == self._seen:
+            return
+        state = load(self.state_path)
+        self.rows = group_rows(state)
+        self.problems = self._pictures(state)
+        self._seen = (info.st_mtime_ns, info.st_size)
 
     def _pictures(self, state) -> list[str]:
         cards, pictures = plan_cards(state, self.out_dir, assets_dir(self.out_dir), Path.cwd())
@@ -129,6 +140,13 @@ class Review:
         return web.Response(text=render_shell(self.out_dir.name, str(self.out_dir)), content_type="text/html")
 
     async def _rows(self, request: web.Request) -> web.Response:
+        # The pictures of new takes are made off the event loop: picks and videos keep being served.
+        try:
+            await asyncio.to_thread(self._refresh)
+        except (OSError, StateError) as exc:
+            raise web.HTTPConflict(text=f"cannot read the batch again: {exc}; the rows shown are the ones read "
+                                        "before", headers=_HEADERS) from exc
+        self.picks = self._saved_picks()
         rows = [row_json(row, self.cards, self.picks.get(row.key)) for row in self.rows]
         return web.json_response({"title": self.out_dir.name, "rows": rows, "problems": self.problems})
 
@@ -142,14 +160,27 @@ class Review:
             entry = make_pick(row, status, str(body.get("take", "")), str(body.get("note", ""))) if status else None
         except (ValueError, AttributeError) as exc:
             raise web.HTTPBadRequest(text=f"bad pick: {exc}", headers=_HEADERS) from exc
-        picks = dict(self.picks)
+        # Re-read: 'run --redo' links its new take into picks.json while this page is open, and a
+        # stale copy written back would drop that link and make the next --redo pay for another take.
+        picks = self._saved_picks()
         if entry is None:
             picks.pop(row.key, None)
         else:
-            picks[row.key] = entry
-        save_picks(self.out_dir, picks)
+            picks[row.key] = entry = kept_redo_link(picks.get(row.key), entry)
+        try:
+            save_picks(self.out_dir, picks)
+        except OSError as exc:
+            raise web.HTTPInternalServerError(
+                text=f"pick not saved: cannot write {self.out_dir / PICKS_FILE} ({exc.strerror}); free some space "
+                     "or fix the folder's permissions, then pick again", headers=_HEADERS) from exc
         self.picks = picks
         return web.json_response({"row": row.key, "pick": entry})
+
+    def _saved_picks(self) -> dict[str, dict[str, Any]]:
+        try:
+            return load_picks(self.out_dir)
+        except StateError as exc:
+            raise web.HTTPConflict(text=f"pick not saved: {exc}", headers=_HEADERS) from exc
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         target = confined(self.out_dir, request.match_info["path"])
@@ -163,9 +194,10 @@ def confined(root: Path, rel: str) -> Path | None:
     base = root.resolve()
     try:
         target = (base / rel).resolve()
+        # is_file raises for a name too long for the disk: such a request is a 404, not a 500.
+        return target if target.is_relative_to(base) and target.is_file() else None
     except (OSError, RuntimeError, ValueError):
         return None
-    return target if target.is_relative_to(base) and target.is_file() else None
 
 
 def row_json(row, cards: dict[str, Card], pick: dict[str, Any] | None) -> dict[str, Any]:
