@@ -9,6 +9,7 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from . import locks
 from .api_origin import check_same_api
 from .budget import check_cap
 from .errors import UsageError
@@ -48,12 +49,18 @@ def run_command(args: argparse.Namespace) -> int:
                          retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
                          max_cost=max_cost, seed=args.seed, fallback_after=manifest.fallback_after,
                          videos_per_minute=per_minute, queue_margin=args.queue_margin, **webhook_options(args))
+    # Two runs writing one folder, each with its own --state, would each pay for every job.
+    held = locks.take(out_dir / ".batchgen.lock", lambda holder: (
+        f"the output folder {out_dir} is in use by another batchgen run ({holder}); wait for it to finish or "
+        "stop it, or choose another --out. Two runs on one folder could pay twice for the same job."))
     try:
         return asyncio.run(_run(args, manifest, state_path, options))
     except asyncio.CancelledError as exc:
         print(f"batchgen: stopped at once ({quit_reason(exc)}); the state is consistent, "
               "run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        locks.release(held)
 
 
 async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:

@@ -13,7 +13,6 @@ follow which, and its fold applies them.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import time
@@ -23,8 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import StateError, StateLockedError
-from .fsguard import create_fresh, open_nofollow, write_error, write_fully
+from . import locks
+from .errors import StateError
+from .fsguard import create_fresh, write_error, write_fully
 from .redact import mask_all, redactors
 from .lifecycle import JobRecord, JobStatus, committed_spend, fold, spend_of
 from .state_events import Event, Run, Snap, Unknown, Upload, event_from_json
@@ -182,8 +182,7 @@ class StateLog:
             self._fh.close()
             self._fh = None
         if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
+            locks.release(self._lock_fh)
             self._lock_fh = None
 
     def __enter__(self) -> "StateLog":
@@ -195,23 +194,9 @@ class StateLog:
     def _lock(self) -> None:
         # Next to the real file: two names for one state (a symlinked --state) must share one lock.
         real = Path(os.path.realpath(self.path))
-        lock_path = real.with_name(real.name + ".lock")
-        fh = os.fdopen(open_nofollow(lock_path, os.O_RDWR | os.O_CREAT), "r+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise StateLockedError(
-                f"{self.path} is in use by another batchgen run ({holder}); wait for it to finish "
-                "or stop it. Two runs on one state could pay twice for the same job."
-            ) from exc
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
-        self._lock_fh = fh
+        self._lock_fh = locks.take(real.with_name(real.name + ".lock"), lambda holder: (
+            f"{self.path} is in use by another batchgen run ({holder}); wait for it to finish "
+            "or stop it. Two runs on one state could pay twice for the same job."))
 
     def _mend_tail(self, state: State) -> None:
         """Cut a torn last line, or end a whole one, so the next append starts a new line."""

@@ -127,3 +127,20 @@ def test_second_run_on_the_same_state_refuses(make_sim, batch, capsys):
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert_batch_intact(sim, out, 3)
+
+
+def test_second_run_on_the_same_folder_with_its_own_state_refuses(make_sim, batch, tmp_path, capsys):
+    # Its own --state sees every job unpaid: without the folder's lock it paid for all of them again.
+    sim = make_sim(gen_base=1.0)
+    manifest, out = batch
+    proc = runner_process(sim, manifest, out)
+    try:
+        wait_for(lambda: submitted(out / "state.jsonl"))
+        assert run_cli(sim, manifest, out, "--state", str(tmp_path / "other.jsonl")) == 2
+        err = capsys.readouterr().err
+        assert f"the output folder {out.resolve()} is in use by another batchgen run (pid {proc.pid})" in err
+        assert not (tmp_path / "other.jsonl").exists()
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert_batch_intact(sim, out, 3)
