@@ -82,6 +82,7 @@ def test_a_balance_below_the_run_warns_and_running_out_halts_cleanly_then_resume
     err = capsys.readouterr().err
     assert f"warning: the account balance is ${price * 1.5:.2f}, below the ${price * 3:.2f}" in err
     assert "insufficient balance" in err and "top up" in err
+    assert "top up your account, then run the same command again" in err, "the server's advice, not twice"
     state = load(out / "state.jsonl")
     statuses = sorted(r.status.value for r in state.jobs.values())
     assert statuses == ["downloaded", "new", "new"], "nothing lost: the refused jobs are still to do"

@@ -218,7 +218,8 @@ def answer_error(status: int, headers: Any, payload: Any, body: bytes | None, *,
         return FatalError(f"the API refused the key (HTTP 401: {message}); set {key_variable} to a valid key",
                           status=status)
     if status == 402 or "balance" in lowered or "insufficient" in lowered:
-        return FatalError(f"{where}; top up the account, then run the same command again", status=status)
+        advice = "" if "top up" in lowered else "; top up the account"  # the simulator's own message says it
+        return FatalError(f"{where}{advice}, then run the same command again", status=status)
     if submit and refuses_model(status, message):
         return ModelUnavailableError(where, temporary=status >= 500, status=status, retry_after=retry_after)
     if status == 429:
