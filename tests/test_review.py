@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,27 @@ def test_a_reload_shows_the_take_a_redo_run_made_while_the_page_was_open(sim, tm
     assert [len(r["takes"]) for r in before] == [2, 2, 2] and [len(r["takes"]) for r in after] == [2, 3, 2]
     new = after[1]["takes"][2]
     assert new["take"] == 3 and new["pickable"] and new["poster"] and new["video"] == "shot01-4s-720p-take3.mp4"
+
+
+def test_reloads_at_once_read_the_changed_batch_one_at_a_time(takes_batch):
+    # Two re-reads at once wrote the same pictures' temporaries under .report/ (a 500 or a torn poster).
+    async def body(review, base, session):
+        inside, most, read = [0], [0], review._pictures
+
+        def counted(state):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.2)  # long enough for the other reloads to arrive while this one reads
+            try:
+                return read(state)
+            finally:
+                inside[0] -= 1
+        review._pictures = counted
+        os.utime(takes_batch, ns=(time.time_ns(), time.time_ns() + 10**9))  # the state changed since
+        answers = await asyncio.gather(*(session.get(f"{base}/api/rows?token={review.token}") for _ in range(4)))
+        return [a.status for a in answers], most[0]
+    statuses, most = run(_served(takes_batch, body))
+    assert statuses == [200] * 4 and most == 1
 
 
 def test_rows_carry_takes_models_cost_and_generation_time(takes_batch):

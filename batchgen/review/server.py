@@ -91,6 +91,8 @@ class Review:
         self.token = token or secrets.token_urlsafe(24)
         self.picks = load_picks(self.out_dir)
         self.state_path, self._seen = state_path, (0, 0)
+        #: One re-read at a time: two reloads at once would write the same pictures' temporaries.
+        self._reading = threading.Lock()
         self._refresh()
         self.app = web.Application(middlewares=[self._check_token])
         self.app.add_routes([web.get("/", self._page), web.get("/api/rows", self._rows),
@@ -98,13 +100,14 @@ class Review:
 
     def _refresh(self) -> None:
         """Read the state again when it changed since (a 'run --redo' added takes while the page was open)."""
-        info = self.state_path.stat()
-        if (info.st_mtime_ns, info.st_size) == self._seen:
-            return
-        state = load(self.state_path)
-        self.rows = group_rows(state)
-        self.problems = self._pictures(state)
-        self._seen = (info.st_mtime_ns, info.st_size)
+        with self._reading:
+            info = self.state_path.stat()
+            if (info.st_mtime_ns, info.st_size) == self._seen:
+                return
+            state = load(self.state_path)
+            self.rows = group_rows(state)
+            self.problems = self._pictures(state)
+            self._seen = (info.st_mtime_ns, info.st_size)
 
     def _pictures(self, state) -> list[str]:
         cards, pictures = plan_cards(state, self.out_dir, assets_dir(self.out_dir), Path.cwd())
