@@ -23,7 +23,7 @@ from typing import Any
 from . import __version__
 from .cli_common import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_USAGE
 from .cli_render import render_estimate, render_status, render_validate
-from .cli_types import at_least_one, dollars, http_url, positive_dollars, positive_seconds
+from .cli_types import at_least_one, dollars, http_url, positive_dollars, positive_seconds, state_file
 from .errors import BatchgenError, UsageError
 from .estimate import estimate_files
 from .export import add_export_arguments, export_command
@@ -136,7 +136,7 @@ def _add_status(sub) -> None:
     status = sub.add_parser("status", help="what a state file says, offline", description=(
         "Summarize a state file without the network or the lock (it works while a run is going): counts, "
         "spend, fallbacks, and each job that needs attention with what to do. --json lists every job."))
-    status.add_argument("state", type=Path, help="the state file (default location <out>/state.jsonl)")
+    status.add_argument("state", type=state_file, help="the state file (default location <out>/state.jsonl), or its folder")
     status.add_argument("--json", action="store_true", help="machine-readable output (fields in batchgen/status.py)")
     status.set_defaults(handler=_status)
 
@@ -146,7 +146,7 @@ def _add_estimate(sub) -> None:
         "Price every job of a manifest from the model table, per model and resolution; with --state, split "
         "into already paid, in flight, failed and still to pay, and check the budget and the fallback model."))
     estimate.add_argument("manifest", type=Path, help="the manifest (.yaml, .yml or .csv)")
-    estimate.add_argument("--state", type=Path, help="split into already paid, in flight and still to pay")
+    estimate.add_argument("--state", type=state_file, help="split into already paid, in flight and still to pay")
     estimate.add_argument("--json", action="store_true",
                           help="machine-readable output (fields in batchgen/estimate.py)")
     estimate.set_defaults(handler=_estimate)
@@ -155,7 +155,7 @@ def _add_estimate(sub) -> None:
 def _add_report(sub) -> None:
     report = sub.add_parser("report", help="a self-contained HTML report of a batch, offline", description=(
         "Write one HTML file with a card per job (poster, prompt, model, cost, status), readable offline."))
-    report.add_argument("state", type=Path, help="the state file of the batch")
+    report.add_argument("state", type=state_file, help="the state file of the batch, or its folder")
     report.add_argument("--html", type=Path, help="where to write it (default: report.html beside the state)")
     report.set_defaults(handler=_report)
 

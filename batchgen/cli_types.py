@@ -1,4 +1,4 @@
-"""argparse ``type=`` checks for numeric and URL options: a bad value is refused at parse time.
+"""argparse ``type=`` checks for numeric, URL and state-file arguments: a bad value is refused at parse time.
 
 Each raises argparse.ArgumentTypeError, which argparse turns into exit 2 and a message that
 names the option ("argument --poll-min: ..."), before anything is read, sent or paid.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -55,3 +56,9 @@ def http_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not host:
         raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL with a host, such as https://api.example.com")
     return text
+
+
+def state_file(text: str) -> Path:
+    """A batch's state file, or its output folder standing for the state.jsonl in it (as 'ls' shows it)."""
+    path = Path(text)
+    return path / "state.jsonl" if path.is_dir() and (path / "state.jsonl").is_file() else path

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .cli_types import state_file
 from .errors import OutputPathError, StateError, UsageError
 from .fsguard import replace_whole
 from .lifecycle import JobStatus
@@ -61,7 +62,7 @@ def add_export_arguments(subparsers: Any) -> None:
         description="Hard-link (or copy) the takes picked in 'batchgen review', or every downloaded video with "
                     "--all, into DIR with a poster JPEG each and index.csv + index.json. Run it again after "
                     "changing picks: only what changed is touched. Exits 1 if a video is missing or altered.")
-    export.add_argument("state", type=Path)
+    export.add_argument("state", type=state_file, help="the state file of the batch, or its folder")
     export.add_argument("--to", type=Path, required=True, metavar="DIR", help="the delivery folder")
     export.add_argument("--all", action="store_true", help="every downloaded video, not only the picked takes")
     export.add_argument("--name", default="{id}", metavar="TEMPLATE",

@@ -38,6 +38,11 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def test_export_takes_the_output_folder_for_its_state_file(picked, tmp_path, capsys):
+    assert main(["export", str(picked.parent), "--to", str(tmp_path / "delivery")]) == 0
+    assert "2 written, 0 unchanged" in capsys.readouterr().out
+
+
 def test_export_delivers_the_picked_takes_with_posters_and_an_index(picked, tmp_path, capsys):
     dest = tmp_path / "delivery"
     assert main(["export", str(picked), "--to", str(dest)]) == 0

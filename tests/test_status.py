@@ -112,6 +112,14 @@ def test_missing_state_file_says_where_it_comes_from(tmp_path, capsys):
     assert "nope.jsonl: no such state file" in err and "batchgen run" in err
 
 
+def test_the_output_folder_stands_for_its_state_file(state_path, capsys):
+    # 'batchgen status outputs/shots' as the folder shows in a listing; the same for report, review, export.
+    assert main(["status", str(state_path.parent), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["downloaded"] == 2
+    assert main(["report", str(state_path.parent)]) == 0
+    assert (state_path.parent / "report.html").is_file()
+
+
 def test_json_lists_every_job_with_models_cost_billed_file_error_and_next_action(state_path):
     s = summarize(load(state_path), str(state_path))
     jobs = {j["key"]: j for j in s["job_list"]}

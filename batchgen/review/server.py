@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cli_types import state_file
 from ..errors import StateError, UsageError
 from ..lifecycle import JobStatus
 from ..picks import PICKS_FILE, group_rows, kept_redo_link, load_picks, make_pick, save_picks
@@ -49,7 +50,7 @@ def add_review_arguments(subparsers: Any) -> None:
                     "machine only (a token in the printed URL guards every request). Keys: arrows or j/k move, "
                     "1-9 pick a take, x rejects, r marks a redo with a note, u clears. Picks are saved to "
                     "<out>/picks.json as they are made; 'batchgen export' delivers them.")
-    review.add_argument("state", type=Path)
+    review.add_argument("state", type=state_file, help="the state file of the batch, or its folder")
     review.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     review.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     review.add_argument("--open", action="store_true", help="open the page in the default browser")
