@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -24,6 +25,8 @@ _NULL = "tag:yaml.org,2002:null"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
+#: A placeholder's name in a template, as str.format reads it: '{name}', '{name:03d}', '{name!r}'.
+_TEMPLATE_NAME = re.compile(r"(?<!\{)\{([^{}:!]+)")
 
 
 class Problems:
@@ -284,7 +287,28 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
             out.rows.append(row)
     if len(records) == 1:
         problems.add(header_line, "the CSV file has a header but no rows; add one row per job")
+    _unused_near_fields(header_line, [name for _, name, is_field in columns if not is_field], out.rows,
+                        job_fields - {name for _, name, _ in columns}, problems)
     return out
+
+
+def _unused_near_fields(header_line: int, var_columns: list[str], rows: list[RawRow], job_fields: set[str],
+                        problems: Problems) -> None:
+    """A column named almost like a job field the header lacks ('duraton', 'Images') that no template
+    uses is a typo: as a template variable it would do nothing, and every job would silently get the
+    field's default (and be paid for at it)."""
+    used: set[str] = set()
+    for row in rows:
+        for name in ("prompt", "output", "id"):
+            text = row.fields[name].value if name in row.fields else None
+            if isinstance(text, str):
+                used.update(_TEMPLATE_NAME.findall(text))
+    for column in var_columns:
+        close = difflib.get_close_matches(column.lower().replace(" ", "_"), sorted(job_fields), n=1, cutoff=0.8)
+        if close and column not in used:
+            problems.add(header_line, f"column {column!r} is not a job field and no prompt, output or id uses it, "
+                         f"so it would do nothing; did you mean {close[0]!r}? Rename the column (a column kept as a note "
+                         "needs a name less like a job field)")
 
 
 def _records(text: str, problems: Problems) -> list[tuple[int, list[str]]] | None:

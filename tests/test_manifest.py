@@ -167,6 +167,9 @@ BAD = {
     "csv-duration-after-multiline": ('image,prompt,duration\na.jpg,"two\nlines",4\nb.png,y,5s\n', "m.csv",
                                      [(4, "duration '5s' must be a whole number")]),
     "csv-missing-prompt-cell": ("image,prompt\na.jpg,\n", "m.csv", [(2, "prompt is required")]),
+    "csv-typo-column-near-field": ("image,prompt,Duraton\na.jpg,x,8\n", "m.csv", [(1, (
+        "column 'Duraton' is not a job field and no prompt, output or id uses it, so it would do nothing; "
+        "did you mean 'duration'?"))]),
 }
 
 
@@ -408,6 +411,12 @@ def test_csv_other_delimiters_and_string_numbers(d, sep):
 def test_csv_extra_columns_are_template_vars_and_short_rows_pad(d):
     m = load(d, "image,prompt,product,unused\na.jpg,{product} spins,mug\n", "m.csv")
     assert m.jobs[0].prompt == "mug spins"
+
+
+def test_csv_column_near_a_field_is_a_variable_when_a_template_uses_it_or_the_field_is_there(d):
+    m = load(d, f"image,prompt,model,seed,seeds,images\na.jpg,{{images}} at {{seeds}},{SEEDANCE},7,three,two mugs\n",
+             "m.csv")
+    assert (m.jobs[0].prompt, m.jobs[0].params["seed"]) == ("two mugs at three", 7)
 
 
 def test_persistent_image_cache_is_written(d):
