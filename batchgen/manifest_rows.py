@@ -141,7 +141,7 @@ class Expander:
             return None
         job_id, output = ids
         try:
-            prompt = render("prompt", shared.prompt_t, ctx).strip()
+            prompt = render("prompt", shared.prompt_t, ctx, shared.context).strip()
         except ValueError as exc:
             self.problems.add(shared.line_of("prompt"), str(exc), job_id)
             return None
@@ -173,7 +173,7 @@ class Expander:
                 # made id-safe: a stem like 'Red Mug' must not make the id invalid.
                 ctx["id"] = check_id(id_t) + _UNSAFE_ID.sub("_", render("id", shared.suffix, ctx))
             elif id_t is not None:
-                ctx["id"] = check_id(render("id", id_t, ctx))
+                ctx["id"] = check_id(render("id", id_t, ctx, shared.context))
             elif "id" in placeholders(shared.output_t):
                 raise ValueError("output uses {id}, but this job has no id: (its id is derived from the output); "
                                  "set id: or remove {id} from output")
@@ -182,7 +182,7 @@ class Expander:
                               _text_of(shared.fields.get("id")))
             return None
         try:
-            output = output_name(render("output", shared.output_t, ctx))
+            output = output_name(render("output", shared.output_t, ctx, shared.context))
         except ValueError as exc:
             self.problems.add(shared.line_of("output"), str(exc), _text_of(shared.fields.get("id")))
             return None

@@ -318,6 +318,39 @@ def test_templates_vars_row_vars_and_format_specs(d):
     assert dict(b.params) == {"duration": 5, "resolution": "720p", "aspect_ratio": "16:9"}
 
 
+def test_variables_are_templates_filled_per_job_and_a_note_stays_literal(d):
+    """A variable holding placeholders used to reach the paid prompt as literal braces."""
+    m = load(d, """
+        vars:
+          look: "the {stem} in {light}"
+          light: "{tone} light"
+          tone: warm
+          folder: "{stem}/{duration}s"
+        jobs:
+          - image: a.jpg
+            prompt: "{look}, {{literal}}. {note}"
+            output: "{folder}/clip"
+          - image: b.png
+            prompt: "{look}"
+            vars: {tone: cold}
+    """, notes={(7, "a.jpg"): "make it {brighter}"})
+    a, b = m.jobs
+    assert (a.prompt, a.output) == ("the a in warm light, {literal}. make it {brighter}", "a/4s/clip.mp4")
+    assert b.prompt == "the b in cold light"
+
+
+@pytest.mark.parametrize("lines, message", [
+    ('  a: "{b} and"\n  b: "{a}"\n', "prompt cannot be rendered: variables refer to each other in a loop "
+                                     "({a} -> {b} -> {a}); give one of them a plain value"),
+    ('  a: "{a}"\n  b: x\n', "variables refer to each other in a loop ({a} -> {a})"),
+    ('  a: "{b}"\n  b: "{nope}"\n', "prompt cannot be rendered: variable {b} uses unknown placeholder {nope}"),
+    ('  a: "smile :-{"\n  b: x\n', "prompt cannot be rendered: variable {a}: malformed template"),
+])
+def test_variable_loops_and_unknowns_inside_variables_are_problems(d, lines, message):
+    found = problems(d, "vars:\n" + lines + job(image="a.jpg", prompt="'{a}'"))
+    assert [(p.line, message in p.message) for p in found] == [(6, True)], found
+
+
 def test_output_sanitised_and_mp4_added_once(d):
     m = load(d, """
         jobs:
