@@ -65,7 +65,18 @@ def _warn_retired(candidates: list[Candidate], manifest: Manifest, problems: Pro
                 f"name a fallback_model: (e.g. {spec.retired.replacement}) so its jobs move there on any sign of "
                 "the retirement, or switch the rows to that model")
         problems.warn(candidate.spec.where.line, f"{spec.id} is retired upstream since {spec.retired.date} "
-                                                 f"({spec.retired.message}); {what}")
+                                                 f"({spec.retired.message}); {what}{_stuck(spec.id, candidates, manifest)}")
+
+
+def _stuck(model: str, candidates: list[Candidate], manifest: Manifest) -> str:
+    """The jobs of a retired model that their fallback refuses: they would wait for a model that is gone."""
+    stuck = [(c.spec, problems) for c in candidates if c.spec.model == model and c.spec.fallback_model
+             for problems in [manifest.models.get(c.spec.fallback_model).check(c.spec.params)] if problems]
+    if not stuck:
+        return ""
+    job, problems = stuck[0]
+    return (f"; but {len(stuck)} of its jobs cannot move there (first: {job.where.file}:{job.where.line} job "
+            f"{job.id}: {problems[0]}): give them values the fallback takes, or they wait for a retired model")
 
 
 def load_manifest(

@@ -235,3 +235,16 @@ def test_a_retired_model_validates_with_one_warning_that_names_the_way_out(d):
     with_fallback = load_manifest(write(d, f"fallback_model: {SEEDANCE}\njobs:\n" + rows))
     assert [w.message.endswith(f"move to fallback_model {SEEDANCE} on any sign of the retirement")
             for w in with_fallback.warnings] == [True]
+
+
+def test_the_retirement_warning_names_the_jobs_the_fallback_cannot_take(d):
+    """It used to promise every job would move to the fallback, while Seedance refuses Sora's 20 s
+    (or Fast refuses 1080p): those jobs would wait for a retired model."""
+    rows = "".join(f"  - image: a.jpg\n    prompt: shot\n    model: {SORA_PRO}\n    duration: {s}\n    output: s{s}\n"
+                   for s in (8, 16, 20))
+    manifest = load_manifest(write(d, f"fallback_model: {SEEDANCE}\njobs:\n" + rows))
+    (warning,) = manifest.warnings
+    assert warning.message.endswith(
+        f"on any sign of the retirement; but 2 of its jobs cannot move there (first: {d / 'm.yaml'}:8 job s16: "
+        f"duration 16 is not accepted by {SEEDANCE}; use one of 4-15 (whole seconds)): give them values the "
+        "fallback takes, or they wait for a retired model"), warning.message
