@@ -100,6 +100,7 @@ def load_manifest(
         candidates.extend(jobs)
     providers_setting(raw.settings, manifest, candidates, problems)
     _check_unique(candidates, problems)
+    _check_folders(candidates, problems)
     _check_name_lengths(candidates, problems, _name_max(path.resolve().parent))
     _warn_retired(candidates, manifest, problems)
     if problems.items:
@@ -196,6 +197,31 @@ def _check_unique(candidates: list[Candidate], problems: Problems) -> None:
             line = c.id_line if c.explicit_id else c.spec.where.line
             problems.add(line, f"id {c.spec.id!r} is used twice (lines {first.spec.where.line} and {c.spec.where.line}); "
                          "ids must be unique", c.spec.id)
+
+
+#: What the runner writes beside a video NAME.mp4: its sidecar, and both files' temporaries.
+_COMPANIONS = (".mp4", ".json", ".mp4.part", ".json.tmp")
+#: Names the run itself uses at the top of the output folder (unmatched/: paid videos no job claims).
+_RUN_NAMES = ("state.jsonl", "state.jsonl.lock", "batchgen.log", "report.html", "picks.json", "unmatched")
+
+
+def _check_folders(candidates: list[Candidate], problems: Problems) -> None:
+    """A job's folder that is another job's file ('clip' and 'clip.mp4/x') or one of the run's own
+    names makes the jobs fail at download, after they were paid for."""
+    files: dict[str, Candidate | None] = dict.fromkeys(_RUN_NAMES)
+    for c in candidates:
+        for suffix in _COMPANIONS:
+            files.setdefault(c.spec.output[:-4].casefold() + suffix, c)
+    for c in candidates:
+        folders = c.spec.output.split("/")[:-1]
+        for depth in range(1, len(folders) + 1):
+            folder = "/".join(folders[:depth])
+            if folder.casefold() in files:
+                other = files[folder.casefold()]
+                what = "a name the run itself uses" if other is None else f"a file of {_where(other)}"
+                problems.add(c.output_line, f"output {c.spec.output!r} needs a folder {folder!r}, but that is "
+                             f"{what}; change one of the output: names", c.spec.id)
+                break
 
 
 def _name_max(folder: Path) -> int:

@@ -131,6 +131,11 @@ BAD = {
                       [(4, "climbs out of the output folder")]),
     "output-renders-empty": ("vars:\n  tag: ''\n" + job(image="a.jpg", prompt="x", output="'{tag}'"), "m.yaml",
                              [(6, "output renders to an empty name")]),
+    "output-folder-is-a-file-of-another-job": (job(image="a.jpg", prompt="x", output="clip") + job(
+        image="b.png", prompt="x", output="Clip.json/x")[6:], "m.yaml", [(7, (
+            "output 'Clip.json/x.mp4' needs a folder 'Clip.json', but that is a file of "))]),
+    "output-folder-is-a-run-name": (job(image="a.jpg", prompt="x", output="'unmatched/{stem}'"), "m.yaml", [(4, (
+        "output 'unmatched/a.mp4' needs a folder 'unmatched', but that is a name the run itself uses"))]),
     "output-only-extension": (job(image="a.jpg", prompt="x", output=".mp4"), "m.yaml", [(4, "empty name")]),
     "output-uses-derived-id": (job(image="a.jpg", prompt="x", output="'{id}'"), "m.yaml",
                                [(4, "output uses {id}, but this job has no id")]),
