@@ -300,7 +300,7 @@ class Expander:
                 "declare it under vars: or add a CSV column")
 
     def _images_of(self, f, row_line: int, bad, suggested: set[str]) -> list[Image]:
-        if "image" not in f or f["image"].value in (None, []):
+        if "image" not in f or f["image"].value in (None, []) or str(f["image"].value).strip() == "":
             if "image" not in suggested:
                 bad(row_line, "image is required; give a path (relative to the manifest's folder), a glob, "
                     "or an http(s) URL")
@@ -339,6 +339,9 @@ class Expander:
             self.problems.warn(line, message, job)
 
     def _last_image(self, text: str, line: int, bad) -> str | None:
+        if not text.strip():
+            bad(line, "last_image is empty; give the picture the clip should end on, or remove the field")
+            return None
         try:
             refs = resolve_image(text.strip(), self.base, self.max_jobs)
         except ValueError as exc:
