@@ -137,7 +137,7 @@ def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> None:
     if "max_cost" in values:
         value, line = values["max_cost"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            problems.add(line, f"max_cost {value!r} must be a dollar amount above zero, like 25 or 12.50")
+            problems.add(line, f"max_cost {value!r} must be a dollar amount above zero, like 25 or 12.50{_hint(value)}")
         else:
             manifest.max_cost = float(value)
     if "fallback_model" in values:
@@ -152,11 +152,21 @@ def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> None:
         if key in values:
             value, line = values[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.add(line, f"{key} {value!r} must be a whole number of at least 1")
+                problems.add(line, f"{key} {value!r} must be a whole number of at least 1{_hint(value)}")
             elif key == "concurrency":
                 manifest.settings[key] = value
             else:
                 setattr(manifest, key, value)
+
+
+def _hint(value: Any) -> str:
+    """Why a number the user meant was not read as one: YAML left it empty, or read it as text."""
+    if value is None:
+        return " (it is empty)"
+    if isinstance(value, str):
+        return (" (YAML read it as text: write the bare number, without quotes or '$'; "
+                "YAML reads 1e3 as text too, write 1000)")
+    return ""
 
 
 def _models(block: Any, line: int, manifest: Manifest, problems: Problems) -> None:

@@ -157,6 +157,10 @@ BAD = {
     "fallback-model-unknown": ("fallback_model: nope/model\n" + job(image="a.jpg", prompt="x"), "m.yaml",
                                [(1, "fallback_model 'nope/model' is not a known model")]),
     "max-cost-text": ("max_cost: lots\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "max_cost 'lots' must be")]),
+    "max-cost-quoted": ('max_cost: "25"\n' + job(image="a.jpg", prompt="x"), "m.yaml", [(1, (
+        "max_cost '25' must be a dollar amount above zero, like 25 or 12.50 (YAML read it as text: write the bare "
+        "number, without quotes or '$'"))]),
+    "max-cost-empty": ("max_cost:\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "(it is empty)")]),
     "concurrency-0": ("concurrency: 0\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "concurrency 0 must be")]),
     "models-block-incomplete": ("models:\n  acme/new:\n    durations: [5]\n" + job(image="a.jpg", prompt="x"), "m.yaml",
                                 [(2, "models.acme/new: a new model needs price_per_second, resolutions")]),
