@@ -122,7 +122,7 @@ def _read(path: Path, table: ModelTable, problems: Problems) -> RawManifest:
     kind = path.suffix.lower()
     if kind not in (".yaml", ".yml", ".csv", ".tsv"):
         raise ManifestError([Problem(str(path), None, f"unknown manifest type {kind or '(none)'!r}; name it .yaml or .csv")])
-    text = decode(data, problems)
+    text = decode(data, problems, excel_hint=kind in (".csv", ".tsv"))
     if text is None:
         raise ManifestError(problems.items)
     if kind in (".yaml", ".yml"):

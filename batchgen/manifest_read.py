@@ -86,15 +86,17 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {close!r}?" if close else ""
 
 
-def decode(raw: bytes, problems: Problems) -> str | None:
-    """UTF-8 text (a BOM is fine), or one problem saying where the first bad byte is."""
+def decode(raw: bytes, problems: Problems, excel_hint: bool = True) -> str | None:
+    """UTF-8 text (a BOM is fine), or one problem saying where the first bad byte is (and, for a CSV,
+    how Excel saves UTF-8)."""
     bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
         return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         at = exc.start + bom
         line = raw.count(b"\n", 0, at) + 1
-        problems.add(line, f"the file is not UTF-8 at byte {at}; save it as UTF-8 (in Excel: 'CSV UTF-8')")
+        problems.add(line, f"the file is not UTF-8 at byte {at}; save it as UTF-8"
+                     + (" (in Excel: 'CSV UTF-8')" if excel_hint else " (your editor's encoding setting)"))
         return None
 
 

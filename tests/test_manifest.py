@@ -164,7 +164,7 @@ BAD = {
     "concurrency-0": ("concurrency: 0\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "concurrency 0 must be")]),
     "models-block-incomplete": ("models:\n  acme/new:\n    durations: [5]\n" + job(image="a.jpg", prompt="x"), "m.yaml",
                                 [(2, "models.acme/new: a new model needs price_per_second, resolutions")]),
-    "yaml-not-utf8": (b"jobs:\n  - image: a.jpg\n    prompt: caf\xe9\n", "m.yaml", [(3, "not UTF-8 at byte 38")]),
+    "yaml-not-utf8": (b"jobs:\n  - image: a.jpg\n    prompt: caf\xe9\n", "m.yaml", [(3, "not UTF-8 at byte 38; save it as UTF-8 (your editor's encoding setting)")]),
     "unknown-extension": ("jobs: []\n", "m.txt", [(None, "unknown manifest type '.txt'")]),
     # CSV
     "csv-empty": ("\n\n", "m.csv", [(None, "the CSV file is empty")]),
