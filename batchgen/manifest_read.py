@@ -142,6 +142,11 @@ def _compose(text: str, problems: Problems) -> yaml.Node | None:
             what += f" ({exc.context} that began on line {exc.context_mark.line + 1})"
         problems.add(mark.line + 1 if mark else None, f"YAML syntax error: {what}; check indentation and quoting there")
         return None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        problems.add(line, f"the file contains the control character U+{exc.character:04X}, which YAML does not "
+                     "allow; delete it (or write it as an escape inside double quotes)")
+        return None
     except yaml.YAMLError as exc:
         problems.add(None, f"YAML error: {exc}")
         return None
@@ -224,6 +229,9 @@ def _fields(node: yaml.MappingNode, problems: Problems, allow_vars: bool) -> tup
     for key, value in _pairs(node, problems):
         if key == "vars" and allow_vars:
             row_vars = _vars(value, problems)
+        elif key == "vars":
+            problems.add(_line(value), "vars: does not go under defaults:; move it to the top level, where its "
+                         "variables apply to every job")
         elif isinstance(value, yaml.MappingNode) or (
             isinstance(value, yaml.SequenceNode) and any(not isinstance(x, yaml.ScalarNode) for x in value.value)
         ):

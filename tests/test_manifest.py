@@ -79,6 +79,10 @@ BAD = {
                             [(4, "YAML syntax error")]),
     "yaml-empty": ("", "m.yaml", [(None, "the manifest is empty")]),
     "yaml-not-mapping": ("- image: a.jpg\n", "m.yaml", [(1, "must be a mapping with a 'jobs:' list")]),
+    "yaml-control-character": ('jobs:\n  - image: a.jpg\n    prompt: "a\x01b"\n', "m.yaml", [(3, (
+        "the file contains the control character U+0001, which YAML does not allow; delete it"))]),
+    "vars-under-defaults": ("defaults:\n  vars: {tone: warm}\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(2, (
+        "vars: does not go under defaults:; move it to the top level"))]),
     "unknown-top-level": ("job:\n  - image: a.jpg\n", "m.yaml",
                           [(2, "unknown top-level key 'job'; did you mean 'jobs'?"), (None, "no 'jobs:' list")]),
     "jobs-not-list": ("jobs: a.jpg\n", "m.yaml", [(1, "jobs: must be a list")]),
