@@ -193,20 +193,34 @@ def _where(c: Candidate) -> str:
 
 
 def _check_unique(candidates: list[Candidate], problems: Problems) -> None:
-    outputs: dict[str, Candidate] = {}
-    ids: dict[str, Candidate] = {}
+    """One problem per output (or id) that several jobs share, however many: a CSV of 10,000 rows over
+    one picture, without an output: template, is one mistake, not 9,999."""
+    # Case-insensitive: on macOS and Windows 'A.mp4' and 'a.mp4' are the same file.
+    by_output = _groups(candidates, lambda c: c.spec.output.casefold())
+    for first, c, *rest in (group for group in by_output.values() if len(group) > 1):
+        problems.add(c.output_line, f"output {c.spec.output!r} is written by {_two_or_more(first, c, rest)}; give "
+                     "them different output: names, e.g. add {take} or a variable", c.spec.id)
+    by_id = _groups([group[0] for group in by_output.values()], lambda c: c.spec.id)
+    for first, c, *rest in (group for group in by_id.values() if len(group) > 1):
+        line = c.id_line if c.explicit_id else c.spec.where.line
+        lines = f"lines {first.spec.where.line} and {c.spec.where.line}" + (
+            f" and {len(rest)} more, the last on line {rest[-1].spec.where.line}" if rest else "")
+        problems.add(line, f"id {c.spec.id!r} is used {'twice' if not rest else f'{len(rest) + 2} times'} ({lines}); "
+                     "ids must be unique", c.spec.id)
+
+
+def _groups(candidates: list[Candidate], key) -> dict[str, list[Candidate]]:
+    groups: dict[str, list[Candidate]] = {}
     for c in candidates:
-        # Case-insensitive: on macOS and Windows 'A.mp4' and 'a.mp4' are the same file.
-        first = outputs.setdefault(c.spec.output.casefold(), c)
-        if first is not c:
-            problems.add(c.output_line, f"output {c.spec.output!r} is written by two jobs: {_where(first)} and "
-                         f"{_where(c)}; give them different output: names, e.g. add {{take}} or a variable", c.spec.id)
-            continue
-        first = ids.setdefault(c.spec.id, c)
-        if first is not c:
-            line = c.id_line if c.explicit_id else c.spec.where.line
-            problems.add(line, f"id {c.spec.id!r} is used twice (lines {first.spec.where.line} and {c.spec.where.line}); "
-                         "ids must be unique", c.spec.id)
+        groups.setdefault(key(c), []).append(c)
+    return groups
+
+
+def _two_or_more(first: Candidate, second: Candidate, rest: list[Candidate]) -> str:
+    if not rest:
+        return f"two jobs: {_where(first)} and {_where(second)}"
+    return (f"{len(rest) + 2} jobs: {_where(first)}, {_where(second)} and {len(rest)} more, the last at "
+            f"{_where(rest[-1])}")
 
 
 #: What the runner writes beside a video NAME.mp4: its sidecar, and both files' temporaries.

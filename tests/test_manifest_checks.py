@@ -248,3 +248,21 @@ def test_the_retirement_warning_names_the_jobs_the_fallback_cannot_take(d):
         f"on any sign of the retirement; but 2 of its jobs cannot move there (first: {d / 'm.yaml'}:8 job s16: "
         f"duration 16 is not accepted by {SEEDANCE}; use one of 4-15 (whole seconds)): give them values the "
         "fallback takes, or they wait for a retired model"), warning.message
+
+
+def test_many_jobs_on_one_output_or_id_are_one_problem_each_not_one_per_job(d):
+    """10,000 CSV rows over one picture without an output: template printed 9,999 problems."""
+    path = d / "m.csv"
+    path.write_text("image,prompt\n" + "".join(f"a.jpg,shot {i}\n" for i in range(2000)), encoding="utf-8")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.message) == (3, (
+        f"output 'a-5s-720p.mp4' is written by 2000 jobs: {path}:2 (job a-5s-720p), {path}:3 (job a-5s-720p) and "
+        f"1998 more, the last at {path}:2001 (job a-5s-720p); give them different output: names, e.g. add {{take}} "
+        "or a variable"))
+    path.write_text("image,prompt,id,output\n" + "".join(f"a.jpg,shot,hero,o{i}\n" for i in range(4)), encoding="utf-8")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    assert [p.message for p in err.value.problems] == [
+        "id 'hero' is used 4 times (lines 2 and 3 and 2 more, the last on line 5); ids must be unique"]
