@@ -84,6 +84,7 @@ class Expander:
         #: Redo notes by (row line, image as written) for {note}; empty unless ``run --redo``.
         self.notes: Mapping[tuple[int, str], str] = {}
         self.expanded = 0
+        self._clashed: set[str] = set()
         self._images: dict[str, ImageInfo | str] = {}
         self._refs: dict[str, list[Image] | str] = {}
 
@@ -208,8 +209,12 @@ class Expander:
     def _context(self, row: RawRow, bad) -> dict[str, Any]:
         context = {**self.top_vars, **row.vars}
         for name in BUILTIN_PLACEHOLDERS:
-            if name in context:
-                bad(row.line, f"template variable {name!r} clashes with the built-in {{{name}}}; rename the variable")
+            if name in context and name in self._clashed:
+                bad.failed = True  # said once, at the first row: a CSV column reaches every row
+            elif name in context:
+                self._clashed.add(name)
+                bad(row.line, f"template variable {name!r} clashes with the built-in {{{name}}}; rename the variable "
+                    "(under vars:, a row's vars: or the CSV header; every row that has it is refused)")
         return context
 
     def _unknown_fields(self, f: dict[str, Value], spec: ModelSpec | None, bad) -> set[str]:

@@ -183,6 +183,8 @@ BAD = {
     "csv-duration-after-multiline": ('image,prompt,duration\na.jpg,"two\nlines",4\nb.png,y,5s\n', "m.csv",
                                      [(4, "duration '5s' must be a whole number")]),
     "csv-missing-prompt-cell": ("image,prompt\na.jpg,\n", "m.csv", [(2, "prompt is required")]),
+    "csv-column-clashes-with-builtin-once": ("image,prompt,stem\na.jpg,x,1\nb.png,y,2\na.jpg,z,3\n", "m.csv",
+                                            [(2, "template variable 'stem' clashes with the built-in {stem}")]),
     "csv-typo-column-near-field": ("image,prompt,Duraton\na.jpg,x,8\n", "m.csv", [(1, (
         "column 'Duraton' is not a job field and no prompt, output or id uses it, so it would do nothing; "
         "did you mean 'duration'?"))]),
