@@ -89,10 +89,10 @@ def load_manifest(
     problems = Problems(str(path))
     manifest = Manifest(path=path, jobs=[], models=models if models is not None else ModelTable.builtin())
     raw = _read(path, manifest.models, problems)
-    _settings(raw, manifest, problems)
+    unreadable = _settings(raw, manifest, problems)
     expander = Expander(path, manifest.models, problems, raw.vars, manifest.fallback_model, image_cache,
                         manifest.max_jobs)
-    expander.notes = notes or {}
+    expander.notes, expander.unreadable_models = notes or {}, unreadable
     candidates: list[Candidate] = []
     for row in raw.rows:
         jobs = expander.row(row, raw.defaults)
@@ -130,10 +130,10 @@ def _read(path: Path, table: ModelTable, problems: Problems) -> RawManifest:
     return read_csv(text, problems, job_fields(table))
 
 
-def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> None:
+def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> set[str]:
+    """Apply the top-level settings; returns the models a broken models: block failed to add."""
     values = raw.settings
-    if "models" in values:
-        _models(*values["models"], manifest, problems)
+    unreadable = _models(*values["models"], manifest, problems) if "models" in values else set()
     if "max_cost" in values:
         value, line = values["max_cost"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -144,6 +144,8 @@ def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> None:
         value, line = values["fallback_model"]
         if not isinstance(value, str):
             problems.add(line, f"fallback_model {value!r} must be one model id, like {manifest.models.ids()[0]!r}")
+        elif value in unreadable:
+            pass  # the models: block's own problem says why
         elif value not in manifest.models:
             problems.add(line, f"fallback_model {value!r} is not a known model; known: {', '.join(manifest.models.ids())}")
         else:
@@ -157,6 +159,7 @@ def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> None:
                 manifest.settings[key] = value
             else:
                 setattr(manifest, key, value)
+    return unreadable
 
 
 def _hint(value: Any) -> str:
@@ -169,14 +172,16 @@ def _hint(value: Any) -> str:
     return ""
 
 
-def _models(block: Any, line: int, manifest: Manifest, problems: Problems) -> None:
+def _models(block: Any, line: int, manifest: Manifest, problems: Problems) -> set[str]:
     if block is not None and not isinstance(block, dict):
         problems.add(line, "models: must map a model path to its fields (durations, price_per_second, ...)")
-        return
+        return set()
     try:
         manifest.models = manifest.models.extended(block)
     except ModelTableError as exc:
         problems.add(line, str(exc))
+        return {str(model) for model in block if model not in manifest.models}
+    return set()
 
 
 def _warn_big_row(jobs: list[Candidate], table: ModelTable, line: int, problems: Problems) -> None:

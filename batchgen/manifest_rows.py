@@ -85,6 +85,8 @@ class Expander:
         self.notes: Mapping[tuple[int, str], str] = {}
         self.expanded = 0
         self._clashed: set[str] = set()
+        #: Models a broken models: block names but could not add.
+        self.unreadable_models: set[str] = set()
         self._images: dict[str, ImageInfo | str] = {}
         self._refs: dict[str, list[Image] | str] = {}
 
@@ -203,7 +205,10 @@ class Expander:
         try:
             return self.table.get(self._one(f, "model", bad) or DEFAULT_MODEL)
         except ModelTableError as exc:
-            bad(f["model"].line if "model" in f else row.line, str(exc))
+            if self._one(f, "model", bad) in self.unreadable_models:
+                bad.failed = True  # the models: block's own problem says why; 'unknown model' would mislead
+            else:
+                bad(f["model"].line if "model" in f else row.line, str(exc))
             return None
 
     def _context(self, row: RawRow, bad) -> dict[str, Any]:

@@ -168,6 +168,10 @@ BAD = {
     "concurrency-0": ("concurrency: 0\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "concurrency 0 must be")]),
     "models-block-incomplete": ("models:\n  acme/new:\n    durations: [5]\n" + job(image="a.jpg", prompt="x"), "m.yaml",
                                 [(2, "models.acme/new: a new model needs price_per_second, resolutions")]),
+    "models-block-broken-no-cascade": ("fallback_model: acme/new\nmodels:\n  acme/new:\n    durations: [5]\n"
+                                       "    resolutions: 720p\n    price_per_second: 0.2\n"
+                                       + job(image="a.jpg", prompt="x", model="acme/new"), "m.yaml",
+                                       [(3, "models.acme/new: resolutions must be a list")]),
     "yaml-not-utf8": (b"jobs:\n  - image: a.jpg\n    prompt: caf\xe9\n", "m.yaml", [(3, "not UTF-8 at byte 38; save it as UTF-8 (your editor's encoding setting)")]),
     "unknown-extension": ("jobs: []\n", "m.txt", [(None, "unknown manifest type '.txt'")]),
     # CSV
