@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +30,8 @@ __all__ = ["BUILTIN_PLACEHOLDERS", "CORE_FIELDS", "DEFAULT_OUTPUT", "Manifest", 
 #: Jobs one manifest may expand to unless it says 'max_jobs: N': a typo like 'takes: 300000'
 #: must be caught before anything is built, let alone paid for.
 DEFAULT_MAX_JOBS = 10_000
+#: A manifest is text: 100 MB is far past 10,000 rows of long prompts, and short of a video named by mistake.
+MAX_MANIFEST_BYTES = 100 * 10**6
 #: A row past either figure gets a warning: probably a glob or a list wider than meant.
 WARN_ROW_JOBS = 50
 WARN_ROW_DOLLARS = 100.0
@@ -114,7 +117,7 @@ def load_manifest(
 
 def _read(path: Path, table: ModelTable, problems: Problems) -> RawManifest:
     try:
-        data = path.read_bytes()
+        data = _bytes(path)
     except FileNotFoundError as exc:
         raise ManifestError([Problem(str(path), None, "manifest file not found; check the path")]) from exc
     except OSError as exc:
@@ -128,6 +131,28 @@ def _read(path: Path, table: ModelTable, problems: Problems) -> RawManifest:
     if kind in (".yaml", ".yml"):
         return read_yaml(text, problems)
     return read_csv(text, problems, job_fields(table))
+
+
+def _bytes(path: Path) -> bytes:
+    """The manifest's bytes; a folder, a device, a pipe or a huge file (a video named by mistake) is
+    refused instead of read forever. O_NONBLOCK: opening a pipe must not wait for a writer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError([Problem(str(path), None, "the manifest is not a regular file (a folder, device "
+                                                          "or pipe); give the path of a .yaml or .csv file")])
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError([Problem(str(path), None, f"the manifest is {st.st_size / 1e6:.0f} MB, over the "
+                                         f"{MAX_MANIFEST_BYTES // 10**6} MB a manifest may be; is it the right file? "
+                                         "Split a batch that big into several manifests")])
+        chunks, size = [], 0
+        while size <= MAX_MANIFEST_BYTES and (chunk := os.read(fd, 1 << 20)):  # a file still growing stops too
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _settings(raw: RawManifest, manifest: Manifest, problems: Problems) -> set[str]:

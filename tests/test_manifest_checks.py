@@ -4,6 +4,7 @@ name lengths, image sizes, and the warnings a careful user wants before paying."
 
 import json
 import math
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -266,3 +267,24 @@ def test_many_jobs_on_one_output_or_id_are_one_problem_each_not_one_per_job(d):
         load_manifest(path)
     assert [p.message for p in err.value.problems] == [
         "id 'hero' is used 4 times (lines 2 and 3 and 2 more, the last on line 5); ids must be unique"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe", "device", "huge"])
+def test_a_manifest_that_is_no_regular_file_or_huge_is_refused_not_read_forever(d, kind):
+    """'batchgen validate' on /dev/zero, a named pipe or a video renamed .yaml used to read until memory
+    ran out (or wait for a writer forever)."""
+    path = d / "m.yaml"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as fh:
+            fh.truncate(101 * 10**6)  # sparse: costs nothing on disk
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    (problem,) = err.value.problems
+    assert problem.message.startswith("the manifest is 101 MB, over the 100 MB a manifest may be" if kind == "huge"
+                                      else "the manifest is not a regular file (a folder, device or pipe)")
