@@ -12,7 +12,8 @@ from pathlib import Path
 from . import locks
 from .api_origin import check_same_api
 from .budget import check_cap
-from .errors import UsageError
+from .download import Targets
+from .errors import ManifestError, OutputPathError, Problem, UsageError
 from .deadlines import expired_summary
 from .fsguard import create_fresh
 from .lifecycle import JobStatus
@@ -44,6 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"the output folder {out_dir} is not writable ({exc.strerror}); choose another with --out") from exc
+    _check_outputs(manifest, out_dir)
     setup_logging(out_dir / "batchgen.log", -1 if args.quiet else args.verbose)
     options = RunOptions(out_dir=out_dir, concurrency=concurrency, download_concurrency=args.download_concurrency,
                          retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
@@ -61,6 +63,26 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     finally:
         locks.release(held)
+
+
+def _check_outputs(manifest, out_dir: Path) -> None:
+    """Every output path, checked against the links already in the output folder before anything is paid:
+    a folder that is a link to elsewhere would otherwise fail each of its jobs after it was bought."""
+    targets, refused = Targets(out_dir), {}
+    for job in manifest.jobs:
+        try:
+            targets(job.output)
+        except OutputPathError as exc:
+            folder = job.output.rpartition("/")[0]
+            # One line per linked folder (a glob may put thousands of jobs there), one per linked file.
+            outside = folder and targets.root not in (targets.root / folder).resolve().parents
+            refused.setdefault(folder + "/" if outside else job.output, []).append((job, exc))
+    problems = [Problem(job.where.file, job.where.line, f"{exc}: a link in its path points outside"
+                        + (f" (as do the outputs of {len(hits) - 1} more jobs under {path})" if len(hits) > 1 else "")
+                        + ". Remove the link, or choose another --out", job.id)
+                for path, hits in refused.items() for job, exc in hits[:1]]
+    if problems:
+        raise ManifestError(problems)
 
 
 async def _run(args, manifest, state_path: Path, options: RunOptions) -> int:

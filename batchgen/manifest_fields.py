@@ -10,7 +10,7 @@ import re
 import string
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -93,15 +93,55 @@ def placeholders(template: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def render(what: str, template: str, context: Mapping[str, Any]) -> str:
+class _VarError(ValueError):
+    """A problem inside a variable's own template, already worded for the user."""
+
+
+class _Vars(dict):
+    """A template's context in which the user's variables are templates too: 'look: "{stem} in {light}"'
+    must reach the prompt filled in, never as literal braces the video model would be paid to read."""
+
+    def __init__(self, context: Mapping[str, Any], templated: frozenset[str]):
+        super().__init__(context)
+        self.templated, self.using = templated, []
+
+    def __getitem__(self, name: str) -> Any:
+        value = super().__getitem__(name)
+        if name not in self.templated or not isinstance(value, str) or not ("{" in value or "}" in value):
+            return value
+        if name in self.using:
+            loop = " -> ".join("{" + n + "}" for n in [*self.using[self.using.index(name):], name])
+            raise _VarError(f"variables refer to each other in a loop ({loop}); give one of them a plain value")
+        self.using.append(name)
+        what = f"variable {{{name}}}"
+        try:
+            return render(what, value, self)
+        except _VarError:
+            raise
+        except ValueError as exc:
+            raise _VarError(str(exc) if str(exc).startswith(what) else f"{what}: {exc}") from exc
+        finally:
+            self.using.pop()
+
+
+def render(what: str, template: str, context: Mapping[str, Any], templated: Iterable[str] = ()) -> str:
+    """``template`` filled from ``context``; the values named in ``templated`` (the user's variables,
+    not the built-ins such as a reviewer's {note}) are rendered as templates themselves."""
     names = placeholders(template)
     unknown = [n for n in dict.fromkeys(names) if n not in context]
     if unknown:
         known = ", ".join("{" + k + "}" for k in sorted(context))
         raise ValueError(f"{what} uses unknown placeholder {', '.join('{' + n + '}' for n in unknown)}; "
                          f"known here: {known} (declare it under vars: or add a CSV column)")
+    nested = isinstance(context, _Vars)
+    if not nested and templated:
+        context = _Vars(context, frozenset(templated))
     try:
         return template.format_map(context)
+    except _VarError as exc:
+        if nested:
+            raise
+        raise ValueError(f"{what} cannot be rendered: {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{what} template cannot be rendered: {exc}") from exc
 

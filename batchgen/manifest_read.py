@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -24,6 +25,8 @@ _NULL = "tag:yaml.org,2002:null"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
+#: A placeholder's name in a template, as str.format reads it: '{name}', '{name:03d}', '{name!r}'.
+_TEMPLATE_NAME = re.compile(r"(?<!\{)\{([^{}:!]+)")
 
 
 class Problems:
@@ -83,15 +86,17 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {close!r}?" if close else ""
 
 
-def decode(raw: bytes, problems: Problems) -> str | None:
-    """UTF-8 text (a BOM is fine), or one problem saying where the first bad byte is."""
+def decode(raw: bytes, problems: Problems, excel_hint: bool = True) -> str | None:
+    """UTF-8 text (a BOM is fine), or one problem saying where the first bad byte is (and, for a CSV,
+    how Excel saves UTF-8)."""
     bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
         return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         at = exc.start + bom
         line = raw.count(b"\n", 0, at) + 1
-        problems.add(line, f"the file is not UTF-8 at byte {at}; save it as UTF-8 (in Excel: 'CSV UTF-8')")
+        problems.add(line, f"the file is not UTF-8 at byte {at}; save it as UTF-8"
+                     + (" (in Excel: 'CSV UTF-8')" if excel_hint else " (your editor's encoding setting)"))
         return None
 
 
@@ -136,6 +141,11 @@ def _compose(text: str, problems: Problems) -> yaml.Node | None:
         if exc.context and exc.context_mark and exc.problem_mark:
             what += f" ({exc.context} that began on line {exc.context_mark.line + 1})"
         problems.add(mark.line + 1 if mark else None, f"YAML syntax error: {what}; check indentation and quoting there")
+        return None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        problems.add(line, f"the file contains the control character U+{exc.character:04X}, which YAML does not "
+                     "allow; delete it (or write it as an escape inside double quotes)")
         return None
     except yaml.YAMLError as exc:
         problems.add(None, f"YAML error: {exc}")
@@ -219,6 +229,9 @@ def _fields(node: yaml.MappingNode, problems: Problems, allow_vars: bool) -> tup
     for key, value in _pairs(node, problems):
         if key == "vars" and allow_vars:
             row_vars = _vars(value, problems)
+        elif key == "vars":
+            problems.add(_line(value), "vars: does not go under defaults:; move it to the top level, where its "
+                         "variables apply to every job")
         elif isinstance(value, yaml.MappingNode) or (
             isinstance(value, yaml.SequenceNode) and any(not isinstance(x, yaml.ScalarNode) for x in value.value)
         ):
@@ -284,7 +297,28 @@ def read_csv(text: str, problems: Problems, job_fields: Iterable[str]) -> RawMan
             out.rows.append(row)
     if len(records) == 1:
         problems.add(header_line, "the CSV file has a header but no rows; add one row per job")
+    _unused_near_fields(header_line, [name for _, name, is_field in columns if not is_field], out.rows,
+                        job_fields - {name for _, name, _ in columns}, problems)
     return out
+
+
+def _unused_near_fields(header_line: int, var_columns: list[str], rows: list[RawRow], job_fields: set[str],
+                        problems: Problems) -> None:
+    """A column named almost like a job field the header lacks ('duraton', 'Images') that no template
+    uses is a typo: as a template variable it would do nothing, and every job would silently get the
+    field's default (and be paid for at it)."""
+    used: set[str] = set()
+    for row in rows:
+        for name in ("prompt", "output", "id"):
+            text = row.fields[name].value if name in row.fields else None
+            if isinstance(text, str):
+                used.update(_TEMPLATE_NAME.findall(text))
+    for column in var_columns:
+        close = difflib.get_close_matches(column.lower().replace(" ", "_"), sorted(job_fields), n=1, cutoff=0.8)
+        if close and column not in used:
+            problems.add(header_line, f"column {column!r} is not a job field and no prompt, output or id uses it, "
+                         f"so it would do nothing; did you mean {close[0]!r}? Rename the column (a column kept as a note "
+                         "needs a name less like a job field)")
 
 
 def _records(text: str, problems: Problems) -> list[tuple[int, list[str]]] | None:

@@ -84,6 +84,9 @@ class Expander:
         #: Redo notes by (row line, image as written) for {note}; empty unless ``run --redo``.
         self.notes: Mapping[tuple[int, str], str] = {}
         self.expanded = 0
+        self._clashed: set[str] = set()
+        #: Models a broken models: block names but could not add.
+        self.unreadable_models: set[str] = set()
         self._images: dict[str, ImageInfo | str] = {}
         self._refs: dict[str, list[Image] | str] = {}
 
@@ -141,7 +144,7 @@ class Expander:
             return None
         job_id, output = ids
         try:
-            prompt = render("prompt", shared.prompt_t, ctx).strip()
+            prompt = render("prompt", shared.prompt_t, ctx, shared.context).strip()
         except ValueError as exc:
             self.problems.add(shared.line_of("prompt"), str(exc), job_id)
             return None
@@ -173,7 +176,7 @@ class Expander:
                 # made id-safe: a stem like 'Red Mug' must not make the id invalid.
                 ctx["id"] = check_id(id_t) + _UNSAFE_ID.sub("_", render("id", shared.suffix, ctx))
             elif id_t is not None:
-                ctx["id"] = check_id(render("id", id_t, ctx))
+                ctx["id"] = check_id(render("id", id_t, ctx, shared.context))
             elif "id" in placeholders(shared.output_t):
                 raise ValueError("output uses {id}, but this job has no id: (its id is derived from the output); "
                                  "set id: or remove {id} from output")
@@ -182,7 +185,7 @@ class Expander:
                               _text_of(shared.fields.get("id")))
             return None
         try:
-            output = output_name(render("output", shared.output_t, ctx))
+            output = output_name(render("output", shared.output_t, ctx, shared.context))
         except ValueError as exc:
             self.problems.add(shared.line_of("output"), str(exc), _text_of(shared.fields.get("id")))
             return None
@@ -202,14 +205,21 @@ class Expander:
         try:
             return self.table.get(self._one(f, "model", bad) or DEFAULT_MODEL)
         except ModelTableError as exc:
-            bad(f["model"].line if "model" in f else row.line, str(exc))
+            if self._one(f, "model", bad) in self.unreadable_models:
+                bad.failed = True  # the models: block's own problem says why; 'unknown model' would mislead
+            else:
+                bad(f["model"].line if "model" in f else row.line, str(exc))
             return None
 
     def _context(self, row: RawRow, bad) -> dict[str, Any]:
         context = {**self.top_vars, **row.vars}
         for name in BUILTIN_PLACEHOLDERS:
-            if name in context:
-                bad(row.line, f"template variable {name!r} clashes with the built-in {{{name}}}; rename the variable")
+            if name in context and name in self._clashed:
+                bad.failed = True  # said once, at the first row: a CSV column reaches every row
+            elif name in context:
+                self._clashed.add(name)
+                bad(row.line, f"template variable {name!r} clashes with the built-in {{{name}}}; rename the variable "
+                    "(under vars:, a row's vars: or the CSV header; every row that has it is refused)")
         return context
 
     def _unknown_fields(self, f: dict[str, Value], spec: ModelSpec | None, bad) -> set[str]:
@@ -300,7 +310,7 @@ class Expander:
                 "declare it under vars: or add a CSV column")
 
     def _images_of(self, f, row_line: int, bad, suggested: set[str]) -> list[Image]:
-        if "image" not in f or f["image"].value in (None, []):
+        if "image" not in f or f["image"].value in (None, []) or str(f["image"].value).strip() == "":
             if "image" not in suggested:
                 bad(row_line, "image is required; give a path (relative to the manifest's folder), a glob, "
                     "or an http(s) URL")
@@ -339,6 +349,9 @@ class Expander:
             self.problems.warn(line, message, job)
 
     def _last_image(self, text: str, line: int, bad) -> str | None:
+        if not text.strip():
+            bad(line, "last_image is empty; give the picture the clip should end on, or remove the field")
+            return None
         try:
             refs = resolve_image(text.strip(), self.base, self.max_jobs)
         except ValueError as exc:

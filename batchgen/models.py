@@ -285,30 +285,55 @@ def _spec_from_data(model_id: str, raw: Mapping[str, Any], base: ModelSpec | Non
 
 
 def _values_from_data(raw: Mapping[str, Any], base: ModelSpec | None) -> dict[str, Any]:
-    """ModelSpec field values from a models-file entry; TypeError/ValueError name what is wrong."""
+    """ModelSpec field values from a models-file entry; TypeError/ValueError name what is wrong.
+    Types are checked, never coerced: 'resolutions: 720p' must not become ('7', '2', '0', 'p'),
+    nor 'confirmed: "false"' True, nor 'durations: [5.9]' 5 seconds."""
     values: dict[str, Any] = {}
     if "durations" in raw:
-        values["durations"] = tuple(int(d) for d in raw["durations"])
+        values["durations"] = tuple(_typed(f"durations[{i}]", d, int) for i, d in enumerate(_items("durations", raw)))
     if "resolutions" in raw:
-        values["resolutions"] = tuple(str(r) for r in raw["resolutions"])
+        values["resolutions"] = tuple(_typed(f"resolutions[{i}]", r, str)
+                                      for i, r in enumerate(_items("resolutions", raw)))
     if "price_per_second" in raw:
         values["price_per_second"] = _prices(raw["price_per_second"], values.get(
             "resolutions", base.resolutions if base else ()))
     if "extra_fields" in raw:
-        values["extra_fields"] = {str(k): _field_kind(v) for k, v in raw["extra_fields"].items()}
+        values["extra_fields"] = {str(k): _field_kind(v) for k, v in _typed("extra_fields", raw["extra_fields"],
+                                                                         Mapping).items()}
     if "retired" in raw:
         values["retired"] = _retirement(raw["retired"])
     if "min_read_interval" in raw:
         values["min_read_interval"] = _finite("min_read_interval", raw["min_read_interval"], allow_zero=True)
-    for name, cast in (("default_duration", int), ("default_resolution", str), ("note", str), ("family", str),
+    for name, kind in (("default_duration", int), ("default_resolution", str), ("note", str), ("family", str),
                        ("sends_resolution", bool), ("confirmed", bool)):
         if name in raw:
-            values[name] = cast(raw[name])
+            values[name] = _typed(name, raw[name], kind)
     return values
 
 
+_KIND_NAMES = {int: "a whole number", str: "text", bool: "true or false", Mapping: "a mapping of name: value"}
+
+
+def _typed(name: str, value: Any, kind: type) -> Any:
+    """``value`` when it already has the type (a bool is not a whole number), else a ValueError saying so."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
+    return value
+
+
+def _items(name: str, raw: Mapping[str, Any]) -> list[Any]:
+    value = raw[name]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name} must be a list, like {'[5, 10]' if name == 'durations' else '[720p, 1080p]'}, "
+                         f"got {value!r}")
+    return list(value)
+
+
 def _finite(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    number = float(value)
+    try:
+        number = float("a bool is no price" if isinstance(value, bool) else value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number, like 0.24, got {value!r}") from exc
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number above zero, got {value!r}")
     return number

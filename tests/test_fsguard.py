@@ -7,6 +7,7 @@ import logging
 import os
 
 import pytest
+from runner_helpers import make_images, run_cli, write_manifest
 from test_state_disk import small_tmpfs
 
 from batchgen import fsguard
@@ -83,3 +84,26 @@ def test_create_fresh_opens_a_free_name_at_once_and_refuses_any_link(tmp_path, o
             fsguard.create_fresh(tmp_path / name)
         assert (tmp_path / name).is_symlink()
     assert outside.read_text() == "keep me\n" and not (tmp_path / "nowhere").exists()
+
+
+def test_a_run_whose_output_folder_links_outside_is_refused_before_paying(sim, tmp_path, capsys):
+    """A folder of the output that is a link to elsewhere used to fail each of its jobs at download,
+    after the submit was paid; it is refused with file:line and job before anything is sent."""
+    make_images(tmp_path / "in", 3)
+    manifest = write_manifest(tmp_path, [{"image": "in/*.png", "prompt": "spin", "output": "clips/{stem}"},
+                                         {"image": "in/shot00.png", "prompt": "spin", "output": "single"},
+                                         {"image": "in/shot01.png", "prompt": "spin", "output": "fine/{stem}"}])
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "clips").symlink_to(elsewhere)
+    (out / "single.mp4").symlink_to(elsewhere / "single.mp4")
+    assert run_cli(sim, manifest, out) == 2
+    err = capsys.readouterr().err
+    assert "2 problems in the manifest; nothing was sent" in err
+    assert (f"{manifest}:2: [job clips/shot00] the output path 'clips/shot00.mp4' would leave the output folder "
+            f"{out}: a link in its path points outside (as do the outputs of 2 more jobs under clips/). Remove the "
+            "link, or choose another --out") in err
+    assert f"{manifest}:6: [job single] the output path 'single.mp4' would leave the output folder" in err
+    assert sim.ledger()["submissions"] == [] and list(elsewhere.iterdir()) == []
+    assert not (out / "state.jsonl").exists()

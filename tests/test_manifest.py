@@ -79,6 +79,10 @@ BAD = {
                             [(4, "YAML syntax error")]),
     "yaml-empty": ("", "m.yaml", [(None, "the manifest is empty")]),
     "yaml-not-mapping": ("- image: a.jpg\n", "m.yaml", [(1, "must be a mapping with a 'jobs:' list")]),
+    "yaml-control-character": ('jobs:\n  - image: a.jpg\n    prompt: "a\x01b"\n', "m.yaml", [(3, (
+        "the file contains the control character U+0001, which YAML does not allow; delete it"))]),
+    "vars-under-defaults": ("defaults:\n  vars: {tone: warm}\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(2, (
+        "vars: does not go under defaults:; move it to the top level"))]),
     "unknown-top-level": ("job:\n  - image: a.jpg\n", "m.yaml",
                           [(2, "unknown top-level key 'job'; did you mean 'jobs'?"), (None, "no 'jobs:' list")]),
     "jobs-not-list": ("jobs: a.jpg\n", "m.yaml", [(1, "jobs: must be a list")]),
@@ -96,6 +100,9 @@ BAD = {
     "prompt-blank-value": (job(image="a.jpg", prompt=""), "m.yaml", [(3, "prompt is empty")]),
     "prompt-list": (job(image="a.jpg", prompt="[a, b]"), "m.yaml", [(3, "prompt must be a single value")]),
     "image-missing-field": (job(prompt="x"), "m.yaml", [(2, "image is required")]),
+    "image-empty-text": (job(image="' '", prompt="x"), "m.yaml", [(2, "image is required; give a path")]),
+    "last-image-empty-text": (job(image="a.jpg", prompt="x", model=SEEDANCE, last_image="''"), "m.yaml",
+                              [(5, "last_image is empty; give the picture the clip should end on")]),
     "image-not-found": (job(image="nope.jpg", prompt="x"), "m.yaml", [(2, "nope.jpg does not exist")]),
     "image-zero-bytes": (job(image="zero.jpg", prompt="x"), "m.yaml", [(2, "is empty (0 bytes)")]),
     "image-text-named-jpg": (job(image="text.jpg", prompt="x"), "m.yaml", [(2, "text.jpg is not an image")]),
@@ -131,6 +138,11 @@ BAD = {
                       [(4, "climbs out of the output folder")]),
     "output-renders-empty": ("vars:\n  tag: ''\n" + job(image="a.jpg", prompt="x", output="'{tag}'"), "m.yaml",
                              [(6, "output renders to an empty name")]),
+    "output-folder-is-a-file-of-another-job": (job(image="a.jpg", prompt="x", output="clip") + job(
+        image="b.png", prompt="x", output="Clip.json/x")[6:], "m.yaml", [(7, (
+            "output 'Clip.json/x.mp4' needs a folder 'Clip.json', but that is a file of "))]),
+    "output-folder-is-a-run-name": (job(image="a.jpg", prompt="x", output="'unmatched/{stem}'"), "m.yaml", [(4, (
+        "output 'unmatched/a.mp4' needs a folder 'unmatched', but that is a name the run itself uses"))]),
     "output-only-extension": (job(image="a.jpg", prompt="x", output=".mp4"), "m.yaml", [(4, "empty name")]),
     "output-uses-derived-id": (job(image="a.jpg", prompt="x", output="'{id}'"), "m.yaml",
                                [(4, "output uses {id}, but this job has no id")]),
@@ -149,10 +161,18 @@ BAD = {
     "fallback-model-unknown": ("fallback_model: nope/model\n" + job(image="a.jpg", prompt="x"), "m.yaml",
                                [(1, "fallback_model 'nope/model' is not a known model")]),
     "max-cost-text": ("max_cost: lots\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "max_cost 'lots' must be")]),
+    "max-cost-quoted": ('max_cost: "25"\n' + job(image="a.jpg", prompt="x"), "m.yaml", [(1, (
+        "max_cost '25' must be a dollar amount above zero, like 25 or 12.50 (YAML read it as text: write the bare "
+        "number, without quotes or '$'"))]),
+    "max-cost-empty": ("max_cost:\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "(it is empty)")]),
     "concurrency-0": ("concurrency: 0\n" + job(image="a.jpg", prompt="x"), "m.yaml", [(1, "concurrency 0 must be")]),
     "models-block-incomplete": ("models:\n  acme/new:\n    durations: [5]\n" + job(image="a.jpg", prompt="x"), "m.yaml",
                                 [(2, "models.acme/new: a new model needs price_per_second, resolutions")]),
-    "yaml-not-utf8": (b"jobs:\n  - image: a.jpg\n    prompt: caf\xe9\n", "m.yaml", [(3, "not UTF-8 at byte 38")]),
+    "models-block-broken-no-cascade": ("fallback_model: acme/new\nmodels:\n  acme/new:\n    durations: [5]\n"
+                                       "    resolutions: 720p\n    price_per_second: 0.2\n"
+                                       + job(image="a.jpg", prompt="x", model="acme/new"), "m.yaml",
+                                       [(3, "models.acme/new: resolutions must be a list")]),
+    "yaml-not-utf8": (b"jobs:\n  - image: a.jpg\n    prompt: caf\xe9\n", "m.yaml", [(3, "not UTF-8 at byte 38; save it as UTF-8 (your editor's encoding setting)")]),
     "unknown-extension": ("jobs: []\n", "m.txt", [(None, "unknown manifest type '.txt'")]),
     # CSV
     "csv-empty": ("\n\n", "m.csv", [(None, "the CSV file is empty")]),
@@ -167,6 +187,11 @@ BAD = {
     "csv-duration-after-multiline": ('image,prompt,duration\na.jpg,"two\nlines",4\nb.png,y,5s\n', "m.csv",
                                      [(4, "duration '5s' must be a whole number")]),
     "csv-missing-prompt-cell": ("image,prompt\na.jpg,\n", "m.csv", [(2, "prompt is required")]),
+    "csv-column-clashes-with-builtin-once": ("image,prompt,stem\na.jpg,x,1\nb.png,y,2\na.jpg,z,3\n", "m.csv",
+                                            [(2, "template variable 'stem' clashes with the built-in {stem}")]),
+    "csv-typo-column-near-field": ("image,prompt,Duraton\na.jpg,x,8\n", "m.csv", [(1, (
+        "column 'Duraton' is not a job field and no prompt, output or id uses it, so it would do nothing; "
+        "did you mean 'duration'?"))]),
 }
 
 
@@ -315,6 +340,39 @@ def test_templates_vars_row_vars_and_format_specs(d):
     assert dict(b.params) == {"duration": 5, "resolution": "720p", "aspect_ratio": "16:9"}
 
 
+def test_variables_are_templates_filled_per_job_and_a_note_stays_literal(d):
+    """A variable holding placeholders used to reach the paid prompt as literal braces."""
+    m = load(d, """
+        vars:
+          look: "the {stem} in {light}"
+          light: "{tone} light"
+          tone: warm
+          folder: "{stem}/{duration}s"
+        jobs:
+          - image: a.jpg
+            prompt: "{look}, {{literal}}. {note}"
+            output: "{folder}/clip"
+          - image: b.png
+            prompt: "{look}"
+            vars: {tone: cold}
+    """, notes={(7, "a.jpg"): "make it {brighter}"})
+    a, b = m.jobs
+    assert (a.prompt, a.output) == ("the a in warm light, {literal}. make it {brighter}", "a/4s/clip.mp4")
+    assert b.prompt == "the b in cold light"
+
+
+@pytest.mark.parametrize("lines, message", [
+    ('  a: "{b} and"\n  b: "{a}"\n', "prompt cannot be rendered: variables refer to each other in a loop "
+                                     "({a} -> {b} -> {a}); give one of them a plain value"),
+    ('  a: "{a}"\n  b: x\n', "variables refer to each other in a loop ({a} -> {a})"),
+    ('  a: "{b}"\n  b: "{nope}"\n', "prompt cannot be rendered: variable {b} uses unknown placeholder {nope}"),
+    ('  a: "smile :-{"\n  b: x\n', "prompt cannot be rendered: variable {a}: malformed template"),
+])
+def test_variable_loops_and_unknowns_inside_variables_are_problems(d, lines, message):
+    found = problems(d, "vars:\n" + lines + job(image="a.jpg", prompt="'{a}'"))
+    assert [(p.line, message in p.message) for p in found] == [(6, True)], found
+
+
 def test_output_sanitised_and_mp4_added_once(d):
     m = load(d, """
         jobs:
@@ -408,6 +466,12 @@ def test_csv_other_delimiters_and_string_numbers(d, sep):
 def test_csv_extra_columns_are_template_vars_and_short_rows_pad(d):
     m = load(d, "image,prompt,product,unused\na.jpg,{product} spins,mug\n", "m.csv")
     assert m.jobs[0].prompt == "mug spins"
+
+
+def test_csv_column_near_a_field_is_a_variable_when_a_template_uses_it_or_the_field_is_there(d):
+    m = load(d, f"image,prompt,model,seed,seeds,images\na.jpg,{{images}} at {{seeds}},{SEEDANCE},7,three,two mugs\n",
+             "m.csv")
+    assert (m.jobs[0].prompt, m.jobs[0].params["seed"]) == ("two mugs at three", 7)
 
 
 def test_persistent_image_cache_is_written(d):

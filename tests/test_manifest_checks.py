@@ -4,6 +4,7 @@ name lengths, image sizes, and the warnings a careful user wants before paying."
 
 import json
 import math
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -235,3 +236,55 @@ def test_a_retired_model_validates_with_one_warning_that_names_the_way_out(d):
     with_fallback = load_manifest(write(d, f"fallback_model: {SEEDANCE}\njobs:\n" + rows))
     assert [w.message.endswith(f"move to fallback_model {SEEDANCE} on any sign of the retirement")
             for w in with_fallback.warnings] == [True]
+
+
+def test_the_retirement_warning_names_the_jobs_the_fallback_cannot_take(d):
+    """It used to promise every job would move to the fallback, while Seedance refuses Sora's 20 s
+    (or Fast refuses 1080p): those jobs would wait for a retired model."""
+    rows = "".join(f"  - image: a.jpg\n    prompt: shot\n    model: {SORA_PRO}\n    duration: {s}\n    output: s{s}\n"
+                   for s in (8, 16, 20))
+    manifest = load_manifest(write(d, f"fallback_model: {SEEDANCE}\njobs:\n" + rows))
+    (warning,) = manifest.warnings
+    assert warning.message.endswith(
+        f"on any sign of the retirement; but 2 of its jobs cannot move there (first: {d / 'm.yaml'}:8 job s16: "
+        f"duration 16 is not accepted by {SEEDANCE}; use one of 4-15 (whole seconds)): give them values the "
+        "fallback takes, or they wait for a retired model"), warning.message
+
+
+def test_many_jobs_on_one_output_or_id_are_one_problem_each_not_one_per_job(d):
+    """10,000 CSV rows over one picture without an output: template printed 9,999 problems."""
+    path = d / "m.csv"
+    path.write_text("image,prompt\n" + "".join(f"a.jpg,shot {i}\n" for i in range(2000)), encoding="utf-8")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.message) == (3, (
+        f"output 'a-5s-720p.mp4' is written by 2000 jobs: {path}:2 (job a-5s-720p), {path}:3 (job a-5s-720p) and "
+        f"1998 more, the last at {path}:2001 (job a-5s-720p); give them different output: names, e.g. add {{take}} "
+        "or a variable"))
+    path.write_text("image,prompt,id,output\n" + "".join(f"a.jpg,shot,hero,o{i}\n" for i in range(4)), encoding="utf-8")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    assert [p.message for p in err.value.problems] == [
+        "id 'hero' is used 4 times (lines 2 and 3 and 2 more, the last on line 5); ids must be unique"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe", "device", "huge"])
+def test_a_manifest_that_is_no_regular_file_or_huge_is_refused_not_read_forever(d, kind):
+    """'batchgen validate' on /dev/zero, a named pipe or a video renamed .yaml used to read until memory
+    ran out (or wait for a writer forever)."""
+    path = d / "m.yaml"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as fh:
+            fh.truncate(101 * 10**6)  # sparse: costs nothing on disk
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    (problem,) = err.value.problems
+    assert problem.message.startswith("the manifest is 101 MB, over the 100 MB a manifest may be" if kind == "huge"
+                                      else "the manifest is not a regular file (a folder, device or pipe)")

@@ -131,6 +131,25 @@ def test_bad_retired_read_floor_and_field_kind_are_refused(entry, message):
         ModelTable().extended({SORA_PRO: entry})
 
 
+@pytest.mark.parametrize("entry, message", [
+    ({"resolutions": "720p"}, r"resolutions must be a list, like \[720p, 1080p\], got '720p'"),
+    ({"durations": 5}, r"durations must be a list, like \[5, 10\], got 5"),
+    ({"durations": [5.9]}, r"durations\[0\] must be a whole number, got 5.9"),
+    ({"durations": [True]}, r"durations\[0\] must be a whole number, got True"),
+    ({"confirmed": "false"}, r"confirmed must be true or false, got 'false'"),
+    ({"sends_resolution": "no"}, r"sends_resolution must be true or false, got 'no'"),
+    ({"extra_fields": ["mood"]}, r"extra_fields must be a mapping of name: value, got \['mood'\]"),
+    ({"price_per_second": True}, r"price_per_second\.720p must be a number, like 0\.24, got True"),
+    ({"price_per_second": {"720p": "cheap"}}, r"price_per_second\.720p must be a number, like 0\.24, got 'cheap'"),
+])
+def test_models_block_values_of_the_wrong_type_are_refused_not_coerced(entry, message):
+    """'resolutions: 720p' used to become ('7', '2', '0', 'p') and send resolution '7'; a quoted
+    'false' became True; 5.9 s became 5 s."""
+    base = {"durations": [5], "resolutions": ["720p"], "price_per_second": 0.2}
+    with pytest.raises(ModelTableError, match=r"models\.acme/motion-1/image-to-video: " + message):
+        ModelTable().extended({ACME: {**base, **entry}})
+
+
 def test_models_command_lists_built_in_and_user_models(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BATCHGEN_MODELS", str(_models_file(tmp_path / "models.yaml", USER_MODELS)))
     assert main(["models"]) == 0
@@ -229,7 +248,7 @@ def test_env_var_wins_over_the_config_folder(tmp_path):
                                       r"price_per_second, resolutions; fix the models file or unset BATCHGEN_MODELS"),
     (f"{SORA_PRO}:\n  price: 0.3\n",
      r"models\.yaml: models\.openai/sora-2/image-to-video-pro: unknown field\(s\) price"),
-    (f"{SORA_PRO}:\n  durations: [four]\n", r"models\.yaml: models\.openai/sora-2/image-to-video-pro: invalid literal"),
+    (f"{SORA_PRO}:\n  durations: [four]\n", r"models\.yaml: models\.openai/sora-2/image-to-video-pro: durations\[0\] must be a whole number, got 'four'"),
     (f"{SORA_PRO}: 0.3\n", r"models\.yaml: models\.openai/sora-2/image-to-video-pro: expected a mapping of fields"),
     ("- just\n- a list\n", r"models\.yaml: a models file maps a model path to its fields .* got list"),
     (f"{SORA_PRO}:\n  durations: [4, 8\n  note: x\n", r"models\.yaml:3: the models file is not valid YAML"),

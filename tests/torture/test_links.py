@@ -41,11 +41,22 @@ def test_a_link_at_a_run_file_refuses_the_run_before_any_request(sim, planted, n
     assert untouched(outside) and sim.ledger()["requests"] == {}
 
 
-# A link at the video's own name is caught earlier, by safe_target's resolved-path check.
+def test_a_link_at_a_videos_own_name_refuses_the_run_before_any_request(sim, planted, capsys):
+    """Every output is resolved against the output folder before the first submit: a link there to
+    elsewhere used to be found only at download, after the job was paid for."""
+    manifest, out, outside = planted
+    link = out / f"{VIDEO}.mp4"
+    link.symlink_to(outside)
+    assert run_cli(sim, manifest, out) == 2
+    err = capsys.readouterr().err
+    assert f"[job {VIDEO}] the output path '{VIDEO}.mp4' would leave the output folder" in err
+    assert "Traceback" not in err and untouched(outside) and link.is_symlink()
+    assert sim.ledger()["requests"] == {}
+
+
 @pytest.mark.parametrize("name, says", [(f"{VIDEO}.mp4.part", "is a symbolic link"),
                                         (f"{VIDEO}.json.tmp", "is a symbolic link"),
-                                        (f"{VIDEO}.json", "is a symbolic link"),
-                                        (f"{VIDEO}.mp4", "would leave the output folder")])
+                                        (f"{VIDEO}.json", "is a symbolic link")])
 def test_a_link_at_a_video_file_is_refused_and_nothing_is_written_outside(sim, planted, name, says, capsys):
     manifest, out, outside = planted
     link = out / name
