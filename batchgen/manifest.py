@@ -256,7 +256,7 @@ def _two_or_more(first: Candidate, second: Candidate, rest: list[Candidate]) -> 
 #: What the runner writes beside a video NAME.mp4: its sidecar, and both files' temporaries.
 _COMPANIONS = (".mp4", ".json", ".mp4.part", ".json.tmp")
 #: Names the run itself uses at the top of the output folder (unmatched/: paid videos no job claims).
-_RUN_NAMES = ("state.jsonl", "state.jsonl.lock", "batchgen.log", "report.html", "picks.json", "unmatched")
+_RUN_NAMES = ("state.jsonl", "state.jsonl.lock", ".batchgen.lock", "batchgen.log", "report.html", "picks.json", "unmatched")
 
 
 def _check_folders(candidates: list[Candidate], problems: Problems) -> None:

@@ -331,7 +331,9 @@ def _items(name: str, raw: Mapping[str, Any]) -> list[Any]:
 
 def _finite(name: str, value: Any, *, allow_zero: bool = False) -> float:
     try:
-        number = float("a bool is no price" if isinstance(value, bool) else value)
+        if isinstance(value, bool):  # float(True) is 1.0: 'price_per_second: yes' is no price
+            raise TypeError("a truth value")
+        number = float(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a number, like 0.24, got {value!r}") from exc
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
