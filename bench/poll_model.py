@@ -263,12 +263,18 @@ def _times_from(path: Path) -> list[float]:
     return [took[k] for k in sorted(submitted, key=submitted.get) if k in took]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def batch_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the batch's shape (--n jobs on --c slots, --t seconds +- --jitter), q20's by default."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--c", type=int, default=32)
     parser.add_argument("--t", type=float, default=20.0, help="mean generation time, seconds")
     parser.add_argument("--jitter", type=float, default=0.2)
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = batch_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--times", type=Path, help="generation times in submit order instead of drawn ones: a JSON "
                         "list, or a state.jsonl (e.g. from bench/perf.py --keep) whose inference times are used")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from poll_model import READ_LATENCY, draw, list_bound, simulate  # noqa: E402
+from poll_model import READ_LATENCY, batch_parser, draw, list_bound, simulate  # noqa: E402
 
 SAMPLES = 400
 STEP = 0.05
@@ -72,11 +72,7 @@ def tail_lag(times: list[float], c: int, floor: float, low: float, high: float, 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--c", type=int, default=32)
-    parser.add_argument("--t", type=float, default=20.0, help="mean generation time, seconds")
-    parser.add_argument("--jitter", type=float, default=0.2)
+    parser = batch_parser(__doc__.splitlines()[0])
     parser.add_argument("--floor", type=float, default=5.0, help="fewest seconds between two reads of one task")
     parser.add_argument("--seeds", type=int, default=40, help="batches drawn (with --times: samplings of one batch)")
     parser.add_argument("--times", type=Path, help="one batch's generation times in submit order (a JSON list: "
