@@ -4,7 +4,6 @@ image references. Each returns a value or raises ValueError with the user-facing
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 import re
 import string
@@ -191,8 +190,7 @@ def resolve_image(text: str, base: str, limit: int) -> list[tuple[str, str | Non
         if os.path.isabs(expanded) or ".." in re.split(r"[/\\]", expanded):
             raise ValueError(f"image pattern {text!r} searches outside the manifest's folder; patterns are "
                              "searched from there, so move the images under it or list them one by one")
-        found = itertools.islice((m for m in glob.iglob(full, recursive=True) if os.path.isfile(m)), limit + 1)
-        matches = sorted(found)
+        matches = sorted(_once_each((m for m in glob.iglob(full, recursive=True) if os.path.isfile(m)), limit + 1))
         if len(matches) > limit:
             raise ValueError(f"image pattern {text!r} matches more than {limit} files (the manifest's max_jobs); "
                              "narrow the pattern, or raise the limit with a top-level 'max_jobs: N'")
@@ -200,6 +198,19 @@ def resolve_image(text: str, base: str, limit: int) -> list[tuple[str, str | Non
             raise ValueError(f"image pattern {text!r} matches no files (searched {full}); check the folder and pattern")
         return [(os.path.relpath(m, base).replace(os.sep, "/"), m, None, _stem(m)) for m in matches]
     return [(text, full, None, _stem(full))]
+
+
+def _once_each(paths: Iterable[str], most: int) -> list[str]:
+    """Each file once (at most ``most`` of them), however many folder links lead to it: '**' follows a
+    link to a folder, so a link back up ('up -> ..') matched the same picture forty times over. Its
+    shortest path is kept; another name for it in its own folder (a file link) still counts."""
+    best: dict[tuple[str, str], str] = {}
+    for path in paths:
+        key = (os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        if key not in best and len(best) == most:
+            break
+        best[key] = min(best.get(key, path), path, key=lambda p: (len(p), p))
+    return list(best.values())
 
 
 def _stem(path: str) -> str:

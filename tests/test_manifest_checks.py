@@ -188,6 +188,17 @@ def test_a_glob_matching_more_files_than_max_jobs_is_refused(d):
     assert [p.line for p in found] == [3] and "matches more than 3 files" in found[0].message
 
 
+def test_a_glob_through_a_folder_link_matches_each_picture_once(d):
+    # '**' follows folder links: 'up -> ..' made 41 jobs of one picture, all writing one output.
+    (d / "shots" / "more").mkdir(parents=True)
+    Image.new("RGB", (320, 256), "blue").save(d / "shots" / "mug.jpg")
+    Image.new("RGB", (320, 256), "green").save(d / "shots" / "more" / "cup.jpg")
+    (d / "shots" / "more" / "up").symlink_to("..")
+    (d / "shots" / "same.jpg").symlink_to("mug.jpg")  # another name in its folder: a picture of its own
+    manifest = load_manifest(write(d, "jobs:\n  - image: 'shots/**/*.jpg'\n    prompt: x\n"))
+    assert [j.image for j in manifest.jobs] == ["shots/more/cup.jpg", "shots/mug.jpg", "shots/same.jpg"]
+
+
 def test_a_row_over_50_jobs_or_100_dollars_is_warned_in_validate(d, capsys):
     path = write(d, f"jobs:\n  - image: a.jpg\n    prompt: x\n    takes: 51\n"
                     f"  - image: a.jpg\n    prompt: y\n    model: {SORA_PRO}\n    duration: 20\n"
