@@ -44,9 +44,8 @@ from typing import Any
 
 from .errors import StateError
 from .jobs import JobSpec
-from .lifecycle import JobStatus, in_flight, is_generated, never_billed
+from .lifecycle import JobStatus, in_flight, is_generated, never_billed, paid_not_on_disk
 from .manifest import Manifest, load_manifest
-from .planner import paid_not_on_disk
 from .state import JobRecord, State, committed_spend, load
 from .user_config import user_model_table
 

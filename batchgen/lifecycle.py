@@ -298,6 +298,12 @@ _BY_STATUS = {S.NEW: Action.SUBMIT, S.SUBMITTING: Action.RECONCILE, S.UNKNOWN: A
               S.SUBMITTED: Action.POLL, S.COMPLETED: Action.DOWNLOAD, S.DOWNLOADED: Action.DONE}
 
 
+def paid_not_on_disk(rec: JobRecord) -> bool:
+    """A task paid and known by its id whose video is not on disk yet: a run follows it even when its row
+    was edited or removed (planner.Leftover; an unknown one is settled only while its row is in the manifest)."""
+    return bool(rec.pid) and rec.status in (S.SUBMITTED, S.COMPLETED)
+
+
 def never_billed(rec: JobRecord) -> bool:
     """Failed before any task was created: every submit answer was a refusal (no prediction id, no
     verdict), so nothing was paid and the job is simply still to do."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .jobs import JobSpec, Location
-from .lifecycle import TRANSITIONS, Action, JobStatus, next_action, spend_of
+from .lifecycle import TRANSITIONS, Action, JobStatus, next_action, paid_not_on_disk, spend_of
 from .sidecars import OnDisk
 from .state import JobRecord, State
 from .state_events import Event, Job, Missing, Superseded
@@ -31,16 +31,11 @@ class Leftover(JobSpec):
         return self.recorded_key
 
 
-def paid_not_on_disk(rec: JobRecord) -> bool:
-    """A task paid and known by its id whose video is not on disk yet: a run follows it even when its row
-    was edited or removed (an unknown one is settled only while its row is in the manifest)."""
-    return bool(rec.pid) and rec.status in (JobStatus.SUBMITTED, JobStatus.COMPLETED)
-
-
 def leftover(rec: JobRecord, taken: set[str]) -> Leftover:
-    """The spec that follows ``rec``; ``taken``: the outputs the manifest's jobs write."""
+    """The spec that follows ``rec``; ``taken``: the outputs the manifest's jobs write, casefolded (on macOS
+    and Windows 'A.mp4' is 'a.mp4')."""
     output = rec.output
-    if output in taken:
+    if output.casefold() in taken:
         stem = output[:-4] if output.endswith(".mp4") else output
         output = f"{stem}.prev-{rec.key[:8]}.mp4"
     return Leftover(id=rec.id, model=rec.model, prompt=rec.prompt, image=rec.image, image_path=None, image_url=None,
@@ -138,7 +133,7 @@ def plan(specs: list[JobSpec], state: State, files_present: Mapping[str, int],
 def _follow_leftovers(result: Plan, state: State, keys: set[str]) -> None:
     """Jobs no longer in the manifest (edited or removed rows) whose task was paid and whose video is not
     on disk yet."""
-    taken = {j.output for j in result.jobs}
+    taken = {j.output.casefold() for j in result.jobs}
     result.leftovers = [leftover(r, taken) for k, r in state.jobs.items() if k not in keys and paid_not_on_disk(r)]
 
 

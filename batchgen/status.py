@@ -52,10 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StateError
-from .lifecycle import JobStatus
+from .lifecycle import JobStatus, paid_not_on_disk
 from .lifecycle import in_flight as is_in_flight
 from .lifecycle import next_action as lifecycle_next_action
-from .planner import paid_not_on_disk
 from .state import JobRecord, State, committed_spend, load, spend_of
 from .unmatched import listed as unmatched_videos
 

@@ -82,6 +82,15 @@ def test_a_row_edited_then_removed_is_counted_removed_once():
     assert result.removed == 1
 
 
+def test_a_paid_job_of_an_edited_row_is_followed_under_a_name_no_job_writes_even_up_to_case():
+    old = _job(1)
+    edited = JobSpec(**{**vars(_job(1, prompt="edited")), "output": "JOB1.mp4"})  # macOS: the same file
+    removed = _job(2)
+    result, _ = plan([edited], _state(_paid(old), _paid(removed)), {}, OPTIONS)
+    assert [(j.key, j.output) for j in result.leftovers] == [
+        (old.key, f"job1.prev-{old.key[:8]}.mp4"), (removed.key, "job2.mp4")]
+
+
 def test_a_missing_or_cut_video_is_fetched_again_from_its_paid_task():
     job = _job(1)
     for present in ({}, {"job1.mp4": 3}):

@@ -90,7 +90,7 @@ class Review:
             raise StateError(f"{state_path}: no such state file; it is created by 'batchgen run' in the output folder")
         self.out_dir = state_path.resolve().parent
         self.token = token or secrets.token_urlsafe(24)
-        self.picks = load_picks(self.out_dir)
+        load_picks(self.out_dir)  # a broken picks.json is said now, not at the page's first request
         self.state_path, self._seen = state_path, (0, 0)
         #: One re-read at a time: two reloads at once would write the same pictures' temporaries.
         self._reading = threading.Lock()
@@ -150,8 +150,8 @@ class Review:
         except (OSError, StateError) as exc:
             raise web.HTTPConflict(text=f"cannot read the batch again: {exc}; the rows shown are the ones read "
                                         "before", headers=_HEADERS) from exc
-        self.picks = self._saved_picks()
-        rows = [row_json(row, self.cards, self.picks.get(row.key)) for row in self.rows]
+        picks = self._saved_picks()
+        rows = [row_json(row, self.cards, picks.get(row.key)) for row in self.rows]
         return web.json_response({"title": self.out_dir.name, "rows": rows, "problems": self.problems})
 
     async def _pick(self, request: web.Request) -> web.Response:
@@ -177,14 +177,14 @@ class Review:
             raise web.HTTPInternalServerError(
                 text=f"pick not saved: cannot write {self.out_dir / PICKS_FILE} ({exc.strerror}); free some space "
                      "or fix the folder's permissions, then pick again", headers=_HEADERS) from exc
-        self.picks = picks
         return web.json_response({"row": row.key, "pick": entry})
 
     def _saved_picks(self) -> dict[str, dict[str, Any]]:
+        """picks.json as it is now: the page's picks, and the takes 'run --redo' linked meanwhile."""
         try:
             return load_picks(self.out_dir)
         except StateError as exc:
-            raise web.HTTPConflict(text=f"pick not saved: {exc}", headers=_HEADERS) from exc
+            raise web.HTTPConflict(text=f"cannot read the picks: {exc}", headers=_HEADERS) from exc
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         target = confined(self.out_dir, request.match_info["path"])
