@@ -255,8 +255,9 @@ def _two_or_more(first: Candidate, second: Candidate, rest: list[Candidate]) -> 
 
 #: What the runner writes beside a video NAME.mp4: its sidecar, and both files' temporaries.
 _COMPANIONS = (".mp4", ".json", ".mp4.part", ".json.tmp")
-#: Names the run itself uses at the top of the output folder (unmatched/: paid videos no job claims).
-_RUN_NAMES = ("state.jsonl", "state.jsonl.lock", ".batchgen.lock", "batchgen.log", "report.html", "picks.json", "unmatched")
+#: Names the run itself uses at the top of the output folder (unmatched/: paid videos no job claims). Its
+#: hidden ones (.batchgen.lock, .report/) need no entry: output names never start with a dot.
+_RUN_NAMES = ("state.jsonl", "state.jsonl.lock", "batchgen.log", "report.html", "picks.json", "unmatched")
 
 
 def _check_folders(candidates: list[Candidate], problems: Problems) -> None:
