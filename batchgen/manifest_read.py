@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import yaml
 
 from .errors import Problem
+from .manifest_fields import placeholders
 
 TOP_LEVEL_KEYS = ("defaults", "vars", "models", "max_cost", "max_jobs", "fallback_model", "fallback_after",
                   "providers", "concurrency", "jobs")
@@ -25,8 +25,6 @@ _NULL = "tag:yaml.org,2002:null"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
-#: A placeholder's name in a template, as str.format reads it: '{name}', '{name:03d}', '{name!r}'.
-_TEMPLATE_NAME = re.compile(r"(?<!\{)\{([^{}:!]+)")
 
 
 class Problems:
@@ -312,7 +310,10 @@ def _unused_near_fields(header_line: int, var_columns: list[str], rows: list[Raw
         for name in ("prompt", "output", "id"):
             text = row.fields[name].value if name in row.fields else None
             if isinstance(text, str):
-                used.update(_TEMPLATE_NAME.findall(text))
+                try:
+                    used.update(placeholders(text))
+                except ValueError:
+                    pass  # a malformed template is a problem of its own, said where the row is rendered
     for column in var_columns:
         close = difflib.get_close_matches(column.lower().replace(" ", "_"), sorted(job_fields), n=1, cutoff=0.8)
         if close and column not in used:

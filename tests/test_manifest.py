@@ -205,6 +205,12 @@ def test_bad_manifest(d, case):
         assert problem.file == str(d / name)
 
 
+def test_a_column_named_like_a_field_that_a_template_uses_is_a_variable(d):
+    # Used (with a format spec, even): the user meant it, so it is no typo of 'duration'.
+    manifest = load(d, "image,prompt,Duraton\na.jpg,take {Duraton:>3} of the mug,8\n", "m.csv")
+    assert [j.prompt for j in manifest.jobs] == ["take   8 of the mug"]
+
+
 def test_bad_case_count():
     assert len(BAD) >= 30
 
